@@ -1,0 +1,121 @@
+"""Shared mechanics of the batch agents: partition grouping with the right event context
+for table reads and writes, barriers, dead letters and one output message per partition.
+
+Faust picks a table's changelog partition (and RocksDB partition store) from the current
+event; a batch from `take_events` spans partitions, so each partition's slice is handled
+with one of its own events set as the current one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+import weakref
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+from faust.streams import _current_event
+
+from epochflow import metrics
+from epochflow.schemas.events import InvalidEvent
+from epochflow.schemas.results import Barrier
+
+log = logging.getLogger("epochflow.agents")
+
+BARRIER_TYPE = b'"barrier"'
+
+
+@contextmanager
+def event_context(event: Any) -> Iterator[None]:
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def by_partition(events: Sequence[Any]) -> dict[int, list[Any]]:
+    groups: dict[int, list[Any]] = defaultdict(list)
+    for event in events:
+        groups[event.message.partition].append(event)
+    return groups
+
+
+def barrier_token(raw: bytes) -> str | None:
+    """Barriers are tiny JSON objects {"type": "barrier", "token": ...} on any input topic."""
+    if BARRIER_TYPE not in raw[:40]:
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    return doc.get("token") if isinstance(doc, dict) and doc.get("type") == "barrier" else None
+
+
+def dead_letter_record(stage: str, event: Any, reason: str) -> bytes:
+    metrics.DEAD_LETTERS.labels(stage).inc()
+    message = event.message
+    raw = event.value
+    log.warning("%s: dead-lettered %s[%s]@%s: %s", stage, message.topic, message.partition, message.offset, reason)
+    return json.dumps(
+        {
+            "stage": stage,
+            "reason": reason,
+            "topic": message.topic,
+            "partition": message.partition,
+            "offset": message.offset,
+            "raw": raw.decode("utf-8", "replace") if isinstance(raw, bytes) else repr(raw),
+            "at": datetime.now(timezone.utc).isoformat(),
+        }
+    ).encode()
+
+
+class BatchOutcome:
+    def __init__(self) -> None:
+        self.rows: dict[int, list[Any]] = defaultdict(list)
+        self.dead: list[bytes] = []
+
+
+def run_partition(
+    stage: str,
+    events: list[Any],
+    handle: Callable[[bytes, int], list[Any]],
+    outcome: BatchOutcome,
+) -> None:
+    """Apply `handle` to one partition's events in order, inside that partition's event
+    context. Invalid messages are dead-lettered; they never stop the batch."""
+    partition = events[0].message.partition
+    for event in events:
+        raw = event.value
+        token = barrier_token(raw) if isinstance(raw, bytes) else None
+        if token is not None:
+            outcome.rows[partition].append(Barrier(token=token, stage=stage, partition=partition))
+            continue
+        with event_context(event):
+            try:
+                outcome.rows[partition].extend(handle(raw, partition))
+                metrics.EVENTS.labels(stage).inc()
+            except InvalidEvent as error:
+                outcome.dead.append(dead_letter_record(stage, event, error.reason))
+            except Exception as error:  # a bug must not stall the key's partition forever
+                log.error("%s: failed on %s", stage, traceback.format_exc())
+                outcome.dead.append(dead_letter_record(stage, event, f"processing error: {error!r}"))
+
+
+def encode_rows(rows: list[Any]) -> bytes:
+    return b"[" + b",".join(row.model_dump_json().encode() for row in rows) + b"]"
+
+
+def send_outcome(outcome: BatchOutcome, results_topic: Any, dead_letter_topic: Any) -> None:
+    """Enqueue the batch's output without yielding to the event loop: outputs leave in the
+    order their steps changed the tables, even across agents of one worker. Faust flushes
+    the producer before it commits offsets, so nothing is committed before it is sent."""
+    for partition, rows in outcome.rows.items():
+        if rows:
+            results_topic.send_soon(key=b"rows", value=encode_rows(rows), partition=partition)
+    for record in outcome.dead:
+        dead_letter_topic.send_soon(key=b"dead", value=record, partition=0)

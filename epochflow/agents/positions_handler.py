@@ -1,0 +1,169 @@
+"""What the positions agents do with one message, over typed stores: decode, look up
+state, call the core, write state, return the rows to send. No Faust here, so the same
+code runs under the agents, the property tests and the benchmarks' baselines."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+
+from epochflow import metrics
+from epochflow.domain.model import PositionState, Transaction, TxnRef, month_of, split_key
+from epochflow.domain.positions import Dropped, Reference, Step, apply_advance, apply_reference_change, apply_reset, apply_transaction
+from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
+from epochflow.schemas.events import (
+    BusinessDateEvent,
+    FxRateEvent,
+    InstrumentEvent,
+    MarketPriceEvent,
+    PortfolioEvent,
+    TransactionEvent,
+)
+from epochflow.schemas.results import rows_for
+from epochflow.tables.reference import Instrument, KeySet, Portfolio, ReferenceData
+from epochflow.tables.store import Store
+
+log = logging.getLogger("epochflow.positions")
+
+
+def to_transaction(event: TransactionEvent) -> Transaction:
+    return Transaction(
+        transaction_id=event.transaction_id,
+        portfolio_id=event.portfolio_id,
+        security_id=event.security_id,
+        transaction_type=event.transaction_type,
+        transaction_ts=event.transaction_date,
+        quantity=event.quantity,
+        price=event.price,
+        gross_amount=event.gross_amount,
+        trade_fee=event.trade_fee,
+        trade_currency=event.trade_currency,
+    )
+
+
+@dataclass
+class PositionsHandler:
+    states: Store[PositionState]
+    history: Store
+    refs: Store[TxnRef]
+    key_index: Store[KeySet]
+    reference: ReferenceData
+    clock: callable = field(default=lambda: datetime.now(timezone.utc))
+
+    # -- lookups -------------------------------------------------------------------
+    def _state(self, key: str) -> PositionState:
+        state = self.states.get(key)
+        if state is None:
+            portfolio_id, security_id = split_key(key)
+            state = PositionState(portfolio_id, security_id)
+        return state
+
+    def _loader(self, key: str):
+        return lambda month: self.history.get(f"{key}|{month}")
+
+    def _reference_for(self, portfolio_id: str) -> Reference:
+        portfolio = self.reference.portfolios.get(portfolio_id)
+        return Reference(
+            ctx=portfolio.ctx if portfolio else None,
+            fx=self.reference.fx,
+            business_date=self.reference.business_date(),
+            missing_portfolio=None if portfolio else portfolio_id,
+        )
+
+    def _index_add(self, name: str, key: str) -> None:
+        current = self.key_index.get(name) or KeySet()
+        if key not in current.keys:
+            self.key_index.put(name, KeySet((*current.keys, key)))
+
+    def _commit(self, key: str, step: Step) -> list:
+        if step.changed:
+            self.states.put(key, step.state)
+            for bucket in step.buckets:
+                if bucket.entries:
+                    self.history.put(f"{key}|{bucket.month}", bucket)
+                else:
+                    self.history.delete(f"{key}|{bucket.month}")
+            for transaction_id, ref in step.refs:
+                self.refs.put(f"{key}|{transaction_id}", ref)
+        for out in step.outputs:
+            if isinstance(out, Dropped):
+                metrics.STALE_EPOCH_DROPPED.labels("positions.commands").inc()
+                log.info("positions.commands dropped for %s: %s", key, out.reason)
+        return rows_for(step.outputs, step.state.portfolio_id, step.state.security_id, self.clock())
+
+    # -- transactions --------------------------------------------------------------
+    def on_transaction(self, event: TransactionEvent, partition: int) -> list:
+        txn = to_transaction(event)
+        key = txn.key
+        state = self._state(key)
+        ref = self.refs.get(f"{key}|{txn.transaction_id}")
+        reference = self._reference_for(txn.portfolio_id)
+        epoch_before = state.epoch
+        step = apply_transaction(state, txn, ref, self._loader(key), reference)
+        if ref is not None:
+            (metrics.DUPLICATES if not step.changed else metrics.AMENDMENTS).inc()
+        if step.state.epoch > epoch_before:
+            metrics.EPOCH_BUMPS.inc()
+            log.info("positions.apply %s back-dated %s: epoch %d -> %d", key, txn.transaction_id, epoch_before, step.state.epoch)
+        self._index_add(f"portfolio|{txn.portfolio_id}|p{partition}", key)
+        if reference.ctx is not None and txn.trade_currency != reference.ctx.base_currency:
+            self._index_add(f"fx|{txn.trade_currency}|{reference.ctx.base_currency}|p{partition}", key)
+        return self._commit(key, step)
+
+    # -- reference data ------------------------------------------------------------
+    def on_reference(self, event, partition: int) -> list:
+        data = self.reference
+        if isinstance(event, PortfolioEvent):
+            new = Portfolio(event.portfolio_id, event.base_currency, event.cost_basis_method, event.open_date)
+            old = data.portfolios.get(event.portfolio_id)
+            data.portfolios.put(event.portfolio_id, new)
+            if old is not None and (old.base_currency, old.cost_basis_method) == (new.base_currency, new.cost_basis_method):
+                return []
+            return self._revisit(f"portfolio|{event.portfolio_id}|p{partition}", None)
+        if isinstance(event, InstrumentEvent):
+            data.instruments.put(event.security_id, Instrument(event.security_id, event.currency))
+            return []
+        if isinstance(event, FxRateEvent):
+            previous = data.put_point(data.fx_name(event.from_currency, event.to_currency), event.rate_date, event.rate)
+            if previous == event.rate:
+                return []
+            return self._revisit(f"fx|{event.from_currency}|{event.to_currency}|p{partition}", event.rate_date)
+        if isinstance(event, BusinessDateEvent):
+            data.set_business_date(event.date)
+            return []
+        if isinstance(event, MarketPriceEvent):
+            return []  # prices matter to valuation, not to costing
+        raise TypeError(f"not reference data: {type(event).__name__}")
+
+    def _revisit(self, index_name: str, since: date | None) -> list:
+        """Re-cost every key on this partition that depends on the changed reference data."""
+        rows: list = []
+        for key in (self.key_index.get(index_name) or KeySet()).keys:
+            state = self._state(key)
+            start = since or state.first_open_date
+            if start is None:
+                continue
+            if state.fx_missing_from is not None:
+                start = min(start, state.fx_missing_from)
+            step = apply_reference_change(state, start, self._loader(key), self._reference_for(state.portfolio_id))
+            if step.changed and step.state.fx_currencies:
+                ctx = self._reference_for(state.portfolio_id).ctx
+                if ctx is not None:
+                    partition = index_name.rsplit("|p", 1)[1]
+                    for currency in step.state.fx_currencies:
+                        if currency != ctx.base_currency:
+                            self._index_add(f"fx|{currency}|{ctx.base_currency}|p{partition}", key)
+            rows.extend(self._commit(key, step))
+        return rows
+
+    # -- commands ------------------------------------------------------------------
+    def on_command(self, command: AdvanceWatermark | ResetWatermark) -> list:
+        key = command.key
+        state = self._state(key)
+        if isinstance(command, AdvanceWatermark):
+            step = apply_advance(state, command.epoch, command.generation, command.to_date,
+                                 command.latest_snapshot_date, self.reference.business_date())
+        else:
+            step = apply_reset(state, command.epoch, command.to_date)
+        return self._commit(key, step)

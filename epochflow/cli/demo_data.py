@@ -1,0 +1,80 @@
+"""The built-in demo dataset: a small investment manager's month. Deterministic (seeded)
+so the demo prints the same numbers every time."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+
+from epochflow.schemas.events import (
+    BusinessDateEvent,
+    FxRateEvent,
+    InstrumentEvent,
+    PortfolioEvent,
+    TransactionEvent,
+)
+
+START = date(2025, 6, 2)
+DAYS = 28
+
+PORTFOLIOS = [
+    ("GLOBAL_GROWTH_USD", "USD", "FIFO"),
+    ("EURO_INCOME_EUR", "EUR", "AVCO"),
+    ("BALANCED_GBP", "GBP", "FIFO"),
+]
+INSTRUMENTS = [
+    ("AAPL", "USD", Decimal("195")),
+    ("MSFT", "USD", Decimal("420")),
+    ("SAP", "EUR", Decimal("180")),
+    ("ASML", "EUR", Decimal("690")),
+    ("HSBA", "GBP", Decimal("6.40")),
+    ("NESN", "CHF", Decimal("92")),
+]
+FX_BASE = {("EUR", "USD"): Decimal("1.08"), ("GBP", "USD"): Decimal("1.27"), ("CHF", "USD"): Decimal("1.11")}
+
+
+def _cross(frm: str, to: str, level: dict[tuple[str, str], Decimal]) -> Decimal:
+    usd = {c: level[(c, "USD")] for c, _ in level} | {"USD": Decimal(1)}
+    return (usd[frm] / usd[to]).quantize(Decimal("0.000001"))
+
+
+def demo_events(seed: int = 7, transactions: int = 300) -> list:
+    rng = random.Random(seed)
+    events: list = [PortfolioEvent(portfolio_id=p, base_currency=b, cost_basis_method=m, open_date=START) for p, b, m in PORTFOLIOS]
+    events += [InstrumentEvent(security_id=s, currency=c, name=s, product_type="Equity") for s, c, _ in INSTRUMENTS]
+    days = [START + timedelta(days=i) for i in range(DAYS)]
+    for day in days:
+        level = {k: v * (1 + Decimal(rng.randint(-200, 200)) / 10000) for k, v in FX_BASE.items()}
+        currencies = ["USD", "EUR", "GBP", "CHF"]
+        for frm in currencies:
+            for to in currencies:
+                if frm != to:
+                    events.append(FxRateEvent(from_currency=frm, to_currency=to, rate_date=day, rate=_cross(frm, to, level)))
+        events.append(BusinessDateEvent(date=day))
+
+    held: dict[tuple[str, str], Decimal] = {}
+    booked: list[TransactionEvent] = []
+    for n in range(transactions):
+        day = days[min(DAYS - 1, n * DAYS // transactions)]
+        portfolio, _, _ = rng.choice(PORTFOLIOS)
+        security, currency, price = rng.choice(INSTRUMENTS)
+        price = (price * (1 + Decimal(rng.randint(-500, 500)) / 10000)).quantize(Decimal("0.01"))
+        have = held.get((portfolio, security), Decimal(0))
+        selling = have > 0 and rng.random() < 0.35
+        quantity = Decimal(rng.randint(1, int(have))) if selling else Decimal(rng.randint(5, 120))
+        held[(portfolio, security)] = have - quantity if selling else have + quantity
+        stamp = datetime.combine(day, time(9, 30), tzinfo=timezone.utc) + timedelta(minutes=rng.randint(0, 400))
+        booked.append(
+            TransactionEvent(
+                transaction_id=f"T{n:05d}", portfolio_id=portfolio, security_id=security, instrument_id=security,
+                transaction_type="SELL" if selling else "BUY", transaction_date=stamp, quantity=quantity,
+                price=price, gross_amount=quantity * price, trade_fee=Decimal(rng.choice(["0", "1.50", "4.95"])),
+                trade_currency=currency, currency=currency,
+            )
+        )
+    # operations reality: a tenth of the trades are booked late, some by days
+    late = rng.sample(range(len(booked)), len(booked) // 10)
+    arrival = [(i + (rng.randint(5, 60) if i in late else 0), t) for i, t in enumerate(booked)]
+    arrival.sort(key=lambda pair: pair[0])
+    return events + [t for _, t in arrival]

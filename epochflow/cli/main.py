@@ -1,0 +1,181 @@
+"""The `epochflow` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import tempfile
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import click
+
+from epochflow.config import ROLES
+
+
+@click.group()
+def cli() -> None:
+    """epochflow: portfolio positions and valuations kept correct under late, out-of-order,
+    duplicated and missing data."""
+
+
+# -- up / status ------------------------------------------------------------------------
+
+def _parse_workers(values: tuple[str, ...]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        role, _, n = value.partition("=")
+        if role not in ROLES or not n.isdigit() or int(n) < 1:
+            raise click.BadParameter(f"{value!r}: expected ROLE=N with ROLE one of {', '.join(ROLES)}")
+        counts[role] = int(n)
+    return counts
+
+
+@cli.command()
+@click.option("--workers", "workers", multiple=True, metavar="ROLE=N", help="Run N workers of ROLE (repeatable).")
+@click.option("--partitions", type=int, default=None, help="Partitions per key-scoped topic.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Where state, logs and the run file live.")
+def up(workers: tuple[str, ...], partitions: int | None, data_dir: Path | None) -> None:
+    """Start the stack: embedded broker and PostgreSQL (unless EPOCHFLOW_KAFKA_URL /
+    DATABASE_URL point elsewhere), topics, schema, and a worker process per role. Ctrl-C
+    stops everything."""
+    from epochflow.cli.stack import EmbeddedStack, StackError
+    from epochflow.cli.status import collect_status, render_status
+
+    stack = EmbeddedStack(data_dir, workers_per_role=_parse_workers(workers), partitions=partitions)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        with stack:
+            click.echo(f"kafka     {stack.kafka_url}")
+            click.echo(f"database  {stack.database_url}")
+            stack.wait_ready(120)
+            for worker in stack.describe()["workers"]:
+                click.echo(f"worker    {worker['name']:<14} pid {worker['pid']:<8} http://127.0.0.1:{worker['web_port']}/")
+            click.echo(render_status(collect_status(stack.data_dir)))
+            click.echo("epochflow is up. `epochflow ingest FILE` in another shell; Ctrl-C stops everything.")
+            stack.wait()
+    except KeyboardInterrupt:
+        click.echo("stopping...")
+    except StackError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def status(as_json: bool, data_dir: Path | None) -> None:
+    """Whether each role's workers are up and how far behind they are."""
+    from epochflow.cli.status import collect_status, render_status
+
+    report = collect_status(data_dir)
+    click.echo(render_status(report, as_json=as_json))
+    if not report.get("kafka_url"):
+        sys.exit(1)
+
+
+# -- ingest -----------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--case", default=None, help="Only this case of a scenario file.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def ingest(file: Path, case: str | None, data_dir: Path | None) -> None:
+    """Validate and publish the events of FILE (scenario JSON, JSON list or JSON Lines)."""
+    from epochflow.cli.ingest import load_events
+    from epochflow.cli.stack import settings_for_running_stack
+    from epochflow.schemas.events import InvalidEvent
+
+    try:
+        events = load_events(file, case)
+    except InvalidEvent as error:
+        raise click.ClickException(error.reason) from None
+    settings = settings_for_running_stack(data_dir)
+    if not settings.kafka_url:
+        raise click.ClickException("no running stack found: start one with `epochflow up` or set EPOCHFLOW_KAFKA_URL")
+    asyncio.run(_publish_with_progress(settings, events))
+
+
+async def _publish_with_progress(settings, events: list) -> None:
+    from epochflow.streams.producer import Producer
+    from epochflow.streams.publish import route
+
+    async with Producer(settings.kafka_bootstrap) as producer:
+        with click.progressbar(events, label=f"publishing {len(events)} events", show_eta=True, show_pos=True) as bar:
+            for event in bar:
+                for routed in route(event, settings):
+                    await producer.send(routed.topic, routed.partition, routed.key, routed.value)
+    click.echo(f"published {len(events)} events to {settings.kafka_url}")
+
+
+# -- scenario ---------------------------------------------------------------------------
+
+@cli.group()
+def scenario() -> None:
+    """Acceptance scenarios (shared/acceptance/FORMAT.md)."""
+
+
+@asynccontextmanager
+async def fresh_stack():
+    """A new stack per case: business dates are global to an engine instance."""
+    from epochflow.cli.stack import EmbeddedStack
+
+    with tempfile.TemporaryDirectory(prefix="epochflow-case-") as directory:
+        async with EmbeddedStack(Path(directory), topic_prefix=f"case{Path(directory).name[-6:]}") as stack:
+            yield stack.settings
+
+
+@scenario.command("run")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--case", default=None, help="Run only the case with this name.")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for quiescence at a checkpoint.")
+def scenario_run(file: Path, case: str | None, timeout: float) -> None:
+    """Run each case on a fresh stack and compare what PostgreSQL holds with the expectations."""
+    from epochflow.cli.scenario import run_file
+    from epochflow.schemas.events import InvalidEvent
+
+    try:
+        results = asyncio.run(run_file(file, fresh_stack, case, timeout, click.echo))
+    except InvalidEvent as error:
+        raise click.ClickException(error.reason) from None
+    sys.exit(1 if any(r.failures for r in results) else 0)
+
+
+# -- demo / bench -----------------------------------------------------------------------
+
+@cli.command()
+def demo() -> None:
+    """Run the built-in dataset through a fresh embedded stack and show the result."""
+    from epochflow.cli.demo import run_demo
+
+    sys.exit(asyncio.run(run_demo(click.echo)))
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks (apart from the tests); each prints ratios against a baseline run in
+    the same invocation."""
+
+
+@bench.command("ingest")
+@click.option("--transactions", "n", default=20000, show_default=True)
+@click.option("--keys", "k", default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Last line: the figures as one JSON object.")
+def bench_ingest(n: int, k: int, as_json: bool) -> None:
+    """N transactions over K keys through positions and sink, against a naive agent."""
+    from epochflow.cli.bench import bench_ingest as run
+
+    figures = asyncio.run(run(n, k, click.echo))
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
+@cli.command(hidden=True)
+@click.argument("role", type=click.Choice(list(ROLES) + ["naive"]))
+def worker(role: str) -> None:
+    """Run one worker of ROLE (the supervisor does this for you)."""
+    from epochflow.__main__ import run_worker
+
+    sys.argv = [sys.argv[0]]
+    run_worker(role)

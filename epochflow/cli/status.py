@@ -1,0 +1,97 @@
+"""`epochflow status`: per role, whether its worker processes run and how far its
+consumer group lags behind the topics it reads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from epochflow.cli.broker import consumer_lag, run_sync
+from epochflow.cli.stack import read_run_file, settings_for_running_stack
+from epochflow.cli.supervisor import pid_alive
+from epochflow.config import ROLES, Settings
+from epochflow.streams.names import topic_name
+
+# The topics each role's agents consume (short names, see epochflow.streams.names).
+ROLE_INPUTS: dict[str, tuple[str, ...]] = {
+    "positions": ("transactions", "reference", "position-commands"),
+    "sink": ("results",),
+}
+
+
+def app_id(settings: Settings, role: str) -> str:
+    """The Faust app id of a role, which is also its consumer group id."""
+    return f"{settings.topic_prefix}-{role}"
+
+
+async def build_status(
+    settings: Settings, run: Mapping[str, Any] | None = None, roles: Sequence[str] = ROLES
+) -> dict[str, Any]:
+    """The status report as plain data. `run` is a running stack's run file (see
+    `epochflow.cli.stack.read_run_file`): without one, workers are not known here (they
+    run elsewhere, e.g. in docker compose) and only lag is reported."""
+    report: dict[str, Any] = {
+        "kafka_url": settings.kafka_url,
+        "database_url": settings.database_url,
+        "topic_prefix": settings.topic_prefix,
+        "partitions": settings.partitions,
+        "stack_pid": run["pid"] if run else None,
+        "roles": {},
+    }
+    for role in roles:
+        topics = [topic_name(settings, short) for short in ROLE_INPUTS.get(role, ())]
+        group = app_id(settings, role)
+        entry: dict[str, Any] = {"group_id": group, "topics": topics}
+        if run is not None:
+            entry["workers"] = [
+                {**{k: w.get(k) for k in ("name", "pid", "state", "restarts", "web_port", "log")}, "alive": pid_alive(w["pid"] or 0)}
+                for w in run.get("workers", [])
+                if w.get("role") == role
+            ]
+        try:
+            lag = await consumer_lag(settings.kafka_bootstrap, group, topics) if settings.kafka_url else {}
+        except Exception as exc:  # a status report shows the problem rather than dying on it
+            entry.update(lag=None, total_lag=None, error=f"{type(exc).__name__}: {exc}")
+        else:
+            entry.update(lag=lag, total_lag=sum(n for parts in lag.values() for n in parts.values()))
+        report["roles"][role] = entry
+    return report
+
+
+def collect_status(data_dir: Path | None = None, roles: Sequence[str] = ROLES) -> dict[str, Any]:
+    """The report for the stack running from `data_dir` (or the one the environment
+    points at); sync, for the CLI."""
+    settings = settings_for_running_stack(data_dir)
+    return run_sync(build_status(settings, read_run_file(settings.data_dir), roles))
+
+
+def render_status(report: Mapping[str, Any], as_json: bool = False) -> str:
+    """The report as JSON (`--json`) or as a readable table."""
+    if as_json:
+        return json.dumps(report, indent=2, sort_keys=True)
+    lines = [
+        f"kafka     {report['kafka_url'] or '(not configured)'}",
+        f"database  {report['database_url'] or '(not configured)'}",
+        f"topics    prefix {report['topic_prefix']}, {report['partitions']} partitions",
+        "",
+        f"{'role':<12}{'workers':<16}{'restarts':>9}{'lag':>10}  by partition",
+    ]
+    for role, entry in report["roles"].items():
+        workers = entry.get("workers")
+        if workers is None:
+            alive, restarts = "unknown", "-"
+        else:
+            alive = f"{sum(w['alive'] for w in workers)}/{len(workers)} alive"
+            restarts = str(sum(w["restarts"] or 0 for w in workers))
+        if entry.get("error"):
+            lag, detail = "?", entry["error"]
+        else:
+            lag = str(entry["total_lag"])
+            detail = "  ".join(
+                f"{topic.rsplit('.', 1)[-1]}[{','.join(str(parts[p]) for p in sorted(parts))}]"
+                for topic, parts in entry["lag"].items()
+            )
+        lines.append(f"{role:<12}{alive:<16}{restarts:>9}{lag:>10}  {detail}")
+    return "\n".join(lines)

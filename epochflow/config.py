@@ -1,0 +1,72 @@
+"""Settings, read from the environment only (the embedded stack sets the same variables)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROLES = ("positions", "sink")
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_url: str = ""
+    database_url: str = ""
+    partitions: int = 4
+    topic_prefix: str = "epochflow"
+    data_dir: Path = Path(".epochflow")
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    worker_id: str = "0"
+    session_timeout_s: float = 8.0
+    heartbeat_s: float = 0.8
+    commit_interval_s: float = 0.5
+    batch_size: int = 500
+    batch_within_s: float = 0.05
+    log_level: str = "WARNING"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """host:port list for aiokafka (the URL may be written kafka://host:port)."""
+        return ",".join(part.split("://", 1)[-1] for part in self.kafka_url.split(","))
+
+    @property
+    def faust_broker(self) -> str:
+        return ";".join(
+            part if "://" in part else f"kafka://{part}" for part in self.kafka_url.split(",")
+        )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """DATABASE_URL in the asyncpg dialect SQLAlchemy wants."""
+        url = self.database_url
+        for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix):]
+        return url
+
+
+def load_settings() -> Settings:
+    return Settings(
+        kafka_url=_env("EPOCHFLOW_KAFKA_URL", ""),
+        database_url=_env("DATABASE_URL", ""),
+        partitions=int(_env("EPOCHFLOW_PARTITIONS", "4")),
+        topic_prefix=_env("EPOCHFLOW_TOPIC_PREFIX", "epochflow"),
+        data_dir=Path(_env("EPOCHFLOW_DATA_DIR", ".epochflow")),
+        web_port=int(_env("EPOCHFLOW_WEB_PORT", "6066")),
+        web_host=_env("EPOCHFLOW_WEB_HOST", "127.0.0.1"),
+        worker_id=_env("EPOCHFLOW_WORKER_ID", "0"),
+        session_timeout_s=float(_env("EPOCHFLOW_SESSION_TIMEOUT_S", "8")),
+        heartbeat_s=float(_env("EPOCHFLOW_HEARTBEAT_S", "0.8")),
+        commit_interval_s=float(_env("EPOCHFLOW_COMMIT_INTERVAL_S", "0.5")),
+        batch_size=int(_env("EPOCHFLOW_BATCH_SIZE", "500")),
+        batch_within_s=float(_env("EPOCHFLOW_BATCH_WITHIN_S", "0.05")),
+        log_level=_env("EPOCHFLOW_LOG_LEVEL", "WARNING"),
+    )

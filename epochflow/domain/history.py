@@ -1,0 +1,130 @@
+"""Position history: a key's transactions in order, each with the position after it,
+kept in month buckets so a change recomputes from its own month onward and no earlier."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date
+
+from epochflow.domain.cost import FxLookup, cost_transaction
+from epochflow.domain.model import Bucket, CostContext, HistoryEntry, Holding, Transaction, month_of
+
+BucketLoader = Callable[[str], Bucket | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuilt:
+    buckets: tuple[Bucket, ...]  # every bucket that was rewritten (empty ones: delete)
+    months: tuple[tuple[str, int], ...]  # the key's whole month index with entry counts
+    holding: Holding  # after the last entry
+    emitted: tuple[tuple[int, HistoryEntry], ...]  # (seq, entry) for entries dated >= from_date
+    first_date: date | None
+    last_date: date | None
+
+
+def _insert_sorted(entries: list[Transaction], txn: Transaction) -> None:
+    keys = [t.sort_key for t in entries]
+    entries.insert(bisect.bisect_left(keys, txn.sort_key), txn)
+
+
+def rebuild(
+    months: tuple[tuple[str, int], ...],
+    current: Holding,
+    load: BucketLoader,
+    start_month: str,
+    emit_from: date,
+    ctx: CostContext,
+    fx: FxLookup,
+    insert: Transaction | None = None,
+    remove_id: str | None = None,
+    remove_month: str | None = None,
+) -> Rebuilt:
+    """Re-cost the key from `start_month` to the end, optionally removing one transaction
+    (an amendment's old version) and inserting one. Entries dated `emit_from` or later are
+    returned for sending; earlier ones are unchanged."""
+    index = dict(months)
+    touched = sorted({m for m in index if m >= start_month} | ({month_of(insert.date)} if insert else set()))
+    seq = sum(count for m, count in months if m < start_month)
+
+    loaded = {m: load(m) for m in touched if m in index}
+    opening = _opening(months, start_month, current, loaded, load)
+
+    txns_by_month: dict[str, list[Transaction]] = {}
+    for m in touched:
+        bucket = loaded.get(m)
+        txns_by_month[m] = [e.txn for e in bucket.entries] if bucket else []
+    if remove_id is not None and remove_month in txns_by_month:
+        txns_by_month[remove_month] = [t for t in txns_by_month[remove_month] if t.transaction_id != remove_id]
+    if insert is not None:
+        _insert_sorted(txns_by_month[month_of(insert.date)], insert)
+
+    holding = opening
+    new_buckets: list[Bucket] = []
+    emitted: list[tuple[int, HistoryEntry]] = []
+    for m in touched:
+        bucket_opening = holding
+        entries: list[HistoryEntry] = []
+        for txn in txns_by_month[m]:
+            holding, entry = cost_transaction(holding, txn, ctx, fx)
+            entries.append(entry)
+            if txn.date >= emit_from:
+                emitted.append((seq, entry))
+            seq += 1
+        new_buckets.append(Bucket(m, bucket_opening, tuple(entries)))
+        index[m] = len(entries)
+
+    new_months = tuple((m, c) for m, c in sorted(index.items()) if c > 0)
+    first_date, last_date = _ends(new_months, new_buckets, load)
+    return Rebuilt(tuple(new_buckets), new_months, holding, tuple(emitted), first_date, last_date)
+
+
+def _opening(months, start_month: str, current: Holding, loaded: dict, load: BucketLoader) -> Holding:
+    """The holding the key had before `start_month`: the opening of the first existing
+    bucket at or after it (buckets store their opening), or the current holding when the
+    start is past every existing month."""
+    for m, _ in months:
+        if m >= start_month:
+            bucket = loaded.get(m) or load(m)
+            if bucket is not None:
+                return bucket.opening
+    return current
+
+
+def _ends(months, rebuilt: Iterable[Bucket], load: BucketLoader) -> tuple[date | None, date | None]:
+    if not months:
+        return None, None
+    by_month = {b.month: b for b in rebuilt}
+    first = by_month.get(months[0][0]) or load(months[0][0])
+    last = by_month.get(months[-1][0]) or load(months[-1][0])
+    first_date = first.entries[0].txn.date if first and first.entries else None
+    last_date = last.entries[-1].txn.date if last and last.entries else None
+    return first_date, last_date
+
+
+def entries_from(months: tuple[tuple[str, int], ...], load: BucketLoader, from_date: date) -> list[tuple[int, HistoryEntry]]:
+    """(seq, entry) for every entry dated `from_date` or later, for re-sending a replay."""
+    out: list[tuple[int, HistoryEntry]] = []
+    seq = 0
+    start = month_of(from_date)
+    for m, count in months:
+        if m < start:
+            seq += count
+            continue
+        bucket = load(m)
+        for entry in bucket.entries if bucket else ():
+            if entry.txn.date >= from_date:
+                out.append((seq, entry))
+            seq += 1
+    return out
+
+
+def find_entry(months: tuple[tuple[str, int], ...], load: BucketLoader, month: str, transaction_id: str) -> tuple[int, HistoryEntry] | None:
+    seq = sum(count for m, count in months if m < month)
+    bucket = load(month)
+    for entry in bucket.entries if bucket else ():
+        if entry.txn.transaction_id == transaction_id:
+            return seq, entry
+        seq += 1
+    return None

@@ -1,0 +1,290 @@
+"""The positions step: one event applied to one key's state.
+
+`apply_*` functions are pure: they read buckets through the loader they are given and
+return the new state, the buckets and transaction refs to write, and the outputs to send.
+Back-dated arrivals bump the epoch and rebuild the key's history under the new epoch in
+the same step, so a crash either repeats the whole step or finds it done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+
+from epochflow.domain.cost import FxLookup
+from epochflow.domain.history import BucketLoader, Rebuilt, entries_from, find_entry, rebuild
+from epochflow.domain.model import (
+    Bucket,
+    CostContext,
+    Flag,
+    HistoryEntry,
+    KeyStatus,
+    PositionState,
+    Transaction,
+    TxnRef,
+    month_of,
+)
+
+DAY = timedelta(days=1)
+
+
+# ---- outputs -------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class EpochOpened:
+    """History before `carry_before` is the same in the new epoch as in the old one."""
+
+    from_epoch: int
+    to_epoch: int
+    carry_before: date
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryWritten:
+    epoch: int
+    entries: tuple[tuple[int, HistoryEntry], ...]  # (seq, entry)
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    state: PositionState
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """An event fenced off: its epoch is older than the key's (counted, not applied)."""
+
+    reason: str
+
+
+Output = EpochOpened | HistoryWritten | StateChanged | Dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    state: PositionState
+    buckets: tuple[Bucket, ...] = ()
+    refs: tuple[tuple[str, TxnRef], ...] = ()
+    outputs: tuple[Output, ...] = ()
+    changed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """What the positions role knows of the world when it applies an event."""
+
+    ctx: CostContext | None  # None until the portfolio is known
+    fx: FxLookup
+    business_date: date | None = None
+    missing_portfolio: str | None = None
+
+
+# ---- detection -----------------------------------------------------------------------
+
+def detect_backdated(state: PositionState, affected: date) -> bool:
+    """Back-dated: earlier than the effective completed date (later of watermark and the
+    latest snapshot of the current epoch)."""
+    completed = state.effective_completed_date
+    return completed is not None and affected < completed
+
+
+def is_stale(state: PositionState, epoch: int) -> bool:
+    return epoch < state.epoch
+
+
+# ---- transactions --------------------------------------------------------------------
+
+def apply_transaction(
+    state: PositionState,
+    txn: Transaction,
+    ref: TxnRef | None,
+    load: BucketLoader,
+    reference: Reference,
+) -> Step:
+    fingerprint = txn.fingerprint()
+    if ref is not None and ref.fingerprint == fingerprint:
+        return _resend(state, txn.transaction_id, ref, load)
+
+    affected = txn.date
+    remove_month = None
+    if ref is not None:  # an amendment replaces the old version wherever it was
+        remove_month = ref.month
+        old = find_entry(state.months, load, ref.month, txn.transaction_id)
+        if old is not None:
+            affected = min(affected, old[1].txn.date)
+
+    new_state, opened = _open_epoch_if_backdated(state, affected, txn.transaction_id)
+    if not opened:
+        new_state = _revalue_day_if_completed(new_state, affected)
+    start_month = month_of(affected)
+    rebuilt = _rebuild(new_state, load, start_month, affected, reference, insert=txn,
+                       remove_id=txn.transaction_id if ref else None, remove_month=remove_month)
+    new_state = _after_rebuild(new_state, rebuilt, reference, txn.trade_currency, start_month)
+    outputs: list[Output] = []
+    if opened:
+        outputs.append(EpochOpened(state.epoch, new_state.epoch, affected))
+    outputs.append(HistoryWritten(new_state.epoch, rebuilt.emitted))
+    outputs.append(StateChanged(new_state))
+    return Step(
+        new_state,
+        rebuilt.buckets,
+        ((txn.transaction_id, TxnRef(fingerprint, month_of(txn.date))),),
+        tuple(outputs),
+    )
+
+
+def _resend(state: PositionState, transaction_id: str, ref: TxnRef, load: BucketLoader) -> Step:
+    """A duplicate changes nothing, but re-sends what the original step sent (idempotent
+    downstream), so a crash between the state write and the sends loses nothing."""
+    outputs: list[Output] = []
+    if state.epoch_trigger == transaction_id and state.epoch_rebuilt_from:
+        start = date.fromisoformat(state.epoch_rebuilt_from)
+        outputs.append(EpochOpened(state.epoch - 1, state.epoch, start))
+        outputs.append(HistoryWritten(state.epoch, tuple(entries_from(state.months, load, start))))
+    else:
+        found = find_entry(state.months, load, ref.month, transaction_id)
+        if found is not None:
+            outputs.append(HistoryWritten(state.epoch, (found,)))
+    outputs.append(StateChanged(state))
+    return Step(state, outputs=tuple(outputs), changed=False)
+
+
+def _open_epoch_if_backdated(state: PositionState, affected: date, trigger: str) -> tuple[PositionState, bool]:
+    if not detect_backdated(state, affected):
+        return state, False
+    return (
+        replace(
+            state,
+            epoch=state.epoch + 1,
+            status=KeyStatus.REPROCESSING,
+            watermark_date=affected - DAY,
+            latest_snapshot_date=None,
+            generation=state.generation + 1,
+            epoch_trigger=trigger,
+            epoch_rebuilt_from=affected.isoformat(),
+        ),
+        True,
+    )
+
+
+def _revalue_day_if_completed(state: PositionState, affected: date) -> PositionState:
+    """A same-day transaction is not back-dated, but the completed day is valued again."""
+    completed = state.effective_completed_date
+    if completed is None or affected > completed:
+        return state
+    return _moved_back(state, affected - DAY)
+
+
+def _moved_back(state: PositionState, to: date) -> PositionState:
+    watermark = state.watermark_date if state.watermark_date is None else min(state.watermark_date, to)
+    snapshot = state.latest_snapshot_date if state.latest_snapshot_date is None else min(state.latest_snapshot_date, to)
+    return replace(
+        state,
+        watermark_date=watermark,
+        latest_snapshot_date=snapshot,
+        status=KeyStatus.REPROCESSING,
+        generation=state.generation + 1,
+    )
+
+
+def _rebuild(state: PositionState, load: BucketLoader, start_month: str, emit_from: date, reference: Reference, **edit) -> Rebuilt:
+    ctx = reference.ctx or CostContext(base_currency="")
+    fx = reference.fx if reference.ctx else (lambda *_: None)
+    return rebuild(state.months, state.holding, load, start_month, emit_from, ctx, fx, **edit)
+
+
+def _after_rebuild(state: PositionState, rebuilt: Rebuilt, reference: Reference, currency: str | None, start_month: str) -> PositionState:
+    waiting, missing_from = _waiting_for(rebuilt, state, reference, start_month)
+    currencies = set(state.fx_currencies)
+    if currency and (reference.ctx is None or currency != reference.ctx.base_currency):
+        currencies.add(currency)
+    return replace(
+        state,
+        holding=rebuilt.holding,
+        months=rebuilt.months,
+        txn_count=sum(c for _, c in rebuilt.months),
+        first_open_date=rebuilt.first_date,
+        last_transaction_date=rebuilt.last_date,
+        waiting_for=waiting,
+        fx_missing_from=missing_from,
+        fx_currencies=tuple(sorted(currencies)),
+        version=state.version + 1,
+    )
+
+
+def _waiting_for(rebuilt: Rebuilt, state: PositionState, reference: Reference, start_month: str) -> tuple[str, date | None]:
+    """What the key's base-currency figures wait for, and from which date."""
+    if reference.ctx is None:
+        return f"portfolio {state.portfolio_id}", state.first_open_date or rebuilt.first_date
+    earlier = state.fx_missing_from if state.fx_missing_from and month_of(state.fx_missing_from) < start_month else None
+    first_missing = next(
+        (e for b in rebuilt.buckets for e in b.entries if Flag.FX_MISSING in e.flags),
+        None,
+    )
+    if earlier:
+        return state.waiting_for, earlier
+    if first_missing is None:
+        return "", None
+    since = first_missing.txn.date
+    return f"fx {first_missing.txn.trade_currency}/{reference.ctx.base_currency} on or before {since.isoformat()}", since
+
+
+# ---- reference data arriving ---------------------------------------------------------
+
+def apply_reference_change(state: PositionState, since: date, load: BucketLoader, reference: Reference) -> Step:
+    """An FX rate (or the portfolio) arrived or changed: re-cost the key from `since`, in
+    the same epoch, and revalue the days it touched."""
+    if not state.months:
+        return Step(state, changed=False)
+    first = state.first_open_date or since
+    since = max(since, first)
+    if state.last_transaction_date is not None and since > state.last_transaction_date and not state.waiting_for:
+        return Step(state, changed=False)
+    new_state = _revalue_day_if_completed(state, since) if state.effective_completed_date and since <= state.effective_completed_date else state
+    start_month = month_of(since)
+    rebuilt = _rebuild(new_state, load, start_month, since, reference)
+    new_state = _after_rebuild(new_state, rebuilt, reference, None, start_month)
+    return Step(new_state, rebuilt.buckets, (), (HistoryWritten(new_state.epoch, rebuilt.emitted), StateChanged(new_state)))
+
+
+# ---- commands from other roles -------------------------------------------------------
+
+def apply_advance(state: PositionState, epoch: int, generation: int, to_date: date,
+                  latest_snapshot_date: date | None, business_date: date | None) -> Step:
+    """The scheduler's advance: only forward, only for the epoch and reset generation it
+    was computed from."""
+    if is_stale(state, epoch) or epoch != state.epoch:
+        return Step(state, outputs=(Dropped(f"advance for epoch {epoch}, key is at {state.epoch}"),), changed=False)
+    if generation != state.generation:
+        return Step(state, outputs=(Dropped(f"advance from reset generation {generation}, key is at {state.generation}"),), changed=False)
+    watermark = to_date if state.watermark_date is None else max(state.watermark_date, to_date)
+    snapshot = latest_snapshot_date
+    if state.latest_snapshot_date is not None:
+        snapshot = state.latest_snapshot_date if snapshot is None else max(snapshot, state.latest_snapshot_date)
+    status = state.status
+    if business_date is not None and watermark >= business_date:
+        status = KeyStatus.CURRENT
+    new_state = replace(state, watermark_date=watermark, latest_snapshot_date=snapshot, status=status,
+                        version=state.version + 1)
+    if new_state == replace(state, version=new_state.version):
+        return Step(state, changed=False)
+    return Step(new_state, outputs=(StateChanged(new_state),))
+
+
+def apply_reset(state: PositionState, epoch: int, to_date: date) -> Step:
+    """A watermark reset (price or FX correction): back to `to_date`, REPROCESSING, same epoch."""
+    if is_stale(state, epoch):
+        return Step(state, outputs=(Dropped(f"reset for epoch {epoch}, key is at {state.epoch}"),), changed=False)
+    completed = state.effective_completed_date
+    if completed is None or to_date >= completed:
+        return Step(state, changed=False)
+    new_state = replace(_moved_back(state, to_date), version=state.version + 1)
+    return Step(new_state, outputs=(StateChanged(new_state),))
+
+
+def apply_business_date(state: PositionState, business_date: date) -> Step:
+    """A key already valued up to a new business date becomes CURRENT."""
+    if state.status is KeyStatus.REPROCESSING and state.watermark_date is not None and state.watermark_date >= business_date:
+        new_state = replace(state, status=KeyStatus.CURRENT, version=state.version + 1)
+        return Step(new_state, outputs=(StateChanged(new_state),))
+    return Step(state, changed=False)

@@ -1,0 +1,37 @@
+"""Prometheus metrics on epochflow's own registry; durations in seconds, explicit buckets.
+
+Names follow the step vocabulary (`positions.apply` -> stage="positions.apply").
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS = Counter("epochflow_events_total", "Events processed, by stage", ["stage"], registry=REGISTRY)
+STALE_EPOCH_DROPPED = Counter(
+    "epochflow_stale_epoch_dropped_total",
+    "Events or commands dropped because their epoch is older than the key's",
+    ["stage"],
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "epochflow_dead_letter_total", "Invalid messages sent to the dead-letter topic", ["stage"], registry=REGISTRY
+)
+EPOCH_BUMPS = Counter("epochflow_epoch_bumps_total", "Back-dated arrivals that opened a new epoch", registry=REGISTRY)
+DUPLICATES = Counter("epochflow_duplicates_total", "Transactions seen again with identical content", registry=REGISTRY)
+AMENDMENTS = Counter("epochflow_amendments_total", "Transactions replaced by a new version", registry=REGISTRY)
+ROWS_WRITTEN = Counter("epochflow_sink_rows_total", "Rows upserted into PostgreSQL, by kind", ["kind"], registry=REGISTRY)
+SINK_RETRIES = Counter("epochflow_sink_retries_total", "Sink batches retried after a database error", registry=REGISTRY)
+BATCH_SECONDS = Histogram(
+    "epochflow_batch_duration_seconds",
+    "Time to process one batch, by stage",
+    ["stage"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+KEYS_WAITING = Gauge(
+    "epochflow_keys_waiting_for_reference", "Keys whose base-currency figures wait for FX or a portfolio",
+    registry=REGISTRY,
+)

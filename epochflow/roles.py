@@ -1,0 +1,21 @@
+"""Which modules make up each role: importing them declares the role's topics, tables,
+agents and views on the role's Faust app."""
+
+from __future__ import annotations
+
+import importlib
+
+ROLE_MODULES: dict[str, tuple[str, ...]] = {
+    "positions": ("epochflow.agents.positions",),
+    "sink": ("epochflow.agents.sink",),
+}
+
+
+def load_role(role: str):
+    if role not in ROLE_MODULES:
+        raise SystemExit(f"unknown role {role!r}; roles are: {', '.join(ROLE_MODULES)}")
+    for module in ROLE_MODULES[role] + ("epochflow.web.views",):
+        importlib.import_module(module)
+    from epochflow.app import app
+
+    return app

@@ -1,0 +1,50 @@
+"""Commands to the positions role, the single writer of position_state. Other roles never
+write that table: they send one of these on the key-scoped command topic, fenced by epoch."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from epochflow.schemas.events import Id, InvalidEvent, describe
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    portfolio_id: Id
+    security_id: Id
+    epoch: int = Field(ge=0)
+
+    @property
+    def key(self) -> str:
+        return f"{self.portfolio_id}|{self.security_id}"
+
+
+class AdvanceWatermark(_Command):
+    """Sent by the scheduler once every day up to `to_date` is valued in `epoch`."""
+
+    command: Literal["advance_watermark"] = "advance_watermark"
+    to_date: date
+    generation: int = Field(ge=0)
+    latest_snapshot_date: date | None = None
+
+
+class ResetWatermark(_Command):
+    """Sent by the price/FX fan-out: value again from `to_date + 1`, same epoch."""
+
+    command: Literal["reset_watermark"] = "reset_watermark"
+    to_date: date
+    reason: str = ""
+
+
+PositionCommand = Annotated[Union[AdvanceWatermark, ResetWatermark], Field(discriminator="command")]
+_COMMAND = TypeAdapter(PositionCommand)
+
+
+def parse_command(raw: bytes) -> AdvanceWatermark | ResetWatermark:
+    try:
+        return _COMMAND.validate_json(raw)
+    except ValidationError as error:
+        raise InvalidEvent(describe(error), raw) from None

@@ -1,0 +1,146 @@
+"""Messages on the results topic: what the sink role writes to PostgreSQL.
+
+Every row carries the key's epoch; the sink never lets an older epoch overwrite a newer
+one, and `version` (monotonic per key) orders updates of the same epoch.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class TransactionRow(_Row):
+    kind: Literal["transaction"] = "transaction"
+    transaction_id: str
+    portfolio_id: str
+    security_id: str
+    epoch: int
+    transaction_type: str
+    transaction_date: datetime
+    quantity: Decimal
+    price: Decimal
+    gross_amount: Decimal
+    trade_fee: Decimal
+    trade_currency: str
+    net_cost: Decimal | None
+    net_cost_local: Decimal
+    realized_gain_loss: Decimal | None
+    realized_gain_loss_local: Decimal | None
+    transaction_fx_rate: Decimal | None
+    flags: str = ""
+
+
+class PositionHistoryRow(_Row):
+    kind: Literal["position_history"] = "position_history"
+    portfolio_id: str
+    security_id: str
+    epoch: int
+    transaction_id: str
+    position_date: date
+    seq: int  # order of the row within the key's history (timestamp, then transaction id)
+    quantity: Decimal
+    cost_basis: Decimal | None
+    cost_basis_local: Decimal
+    held_since_date: date | None
+
+
+class PositionStateRow(_Row):
+    kind: Literal["position_state"] = "position_state"
+    portfolio_id: str
+    security_id: str
+    epoch: int
+    version: int
+    status: str
+    watermark_date: date | None
+    quantity: Decimal
+    cost_basis: Decimal | None
+    cost_basis_local: Decimal
+    held_since_date: date | None
+    first_open_date: date | None
+    last_transaction_date: date | None
+    waiting_for: str = ""  # e.g. "fx EUR/USD", "portfolio P1"; empty when nothing is missing
+    updated_at: datetime
+
+
+class HistoryCarryOver(_Row):
+    """A new epoch keeps the old epoch's history before `before_date` unchanged: the sink
+    copies those rows server-side instead of the positions role re-sending them."""
+
+    kind: Literal["history_carry"] = "history_carry"
+    portfolio_id: str
+    security_id: str
+    from_epoch: int
+    to_epoch: int
+    before_date: date
+
+
+class Barrier(_Row):
+    """A marker that travelled through a role in partition order: once the sink has seen a
+    barrier from every partition, everything sent before it has reached PostgreSQL."""
+
+    kind: Literal["barrier"] = "barrier"
+    token: str
+    stage: str
+    partition: int
+
+
+ResultRow = Annotated[
+    Union[TransactionRow, PositionHistoryRow, PositionStateRow, HistoryCarryOver, Barrier],
+    Field(discriminator="kind"),
+]
+RESULT_ROW = TypeAdapter(ResultRow)
+
+
+def rows_for(outputs, portfolio_id: str, security_id: str, now: datetime) -> list:
+    """Result rows for the positions core's outputs (HistoryWritten, EpochOpened, StateChanged)."""
+    from epochflow.domain.positions import EpochOpened, HistoryWritten, StateChanged
+
+    rows: list = []
+    for out in outputs:
+        if isinstance(out, EpochOpened):
+            rows.append(
+                HistoryCarryOver(portfolio_id=portfolio_id, security_id=security_id, from_epoch=out.from_epoch,
+                                 to_epoch=out.to_epoch, before_date=out.carry_before)
+            )
+        elif isinstance(out, HistoryWritten):
+            for seq, e in out.entries:
+                t = e.txn
+                rows.append(
+                    PositionHistoryRow(
+                        portfolio_id=t.portfolio_id, security_id=t.security_id, epoch=out.epoch,
+                        transaction_id=t.transaction_id, position_date=t.date, seq=seq,
+                        quantity=e.quantity, cost_basis=e.cost_base, cost_basis_local=e.cost_local,
+                        held_since_date=e.held_since,
+                    )
+                )
+                rows.append(
+                    TransactionRow(
+                        transaction_id=t.transaction_id, portfolio_id=t.portfolio_id, security_id=t.security_id,
+                        epoch=out.epoch, transaction_type=t.transaction_type.value, transaction_date=t.transaction_ts,
+                        quantity=t.quantity, price=t.price, gross_amount=t.gross_amount, trade_fee=t.trade_fee,
+                        trade_currency=t.trade_currency, net_cost=e.net_cost, net_cost_local=e.net_cost_local,
+                        realized_gain_loss=e.realized_base, realized_gain_loss_local=e.realized_local,
+                        transaction_fx_rate=e.fx_rate, flags=",".join(f.value for f in e.flags),
+                    )
+                )
+        elif isinstance(out, StateChanged):
+            s = out.state
+            rows.append(
+                PositionStateRow(
+                    portfolio_id=s.portfolio_id, security_id=s.security_id, epoch=s.epoch, version=s.version,
+                    status=s.status.value, watermark_date=s.watermark_date, quantity=s.holding.quantity,
+                    cost_basis=s.holding.cost_base, cost_basis_local=s.holding.cost_local,
+                    held_since_date=s.holding.held_since, first_open_date=s.first_open_date,
+                    last_transaction_date=s.last_transaction_date, waiting_for=s.waiting_for, updated_at=now,
+                )
+            )
+    return rows
+

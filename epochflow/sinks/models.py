@@ -1,0 +1,131 @@
+"""The PostgreSQL tables the sink writes and the API reads.
+
+Money and quantities are NUMERIC without a fixed scale so a Decimal comes back exactly as
+it was written ("1389.9" stays 1389.9). Every key-scoped row carries its epoch; the writer
+uses it to keep older epochs from overwriting newer ones. The initial Alembic migration
+mirrors these declarations; `tests/integration/test_postgres.py` checks they agree.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import cast
+
+from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, MetaData, Numeric, Table, Text, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Deterministic constraint names keep future Alembic migrations diffable.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Money = Numeric(asdecimal=True)
+TimestampTz = DateTime(timezone=True)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        str: Text(),
+        int: Integer(),
+        Decimal: Money,
+        date: Date(),
+        datetime: TimestampTz,
+    }
+
+
+class Transaction(Base):
+    """One row per transaction id: its latest version, costed under the latest epoch."""
+
+    __tablename__ = "transactions"
+    __table_args__ = (
+        Index(
+            "ix_transactions_key_date", "portfolio_id", "security_id", "transaction_date", "transaction_id"
+        ),
+    )
+
+    transaction_id: Mapped[str] = mapped_column(primary_key=True)
+    portfolio_id: Mapped[str]
+    security_id: Mapped[str]
+    epoch: Mapped[int]
+    transaction_type: Mapped[str]
+    transaction_date: Mapped[datetime]
+    quantity: Mapped[Decimal]
+    price: Mapped[Decimal]
+    gross_amount: Mapped[Decimal]
+    trade_fee: Mapped[Decimal]
+    trade_currency: Mapped[str]
+    net_cost: Mapped[Decimal | None]
+    net_cost_local: Mapped[Decimal]
+    realized_gain_loss: Mapped[Decimal | None]
+    realized_gain_loss_local: Mapped[Decimal | None]
+    transaction_fx_rate: Mapped[Decimal | None]
+    flags: Mapped[str] = mapped_column(server_default="")
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class PositionHistory(Base):
+    """Quantity and cost after each transaction of a key, per epoch."""
+
+    __tablename__ = "position_history"
+    __table_args__ = (
+        Index("ix_position_history_key_epoch_seq", "portfolio_id", "security_id", "epoch", "seq"),
+    )
+
+    portfolio_id: Mapped[str] = mapped_column(primary_key=True)
+    security_id: Mapped[str] = mapped_column(primary_key=True)
+    epoch: Mapped[int] = mapped_column(primary_key=True)
+    transaction_id: Mapped[str] = mapped_column(primary_key=True)
+    position_date: Mapped[date]
+    seq: Mapped[int] = mapped_column(BigInteger)
+    quantity: Mapped[Decimal]
+    cost_basis: Mapped[Decimal | None]
+    cost_basis_local: Mapped[Decimal]
+    held_since_date: Mapped[date | None]
+
+
+class PositionState(Base):
+    """The key's current position and processing status (what reads show)."""
+
+    __tablename__ = "position_state"
+    __table_args__ = (Index("ix_position_state_status", "status"),)
+
+    portfolio_id: Mapped[str] = mapped_column(primary_key=True)
+    security_id: Mapped[str] = mapped_column(primary_key=True)
+    epoch: Mapped[int]
+    version: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str]
+    watermark_date: Mapped[date | None]
+    quantity: Mapped[Decimal]
+    cost_basis: Mapped[Decimal | None]
+    cost_basis_local: Mapped[Decimal]
+    held_since_date: Mapped[date | None]
+    first_open_date: Mapped[date | None]
+    last_transaction_date: Mapped[date | None]
+    waiting_for: Mapped[str] = mapped_column(server_default="")
+    updated_at: Mapped[datetime]
+
+
+class PipelineBarrier(Base):
+    """Which (stage, partition) has passed a barrier token through to PostgreSQL."""
+
+    __tablename__ = "pipeline_barriers"
+
+    token: Mapped[str] = mapped_column(primary_key=True)
+    stage: Mapped[str] = mapped_column(primary_key=True)
+    partition: Mapped[int] = mapped_column(primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+# Declarative types __table__ as a FromClause; these are Tables, which the writer needs.
+transactions = cast(Table, Transaction.__table__)
+position_history = cast(Table, PositionHistory.__table__)
+position_state = cast(Table, PositionState.__table__)
+pipeline_barriers = cast(Table, PipelineBarrier.__table__)
+
+ALL_TABLES = (transactions, position_history, position_state, pipeline_barriers)

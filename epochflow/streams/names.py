@@ -1,0 +1,33 @@
+"""Every topic epochflow uses, with its partition count: the one place to look them up.
+
+Key-scoped topics share one partition count (co-partitioned), so a key's whole life
+(`portfolio_id|security_id`) is on one worker of each role.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from epochflow.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    purpose: str
+
+
+def topic_name(settings: Settings, short: str) -> str:
+    return f"{settings.topic_prefix}.{short}"
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    n = settings.partitions
+    return [
+        TopicSpec(topic_name(settings, "transactions"), n, "booked transactions, keyed portfolio|security"),
+        TopicSpec(topic_name(settings, "reference"), n, "portfolios, instruments, prices, FX, business dates; each event on every partition"),
+        TopicSpec(topic_name(settings, "position-commands"), n, "commands to the positions role (advance / reset watermark), keyed portfolio|security"),
+        TopicSpec(topic_name(settings, "results"), n, "rows for PostgreSQL, keyed portfolio|security"),
+        TopicSpec(topic_name(settings, "dead-letter"), 1, "invalid messages with the reason"),
+    ]

@@ -1,0 +1,34 @@
+"""A plain aiokafka producer for the CLI (ingest, scenario runner, benchmarks): sends with
+explicit partitions, batches by linger, and flushes before it reports success."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaProducer
+
+
+class Producer:
+    def __init__(self, bootstrap: str) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            linger_ms=5,
+            max_batch_size=1 << 20,
+            acks="all",
+            enable_idempotence=False,  # the embedded broker has no idempotent producer
+        )
+
+    async def __aenter__(self) -> "Producer":
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        try:
+            await self._producer.flush()
+        finally:
+            await self._producer.stop()
+
+    async def send(self, topic: str, partition: int, key: bytes, value: bytes) -> None:
+        # send() only enqueues; the returned future resolves on delivery, awaited at flush
+        await self._producer.send(topic, value=value, key=key, partition=partition)
+
+    async def flush(self) -> None:
+        await self._producer.flush()

@@ -1,0 +1,26 @@
+"""Faust topic objects for the names in `streams.names`. Keys and values are raw bytes:
+epochflow encodes and validates messages itself (pydantic), and a message that does not
+decode is dead-lettered instead of crashing the agent."""
+
+from __future__ import annotations
+
+from epochflow.app import app, settings
+from epochflow.streams.names import topic_name
+
+
+def _topic(short: str, partitions: int | None = None):
+    return app.topic(
+        topic_name(settings, short),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions or settings.partitions,
+    )
+
+
+transactions = _topic("transactions")
+reference = _topic("reference")
+position_commands = _topic("position-commands")
+results = _topic("results")
+dead_letter = _topic("dead-letter", partitions=1)

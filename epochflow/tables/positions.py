@@ -1,0 +1,60 @@
+"""The positions role's tables (changelog-backed RocksDB) and typed stores over them.
+
+| table | key | value |
+|---|---|---|
+| position_state | portfolio\\|security | PositionState (epoch, watermark, status, holding, month index) |
+| position_history | portfolio\\|security\\|YYYY-MM | Bucket: a month of history with its opening holding |
+| position_txn_refs | portfolio\\|security\\|transaction_id | TxnRef: fingerprint and month, for duplicates and amendments |
+| position_key_index | fx\\|CCY\\|BASE\\|pN or portfolio\\|ID\\|pN | KeySet: keys on partition N to revisit when that reference data changes |
+| positions_reference_* | see tables.reference | reference data, one copy per partition |
+"""
+
+from __future__ import annotations
+
+from epochflow.app import app, settings
+from epochflow.domain.model import Bucket, PositionState, TxnRef
+from epochflow.domain.series import SeriesMonth
+from epochflow.tables.reference import Instrument, KeySet, Months, Portfolio, ReferenceData
+from epochflow.tables.store import FaustStore
+from datetime import date
+
+
+def _table(name: str):
+    return app.Table(
+        name,
+        default=None,
+        key_type=bytes,  # bytes types make Faust use the raw codec: values are encoded by the store
+        value_type=bytes,
+        partitions=settings.partitions,
+    )
+
+
+state_table = _table("position_state")
+history_table = _table("position_history")
+refs_table = _table("position_txn_refs")
+key_index_table = _table("position_key_index")
+portfolio_table = _table("positions_reference_portfolios")
+instrument_table = _table("positions_reference_instruments")
+series_table = _table("positions_reference_series")
+series_index_table = _table("positions_reference_series_index")
+scalar_table = _table("positions_reference_scalars")
+
+
+def stores():
+    """Fresh typed stores over the tables (cheap; the agents make one set per batch)."""
+    return (
+        FaustStore(state_table, PositionState),
+        FaustStore(history_table, Bucket),
+        FaustStore(refs_table, TxnRef),
+        FaustStore(key_index_table, KeySet),
+    )
+
+
+def reference_data() -> ReferenceData:
+    return ReferenceData(
+        FaustStore(portfolio_table, Portfolio),
+        FaustStore(instrument_table, Instrument),
+        FaustStore(series_table, SeriesMonth),
+        FaustStore(series_index_table, Months),
+        FaustStore(scalar_table, date),
+    )

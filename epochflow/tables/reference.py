@@ -1,0 +1,94 @@
+"""Reference data each role keeps locally (portfolios, instruments, FX rates, business
+date). Reference events are published to every partition, so each worker holds what its
+keys need and reads it without leaving the process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from epochflow.domain.model import CostContext, CostMethod, month_of
+from epochflow.domain.series import SeriesMonth, add_month, latest_on_or_before, upsert_point
+from epochflow.tables.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Portfolio:
+    portfolio_id: str
+    base_currency: str
+    cost_basis_method: CostMethod = CostMethod.FIFO
+    open_date: date | None = None
+
+    @property
+    def ctx(self) -> CostContext:
+        return CostContext(self.base_currency, self.cost_basis_method)
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    security_id: str
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """Keys on one partition to revisit when a piece of reference data changes."""
+
+    keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Months:
+    months: tuple[str, ...] = ()
+
+
+class ReferenceData:
+    """Typed access over three stores: entities (portfolios, instruments, business date),
+    series months and series month indexes."""
+
+    def __init__(self, portfolios: Store[Portfolio], instruments: Store[Instrument],
+                 series: Store[SeriesMonth], series_index: Store[Months], scalars: Store[date]) -> None:
+        self.portfolios = portfolios
+        self.instruments = instruments
+        self.series = series
+        self.series_index = series_index
+        self.scalars = scalars
+
+    # -- FX ------------------------------------------------------------------------
+    @staticmethod
+    def fx_name(from_currency: str, to_currency: str) -> str:
+        return f"fx|{from_currency}|{to_currency}"
+
+    def put_point(self, name: str, day: date, value: Decimal) -> Decimal | None:
+        month = month_of(day)
+        bucket, previous = upsert_point(self.series.get(f"{name}|{month}"), day, value)
+        self.series.put(f"{name}|{month}", bucket)
+        index = self.series_index.get(name) or Months()
+        months = add_month(index.months, month)
+        if months != index.months:
+            self.series_index.put(name, Months(months))
+        return previous
+
+    def latest(self, name: str, day: date) -> tuple[date, Decimal] | None:
+        index = self.series_index.get(name)
+        if index is None:
+            return None
+        return latest_on_or_before(index.months, lambda m: self.series.get(f"{name}|{m}"), day)
+
+    def fx(self, from_currency: str, to_currency: str, day: date) -> Decimal | None:
+        if from_currency == to_currency:
+            return Decimal(1)
+        found = self.latest(self.fx_name(from_currency, to_currency), day)
+        return None if found is None else found[1]
+
+    # -- business date -------------------------------------------------------------
+    def business_date(self) -> date | None:
+        return self.scalars.get("business_date")
+
+    def set_business_date(self, day: date) -> bool:
+        current = self.business_date()
+        if current is None or day > current:
+            self.scalars.put("business_date", day)
+            return True
+        return False

@@ -1,0 +1,93 @@
+"""A typed store in front of every table: the agents (and tests) talk to `get`/`put`/
+`delete`; `FaustStore` sits on a changelog-backed Faust table, `MemoryStore` is its twin.
+
+`CachedStore` is a write-through view for one batch: steps within the batch see each
+other's writes, and each key is written to the table once at the end of the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Generic, Protocol, TypeVar
+
+from epochflow.tables.codec import decode, encode
+
+V = TypeVar("V")
+_MISSING = object()
+
+
+class Store(Protocol[V]):
+    def get(self, key: str) -> V | None: ...
+    def put(self, key: str, value: V) -> None: ...
+    def delete(self, key: str) -> None: ...
+
+
+class MemoryStore(Generic[V]):
+    def __init__(self) -> None:
+        self.data: dict[str, V] = {}
+
+    def get(self, key: str) -> V | None:
+        return self.data.get(key)
+
+    def put(self, key: str, value: V) -> None:
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+class FaustStore(Generic[V]):
+    """Values are encoded here (raw bytes in the table), so the table never pickles and
+    the changelog stays compact JSON."""
+
+    def __init__(self, table: Any, kind: Any) -> None:
+        self.table = table
+        self.kind = kind
+
+    def get(self, key: str) -> V | None:
+        raw = self.table.get(key.encode())
+        return None if raw is None else decode(raw, self.kind)
+
+    def put(self, key: str, value: V) -> None:
+        self.table[key.encode()] = encode(value, self.kind)
+
+    def delete(self, key: str) -> None:
+        raw_key = key.encode()
+        if raw_key in self.table:
+            del self.table[raw_key]
+
+
+class CachedStore(Generic[V]):
+    def __init__(self, backing: Store[V]) -> None:
+        self.backing = backing
+        self.cache: dict[str, Any] = {}
+        self.dirty: dict[str, Any] = {}
+
+    def get(self, key: str) -> V | None:
+        value = self.cache.get(key, _MISSING)
+        if value is _MISSING:
+            value = self.backing.get(key)
+            self.cache[key] = value
+        return value  # type: ignore[return-value]
+
+    def put(self, key: str, value: V) -> None:
+        self.cache[key] = value
+        self.dirty[key] = value
+
+    def delete(self, key: str) -> None:
+        self.cache[key] = None
+        self.dirty[key] = None
+
+    def pending(self) -> Iterator[tuple[str, V | None]]:
+        return iter(self.dirty.items())
+
+    def flush(self, keys: set[str] | None = None) -> None:
+        """Write the dirty keys (all, or those given) to the backing store."""
+        for key in list(self.dirty):
+            if keys is not None and key not in keys:
+                continue
+            value = self.dirty.pop(key)
+            if value is None:
+                self.backing.delete(key)
+            else:
+                self.backing.put(key, value)

@@ -1,0 +1,68 @@
+"""Web views every role serves: health, Prometheus metrics and `POST /ingest`."""
+
+from __future__ import annotations
+
+import json
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from epochflow.app import ROLE, app, settings
+from epochflow.metrics import REGISTRY
+from epochflow.schemas.events import InvalidEvent, parse_event
+from epochflow.streams.publish import publish
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+@app.page("/health/")
+async def health(web, request):
+    return web.json({"role": ROLE, "app": app.conf.id, "status": "ok"})
+
+
+@app.page("/metrics/")
+async def metrics_view(web, request):
+    return web.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def events_from_body(doc) -> list:
+    """A scenario file, a list of events or a single event."""
+    if isinstance(doc, dict) and "cases" in doc:
+        return [e for case in doc["cases"] for e in case.get("events", [])]
+    if isinstance(doc, dict) and "events" in doc:
+        return list(doc["events"])
+    if isinstance(doc, list):
+        return doc
+    return [doc]
+
+
+def validate_all(raw_events: list) -> tuple[list, list[dict]]:
+    parsed, errors = [], []
+    for index, raw in enumerate(raw_events):
+        try:
+            parsed.append(parse_event(raw))
+        except InvalidEvent as error:
+            errors.append({"index": index, "reason": error.reason})
+    return parsed, errors
+
+
+@app.page("/ingest/")
+async def ingest(web, request):
+    if request.method != "POST":
+        return web.json({"error": "POST events as JSON"}, status=405)
+    body = await request.read()
+    if len(body) > MAX_BODY_BYTES:
+        return web.json({"error": f"body larger than {MAX_BODY_BYTES} bytes"}, status=413)
+    try:
+        doc = json.loads(body)
+    except ValueError as error:
+        return web.json({"error": f"body is not JSON: {error}"}, status=422)
+    parsed, errors = validate_all(events_from_body(doc))
+    if errors:
+        return web.json({"error": "invalid events; nothing was published", "invalid": errors}, status=422)
+
+    async def send(topic: str, partition: int, key: bytes, value: bytes):
+        await app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
+
+    count = await publish(parsed, settings, send)
+    await app.producer.flush()
+    return web.json({"published": count})
