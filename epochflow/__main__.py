@@ -14,6 +14,14 @@ def run_worker(role: str) -> None:
     app = load_role(role)
     from faust.worker import Worker
 
+    profile_to = os.environ.get("EPOCHFLOW_PROFILE_DIR")
+    if profile_to:  # for performance work: a cProfile dump per worker at exit
+        import atexit
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        atexit.register(lambda: profiler.dump_stats(os.path.join(profile_to, f"{role}-{os.getpid()}.prof")))
     level = os.environ.get("EPOCHFLOW_LOG_LEVEL", "WARNING").lower()
     Worker(app, loglevel=level, quiet=True).execute_from_commandline()
 

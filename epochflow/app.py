@@ -43,3 +43,14 @@ app = faust.App(
     web_bind=settings.web_host,
     web_host=settings.web_host,
 )
+
+
+@app.task
+async def _quiet_client_libraries() -> None:
+    """aiokafka and faust log at DEBUG per message when their loggers inherit a low level;
+    building those records costs more than the work itself."""
+    import logging
+
+    level = logging.getLevelName(settings.log_level.upper())
+    for name in ("aiokafka", "faust", "mode", "kafka"):
+        logging.getLogger(name).setLevel(level if isinstance(level, int) else logging.WARNING)

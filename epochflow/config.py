@@ -27,8 +27,8 @@ class Settings:
     session_timeout_s: float = 8.0
     heartbeat_s: float = 0.8
     commit_interval_s: float = 0.5
-    batch_size: int = 500
-    batch_within_s: float = 0.05
+    batch_size: int = 1000
+    batch_within_s: float = 0.1
     log_level: str = "WARNING"
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -66,7 +66,7 @@ def load_settings() -> Settings:
         session_timeout_s=float(_env("EPOCHFLOW_SESSION_TIMEOUT_S", "8")),
         heartbeat_s=float(_env("EPOCHFLOW_HEARTBEAT_S", "0.8")),
         commit_interval_s=float(_env("EPOCHFLOW_COMMIT_INTERVAL_S", "0.5")),
-        batch_size=int(_env("EPOCHFLOW_BATCH_SIZE", "500")),
-        batch_within_s=float(_env("EPOCHFLOW_BATCH_WITHIN_S", "0.05")),
+        batch_size=int(_env("EPOCHFLOW_BATCH_SIZE", "1000")),
+        batch_within_s=float(_env("EPOCHFLOW_BATCH_WITHIN_S", "0.1")),
         log_level=_env("EPOCHFLOW_LOG_LEVEL", "WARNING"),
     )

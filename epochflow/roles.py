@@ -8,6 +8,7 @@ import importlib
 ROLE_MODULES: dict[str, tuple[str, ...]] = {
     "positions": ("epochflow.agents.positions",),
     "sink": ("epochflow.agents.sink",),
+    "naive": ("epochflow.agents.naive",),  # benchmark baseline, started only by `epochflow bench ingest`
 }
 
 

@@ -106,6 +106,30 @@ def run_partition(
                 outcome.dead.append(dead_letter_record(stage, event, f"processing error: {error!r}"))
 
 
+MAX_ROWS_PER_MESSAGE = 500  # a replay of a long history must not exceed the broker's message size
+
+
+def latest_state_only(rows: list[Any]) -> list[Any]:
+    """Within one batch only a key's last position_state row matters (the sink keeps the
+    highest version anyway); dropping the others cuts what the sink writes for a busy key.
+    Barriers bound the dedupe, so a barrier never overtakes the state it vouches for."""
+    last: dict[tuple[str, str], int] = {}
+    segment = 0
+    for i, row in enumerate(rows):
+        if row.kind == "barrier":
+            segment += 1
+        elif row.kind == "position_state":
+            last[(segment, row.portfolio_id, row.security_id)] = i
+    keep, segment = [], 0
+    for i, row in enumerate(rows):
+        if row.kind == "barrier":
+            segment += 1
+        elif row.kind == "position_state" and last[(segment, row.portfolio_id, row.security_id)] != i:
+            continue
+        keep.append(row)
+    return keep
+
+
 def encode_rows(rows: list[Any]) -> bytes:
     return b"[" + b",".join(row.model_dump_json().encode() for row in rows) + b"]"
 
@@ -115,7 +139,9 @@ def send_outcome(outcome: BatchOutcome, results_topic: Any, dead_letter_topic: A
     order their steps changed the tables, even across agents of one worker. Faust flushes
     the producer before it commits offsets, so nothing is committed before it is sent."""
     for partition, rows in outcome.rows.items():
-        if rows:
-            results_topic.send_soon(key=b"rows", value=encode_rows(rows), partition=partition)
+        rows = latest_state_only(rows)
+        for start in range(0, len(rows), MAX_ROWS_PER_MESSAGE):
+            chunk = rows[start : start + MAX_ROWS_PER_MESSAGE]
+            results_topic.send_soon(key=b"rows", value=encode_rows(chunk), partition=partition)
     for record in outcome.dead:
         dead_letter_topic.send_soon(key=b"dead", value=record, partition=0)

@@ -55,6 +55,7 @@ def demo_events(seed: int = 7, transactions: int = 300) -> list:
 
     held: dict[tuple[str, str], Decimal] = {}
     booked: list[TransactionEvent] = []
+    per_day: dict[date, int] = {}
     for n in range(transactions):
         day = days[min(DAYS - 1, n * DAYS // transactions)]
         portfolio, _, _ = rng.choice(PORTFOLIOS)
@@ -64,7 +65,9 @@ def demo_events(seed: int = 7, transactions: int = 300) -> list:
         selling = have > 0 and rng.random() < 0.35
         quantity = Decimal(rng.randint(1, int(have))) if selling else Decimal(rng.randint(5, 120))
         held[(portfolio, security)] = have - quantity if selling else have + quantity
-        stamp = datetime.combine(day, time(9, 30), tzinfo=timezone.utc) + timedelta(minutes=rng.randint(0, 400))
+        # trades of a day in the order they were generated, so the holdings above hold in time order
+        per_day[day] = per_day.get(day, 0) + 1
+        stamp = datetime.combine(day, time(9, 30), tzinfo=timezone.utc) + timedelta(minutes=7 * per_day[day])
         booked.append(
             TransactionEvent(
                 transaction_id=f"T{n:05d}", portfolio_id=portfolio, security_id=security, instrument_id=security,

@@ -68,14 +68,16 @@ class Pipeline:
         await self.producer.send(topic_name(self.settings, short_topic), partition, key, value)
         await self.producer.flush()
 
-    async def quiesce(self, timeout: float = 120.0) -> float:
-        """Wait until everything published so far has reached PostgreSQL; returns seconds."""
+    async def quiesce(self, timeout: float = 120.0, stages: dict[str, str] | None = None) -> float:
+        """Wait until everything published so far has reached PostgreSQL; returns seconds.
+        `stages` maps input topics to the stage that forwards their barriers."""
+        stages = stages or BARRIER_STAGES
         started = time.monotonic()
         token = uuid.uuid4().hex
-        for routed in barrier_messages(self.settings, token, BARRIER_STAGES):
+        for routed in barrier_messages(self.settings, token, stages):
             await self.producer.send(routed.topic, routed.partition, routed.key, routed.value)
         await self.producer.flush()
-        wanted = {(stage, p) for stage in BARRIER_STAGES.values() for p in range(self.settings.partitions)}
+        wanted = {(stage, p) for stage in stages.values() for p in range(self.settings.partitions)}
         delay = 0.02
         while True:
             seen = await reads.barriers_seen(self.engine, token)

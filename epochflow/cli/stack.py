@@ -98,6 +98,7 @@ class EmbeddedStack:
         )
         self._run_file_lock = threading.Lock()
         self._started = False
+        self._stopping = False
         self._stopped = threading.Event()
 
     # -- public ----------------------------------------------------------------------------
@@ -132,19 +133,24 @@ class EmbeddedStack:
     def stop(self) -> None:
         """Workers first (they need the broker to leave their groups), then the broker and
         PostgreSQL; removes the run file. Idempotent."""
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
+        with self._run_file_lock:
+            if self._stopping:
+                return
+            self._stopping = True
         atexit.unregister(self.stop)
-        self.supervisor.stop()
-        if self.broker is not None:
-            self.broker.stop()
-        if self.postgres is not None:
-            self.postgres.stop()
-        self._started = False
-        run = read_run_file(self.data_dir)
-        if run is not None and run["pid"] == os.getpid():  # never another stack's file
-            self.run_file.unlink(missing_ok=True)
+        try:
+            self.supervisor.stop()
+        finally:
+            try:
+                if self.broker is not None:
+                    self.broker.stop()
+            finally:
+                if self.postgres is not None:
+                    self.postgres.stop()
+                run = read_run_file(self.data_dir)
+                if run is not None and run["pid"] == os.getpid():  # never another stack's file
+                    self.run_file.unlink(missing_ok=True)
+                self._stopped.set()
         log.info("stack.stopped data_dir=%s", self.data_dir)
 
     def wait(self, timeout_s: float | None = None) -> bool:
@@ -269,9 +275,9 @@ class EmbeddedStack:
         }
 
     def _write_run_file(self) -> None:
-        if not self._started or self._stopped.is_set():
-            return
         with self._run_file_lock:
+            if not self._started or self._stopping:
+                return
             tmp = self.run_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(self.describe(), indent=2) + "\n")
             tmp.replace(self.run_file)  # readers never see half a file

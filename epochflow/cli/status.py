@@ -45,19 +45,25 @@ async def build_status(
         group = app_id(settings, role)
         entry: dict[str, Any] = {"group_id": group, "topics": topics}
         if run is not None:
-            entry["workers"] = [
-                {**{k: w.get(k) for k in ("name", "pid", "state", "restarts", "web_port", "log")}, "alive": pid_alive(w["pid"] or 0)}
-                for w in run.get("workers", [])
-                if w.get("role") == role
-            ]
-        try:
-            lag = await consumer_lag(settings.kafka_bootstrap, group, topics) if settings.kafka_url else {}
-        except Exception as exc:  # a status report shows the problem rather than dying on it
-            entry.update(lag=None, total_lag=None, error=f"{type(exc).__name__}: {exc}")
-        else:
-            entry.update(lag=lag, total_lag=sum(n for parts in lag.values() for n in parts.values()))
+            entry["workers"] = [_worker_entry(w) for w in run.get("workers", []) if w.get("role") == role]
+        entry.update(await _lag_entry(settings, group, topics))
         report["roles"][role] = entry
     return report
+
+
+def _worker_entry(worker: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("name", "pid", "state", "restarts", "web_port", "log")
+    return {**{key: worker.get(key) for key in keys}, "alive": pid_alive(worker.get("pid") or 0)}
+
+
+async def _lag_entry(settings: Settings, group: str, topics: list[str]) -> dict[str, Any]:
+    if not settings.kafka_url:
+        return {"lag": None, "total_lag": None, "error": "no running stack found and EPOCHFLOW_KAFKA_URL unset"}
+    try:
+        lag = await consumer_lag(settings.kafka_bootstrap, group, topics)
+    except Exception as exc:  # a status report shows the problem rather than dying on it
+        return {"lag": None, "total_lag": None, "error": f"{type(exc).__name__}: {exc}"}
+    return {"lag": lag, "total_lag": sum(n for parts in lag.values() for n in parts.values())}
 
 
 def collect_status(data_dir: Path | None = None, roles: Sequence[str] = ROLES) -> dict[str, Any]:

@@ -307,8 +307,10 @@ class Supervisor:
     # -- internals -------------------------------------------------------------------------
 
     def _spawn(self, worker: _Worker) -> None:
+        # One marker per start, so a log file with several lives reads in order.
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         with worker.log_path.open("ab") as out:
-            out.write(f"\n--- epochflow supervisor: start {worker.name} (restarts={worker.restarts}) at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+            out.write(f"\n--- supervisor: start {worker.name} at {stamp}\n".encode())
         worker.process = spawn(worker.cmd, env=worker.env, log_path=worker.log_path)
         worker.state = "running"
         worker.started_at = time.monotonic()
@@ -345,13 +347,13 @@ class Supervisor:
             log.warning("supervisor.crashed worker=%s exit=%s ran=%.1fs restart_in=%.1fs", worker.name, code, ran_for, delay)
             return True
         if worker.state == "backoff" and now >= worker.restart_at:
-            worker.restarts += 1
             try:
                 self._spawn(worker)
             except OSError as exc:
                 worker.restart_at = now + self.max_backoff_s
                 log.error("supervisor.spawn_failed worker=%s error=%s", worker.name, exc)
                 return False
+            worker.restarts += 1
             return True
         return False
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from epochflow.domain.cost import FxLookup, cost_transaction
-from epochflow.domain.model import Bucket, CostContext, HistoryEntry, Holding, Transaction, month_of
+from epochflow.domain.model import Bucket, CostContext, HistoryEntry, Holding, Transaction, period_of
 
 BucketLoader = Callable[[str], Bucket | None]
 
@@ -44,8 +44,12 @@ def rebuild(
     """Re-cost the key from `start_month` to the end, optionally removing one transaction
     (an amendment's old version) and inserting one. Entries dated `emit_from` or later are
     returned for sending; earlier ones are unchanged."""
+    if insert is not None and remove_id is None:
+        appended = _append(months, current, load, emit_from, ctx, fx, insert)
+        if appended is not None:
+            return appended
     index = dict(months)
-    touched = sorted({m for m in index if m >= start_month} | ({month_of(insert.date)} if insert else set()))
+    touched = sorted({m for m in index if m >= start_month} | ({period_of(insert.date)} if insert else set()))
     seq = sum(count for m, count in months if m < start_month)
 
     loaded = {m: load(m) for m in touched if m in index}
@@ -58,7 +62,7 @@ def rebuild(
     if remove_id is not None and remove_month in txns_by_month:
         txns_by_month[remove_month] = [t for t in txns_by_month[remove_month] if t.transaction_id != remove_id]
     if insert is not None:
-        _insert_sorted(txns_by_month[month_of(insert.date)], insert)
+        _insert_sorted(txns_by_month[period_of(insert.date)], insert)
 
     holding = opening
     new_buckets: list[Bucket] = []
@@ -78,6 +82,32 @@ def rebuild(
     new_months = tuple((m, c) for m, c in sorted(index.items()) if c > 0)
     first_date, last_date = _ends(new_months, new_buckets, load)
     return Rebuilt(tuple(new_buckets), new_months, holding, tuple(emitted), first_date, last_date)
+
+
+def _append(months, current: Holding, load: BucketLoader, emit_from: date, ctx: CostContext, fx: FxLookup,
+            txn: Transaction) -> Rebuilt | None:
+    """The live case: a transaction after every other one costs from the current holding
+    alone; nothing before it changes. None when it is not an append."""
+    month = period_of(txn.date)
+    last_month = months[-1][0] if months else None
+    if last_month is not None and month < last_month:
+        return None
+    bucket = load(month) if month == last_month else None
+    if bucket is not None and bucket.entries and bucket.entries[-1].txn.sort_key >= txn.sort_key:
+        return None
+    holding, entry = cost_transaction(current, txn, ctx, fx)
+    previous = bucket.entries if bucket else ()
+    new_bucket = Bucket(month, bucket.opening if bucket else current, previous + (entry,))
+    total = sum(count for _, count in months)
+    start_seq = total - len(previous)
+    emitted = tuple((start_seq + i, e) for i, e in enumerate(new_bucket.entries) if e.txn.date >= emit_from)
+    new_months = tuple((m, c) for m, c in months if m != month) + ((month, len(new_bucket.entries)),)
+    if months:
+        first = load(months[0][0]) if months[0][0] != month else new_bucket
+        first_date = first.entries[0].txn.date if first and first.entries else txn.date
+    else:
+        first_date = txn.date
+    return Rebuilt((new_bucket,), new_months, holding, emitted, first_date, txn.date)
 
 
 def _opening(months, start_month: str, current: Holding, loaded: dict, load: BucketLoader) -> Holding:
@@ -107,7 +137,7 @@ def entries_from(months: tuple[tuple[str, int], ...], load: BucketLoader, from_d
     """(seq, entry) for every entry dated `from_date` or later, for re-sending a replay."""
     out: list[tuple[int, HistoryEntry]] = []
     seq = 0
-    start = month_of(from_date)
+    start = period_of(from_date)
     for m, count in months:
         if m < start:
             seq += count

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
@@ -191,6 +191,12 @@ class PositionState:
         """Later of the watermark and the latest snapshot of the current epoch."""
         dates = [d for d in (self.watermark_date, self.latest_snapshot_date) if d is not None]
         return max(dates) if dates else None
+
+
+def period_of(day: date) -> str:
+    """The history bucket a day belongs to: its ISO week, named by its Monday (sortable).
+    A week keeps the bucket an append rewrites small, whatever the history's length."""
+    return (day - timedelta(days=day.weekday())).isoformat()
 
 
 def month_of(day: date) -> str:

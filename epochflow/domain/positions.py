@@ -22,7 +22,7 @@ from epochflow.domain.model import (
     PositionState,
     Transaction,
     TxnRef,
-    month_of,
+    period_of,
 )
 
 DAY = timedelta(days=1)
@@ -116,7 +116,7 @@ def apply_transaction(
     new_state, opened = _open_epoch_if_backdated(state, affected, txn.transaction_id)
     if not opened:
         new_state = _revalue_day_if_completed(new_state, affected)
-    start_month = month_of(affected)
+    start_month = period_of(affected)
     rebuilt = _rebuild(new_state, load, start_month, affected, reference, insert=txn,
                        remove_id=txn.transaction_id if ref else None, remove_month=remove_month)
     new_state = _after_rebuild(new_state, rebuilt, reference, txn.trade_currency, start_month)
@@ -128,7 +128,7 @@ def apply_transaction(
     return Step(
         new_state,
         rebuilt.buckets,
-        ((txn.transaction_id, TxnRef(fingerprint, month_of(txn.date))),),
+        ((txn.transaction_id, TxnRef(fingerprint, period_of(txn.date))),),
         tuple(outputs),
     )
 
@@ -216,7 +216,7 @@ def _waiting_for(rebuilt: Rebuilt, state: PositionState, reference: Reference, s
     """What the key's base-currency figures wait for, and from which date."""
     if reference.ctx is None:
         return f"portfolio {state.portfolio_id}", state.first_open_date or rebuilt.first_date
-    earlier = state.fx_missing_from if state.fx_missing_from and month_of(state.fx_missing_from) < start_month else None
+    earlier = state.fx_missing_from if state.fx_missing_from and period_of(state.fx_missing_from) < start_month else None
     first_missing = next(
         (e for b in rebuilt.buckets for e in b.entries if Flag.FX_MISSING in e.flags),
         None,
@@ -241,7 +241,7 @@ def apply_reference_change(state: PositionState, since: date, load: BucketLoader
     if state.last_transaction_date is not None and since > state.last_transaction_date and not state.waiting_for:
         return Step(state, changed=False)
     new_state = _revalue_day_if_completed(state, since) if state.effective_completed_date and since <= state.effective_completed_date else state
-    start_month = month_of(since)
+    start_month = period_of(since)
     rebuilt = _rebuild(new_state, load, start_month, since, reference)
     new_state = _after_rebuild(new_state, rebuilt, reference, None, start_month)
     return Step(new_state, rebuilt.buckets, (), (HistoryWritten(new_state.epoch, rebuilt.emitted), StateChanged(new_state)))

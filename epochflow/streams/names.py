@@ -30,4 +30,5 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(topic_name(settings, "position-commands"), n, "commands to the positions role (advance / reset watermark), keyed portfolio|security"),
         TopicSpec(topic_name(settings, "results"), n, "rows for PostgreSQL, keyed portfolio|security"),
         TopicSpec(topic_name(settings, "dead-letter"), 1, "invalid messages with the reason"),
+        TopicSpec(topic_name(settings, "naive-transactions"), n, "input of the benchmark's naive baseline agent"),
     ]

@@ -24,3 +24,4 @@ reference = _topic("reference")
 position_commands = _topic("position-commands")
 results = _topic("results")
 dead_letter = _topic("dead-letter", partitions=1)
+naive_transactions = _topic("naive-transactions")  # benchmark baseline input only

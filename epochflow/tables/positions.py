@@ -40,21 +40,26 @@ series_index_table = _table("positions_reference_series_index")
 scalar_table = _table("positions_reference_scalars")
 
 
+_STORES = (
+    FaustStore(state_table, PositionState),
+    FaustStore(history_table, Bucket),
+    FaustStore(refs_table, TxnRef),
+    FaustStore(key_index_table, KeySet),
+)
+_REFERENCE = (
+    FaustStore(portfolio_table, Portfolio),
+    FaustStore(instrument_table, Instrument),
+    FaustStore(series_table, SeriesMonth),
+    FaustStore(series_index_table, Months),
+    FaustStore(scalar_table, date),
+)
+
+
 def stores():
-    """Fresh typed stores over the tables (cheap; the agents make one set per batch)."""
-    return (
-        FaustStore(state_table, PositionState),
-        FaustStore(history_table, Bucket),
-        FaustStore(refs_table, TxnRef),
-        FaustStore(key_index_table, KeySet),
-    )
+    """Typed stores over the tables (state, history, transaction refs, key index); they
+    keep decoded values across batches."""
+    return _STORES
 
 
 def reference_data() -> ReferenceData:
-    return ReferenceData(
-        FaustStore(portfolio_table, Portfolio),
-        FaustStore(instrument_table, Instrument),
-        FaustStore(series_table, SeriesMonth),
-        FaustStore(series_index_table, Months),
-        FaustStore(scalar_table, date),
-    )
+    return ReferenceData(*_REFERENCE)

@@ -7,6 +7,7 @@ other's writes, and each key is written to the table once at the end of the batc
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -36,20 +37,55 @@ class MemoryStore(Generic[V]):
         self.data.pop(key, None)
 
 
+class DecodedCache:
+    """Decoded values by key, each with the bytes it was decoded from. A hit needs the
+    table's current bytes to be equal, so the cache can never serve a stale value (after a
+    rebalance or a recovery, the bytes differ and the value is decoded again)."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self.entries: OrderedDict[bytes, tuple[bytes, Any]] = OrderedDict()
+
+    def get(self, key: bytes, raw: bytes) -> Any:
+        hit = self.entries.get(key)
+        if hit is not None and hit[0] == raw:
+            self.entries.move_to_end(key)
+            return hit[1]
+        return _MISSING
+
+    def put(self, key: bytes, raw: bytes, value: Any) -> None:
+        self.entries[key] = (raw, value)
+        self.entries.move_to_end(key)
+        if len(self.entries) > self.capacity:
+            self.entries.popitem(last=False)
+
+
 class FaustStore(Generic[V]):
     """Values are encoded here (raw bytes in the table), so the table never pickles and
-    the changelog stays compact JSON."""
+    the changelog stays compact JSON. Decoding is the expensive part of a read, so decoded
+    values are kept (see DecodedCache)."""
 
-    def __init__(self, table: Any, kind: Any) -> None:
+    def __init__(self, table: Any, kind: Any, cache: DecodedCache | None = None) -> None:
         self.table = table
         self.kind = kind
+        self.cache = cache if cache is not None else DecodedCache()
 
     def get(self, key: str) -> V | None:
-        raw = self.table.get(key.encode())
-        return None if raw is None else decode(raw, self.kind)
+        raw_key = key.encode()
+        raw = self.table.get(raw_key)
+        if raw is None:
+            return None
+        value = self.cache.get(raw_key, raw)
+        if value is _MISSING:
+            value = decode(raw, self.kind)
+            self.cache.put(raw_key, raw, value)
+        return value
 
     def put(self, key: str, value: V) -> None:
-        self.table[key.encode()] = encode(value, self.kind)
+        raw_key = key.encode()
+        raw = encode(value, self.kind)
+        self.table[raw_key] = raw
+        self.cache.put(raw_key, raw, value)
 
     def delete(self, key: str) -> None:
         raw_key = key.encode()

@@ -42,6 +42,8 @@ D = Decimal
 PORTFOLIO = "P1"
 SECURITY = "S1"
 BASE = "USD"
+# the public dual-currency case's EUR->USD rates, plus one later point
+DUAL_RATES = {"08-10": "1.10", "08-15": "1.20", "08-20": "1.25"}
 
 
 def day(text: str) -> date:

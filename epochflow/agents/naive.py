@@ -1,0 +1,39 @@
+"""The benchmark baseline: the same positions logic written the obvious way, one event at
+a time with a table write and an awaited send per event. `epochflow bench ingest` runs it
+beside the batched agents on the same stack to show what batching buys."""
+
+from __future__ import annotations
+
+from epochflow.agents.batching import BatchOutcome, encode_rows, event_context, run_partition
+from epochflow.agents.positions_handler import PositionsHandler
+from epochflow.app import app
+from epochflow.schemas.events import parse_reference, parse_transaction
+from epochflow.streams import topics
+from epochflow.tables import positions as tables
+
+
+def _handler() -> PositionsHandler:
+    state, history, refs, index = tables.stores()
+    return PositionsHandler(state, history, refs, index, tables.reference_data())
+
+
+async def _one_by_one(stage: str, stream, handle) -> None:
+    async for event in stream.events():
+        outcome = BatchOutcome()
+        handler = _handler()
+        with event_context(event):
+            run_partition(stage, [event], lambda raw, p: handle(handler, raw, p), outcome)
+        for partition, rows in outcome.rows.items():
+            await topics.results.send(key=b"rows", value=encode_rows(rows), partition=partition)
+        for record in outcome.dead:
+            await topics.dead_letter.send(key=b"dead", value=record, partition=0)
+
+
+@app.agent(topics.naive_transactions, name="naive.apply")
+async def naive_apply(stream):
+    await _one_by_one("naive.apply", stream, lambda h, raw, p: h.on_transaction(parse_transaction(raw), p))
+
+
+@app.agent(topics.reference, name="naive.reference")
+async def naive_reference(stream):
+    await _one_by_one("naive.reference", stream, lambda h, raw, p: h.on_reference(parse_reference(raw), p))

@@ -1,0 +1,31 @@
+"""Factory fixtures for the broker-free domain tests (the builders live in factories.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+import factories
+
+
+@pytest.fixture
+def ctx_of():
+    """ctx_of(method, base="USD") -> CostContext."""
+    return factories.ctx
+
+
+@pytest.fixture
+def make_txn():
+    """make_txn(kind, quantity, price, on, id=..., fee=..., currency=...) -> Transaction."""
+    return factories.txn
+
+
+@pytest.fixture
+def key():
+    """key(method="FIFO", fx=None, **state) -> a KeyHarness over the pure positions core."""
+    return factories.harness
+
+
+@pytest.fixture
+def handler():
+    """A PositionsHandler over in-memory stores."""
+    return factories.memory_handler()
