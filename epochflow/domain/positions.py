@@ -215,7 +215,8 @@ def _after_rebuild(state: PositionState, rebuilt: Rebuilt, reference: Reference,
 def _waiting_for(rebuilt: Rebuilt, state: PositionState, reference: Reference, start_month: str) -> tuple[str, date | None]:
     """What the key's base-currency figures wait for, and from which date."""
     if reference.ctx is None:
-        return f"portfolio {state.portfolio_id}", state.first_open_date or rebuilt.first_date
+        # from the first transaction after this step (an earlier one may just have moved)
+        return f"portfolio {state.portfolio_id}", rebuilt.first_date
     earlier = state.fx_missing_from if state.fx_missing_from and period_of(state.fx_missing_from) < start_month else None
     first_missing = next(
         (e for b in rebuilt.buckets for e in b.entries if Flag.FX_MISSING in e.flags),

@@ -58,6 +58,7 @@ class PositionStateRow(_Row):
     security_id: str
     epoch: int
     version: int
+    generation: int = 0
     status: str
     watermark_date: date | None
     quantity: Decimal
@@ -71,8 +72,8 @@ class PositionStateRow(_Row):
 
 
 class HistoryCarryOver(_Row):
-    """A new epoch keeps the old epoch's history before `before_date` unchanged: the sink
-    copies those rows server-side instead of the positions role re-sending them."""
+    """A new epoch keeps the old epoch's history and daily snapshots before `before_date`
+    unchanged: the sink copies those rows server-side instead of anyone re-sending them."""
 
     kind: Literal["history_carry"] = "history_carry"
     portfolio_id: str
@@ -80,6 +81,55 @@ class HistoryCarryOver(_Row):
     from_epoch: int
     to_epoch: int
     before_date: date
+
+
+class SnapshotRow(_Row):
+    """A daily position snapshot of one epoch (from the valuation role)."""
+
+    kind: Literal["snapshot"] = "snapshot"
+    portfolio_id: str
+    security_id: str
+    date: date
+    epoch: int
+    quantity: Decimal
+    cost_basis: Decimal | None
+    cost_basis_local: Decimal
+    market_price: Decimal | None
+    market_value: Decimal | None
+    market_value_local: Decimal | None
+    unrealized_gain_loss: Decimal | None
+    unrealized_gain_loss_local: Decimal | None
+    fx_rate: Decimal | None
+    valuation_status: str
+    price_date: date | None = None
+
+
+class ValuationJobRow(_Row):
+    """A valuation job's lifecycle as the scheduler (its only writer) sees it."""
+
+    kind: Literal["valuation_job"] = "valuation_job"
+    portfolio_id: str
+    security_id: str
+    valuation_date: date
+    epoch: int
+    status: str  # PENDING, PROCESSING, COMPLETE, SKIPPED_NO_POSITION, FAILED
+    attempt_count: int
+    failure_reason: str | None
+    version: int  # monotonic per job: the sink keeps the highest
+    updated_at: datetime
+
+
+class JobOutcome(_Row):
+    """The valuation role's answer to a job, for the scheduler (the sink ignores it)."""
+
+    kind: Literal["job_outcome"] = "job_outcome"
+    portfolio_id: str
+    security_id: str
+    valuation_date: date
+    epoch: int
+    outcome: str  # COMPLETE, SKIPPED_NO_POSITION, BLOCKED, NOT_READY, STALE
+    reason: str | None = None
+    waiting_on: str | None = None  # "price|SEC" or "fx|EUR|USD": data whose arrival retries the job
 
 
 class Barrier(_Row):
@@ -93,7 +143,16 @@ class Barrier(_Row):
 
 
 ResultRow = Annotated[
-    Union[TransactionRow, PositionHistoryRow, PositionStateRow, HistoryCarryOver, Barrier],
+    Union[
+        TransactionRow,
+        PositionHistoryRow,
+        PositionStateRow,
+        HistoryCarryOver,
+        SnapshotRow,
+        ValuationJobRow,
+        JobOutcome,
+        Barrier,
+    ],
     Field(discriminator="kind"),
 ]
 RESULT_ROW = TypeAdapter(ResultRow)
@@ -136,7 +195,7 @@ def rows_for(outputs, portfolio_id: str, security_id: str, now: datetime) -> lis
             rows.append(
                 PositionStateRow(
                     portfolio_id=s.portfolio_id, security_id=s.security_id, epoch=s.epoch, version=s.version,
-                    status=s.status.value, watermark_date=s.watermark_date, quantity=s.holding.quantity,
+                    generation=s.generation, status=s.status.value, watermark_date=s.watermark_date, quantity=s.holding.quantity,
                     cost_basis=s.holding.cost_base, cost_basis_local=s.holding.cost_local,
                     held_since_date=s.holding.held_since, first_open_date=s.first_open_date,
                     last_transaction_date=s.last_transaction_date, waiting_for=s.waiting_for, updated_at=now,

@@ -99,6 +99,8 @@ class PositionState(Base):
     security_id: Mapped[str] = mapped_column(primary_key=True)
     epoch: Mapped[int]
     version: Mapped[int] = mapped_column(BigInteger)
+    # bumped by every watermark reset: an advance computed before a reset must carry it
+    generation: Mapped[int] = mapped_column(BigInteger, server_default="0")
     status: Mapped[str]
     watermark_date: Mapped[date | None]
     quantity: Mapped[Decimal]

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from epochflow import metrics
-from epochflow.domain.model import Flag, KeyStatus, TxnType, month_of
+from epochflow.domain.model import Flag, KeyStatus, TxnType
 from epochflow.domain.positions import Dropped, EpochOpened, HistoryWritten, StateChanged, detect_backdated
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
 from epochflow.schemas.events import BusinessDateEvent
@@ -67,7 +67,7 @@ def test_first_transaction_writes_history_and_state() -> None:
     assert written.epoch == 0 and [seq for seq, _ in written.entries] == [0]
     assert key.state.epoch == 0 and key.state.status is CURRENT
     assert key.state.first_open_date == key.state.last_transaction_date == day("09-01")
-    assert key.refs["B"].month == "2025-09"
+    assert key.entry("B") in key.buckets[key.refs["B"].month].entries
 
 
 # ---- duplicates ------------------------------------------------------------------------
@@ -152,7 +152,7 @@ def test_amendment_replaces_the_old_version(original, amended, watermark, epoch,
     # recomputed (and re-sent) from the earlier of the old and new dates
     resent = [e for _, e in only(step, HistoryWritten).entries]
     assert resent == [e for e in key.entries() if e.txn.date >= day(resent_from)]
-    assert key.refs["X"].month == month_of(amended.date)
+    assert key.entry("X") in key.buckets[key.refs["X"].month].entries  # the ref finds the new version
     # the month the old version left is rewritten too (deleted when it is empty)
     assert all(b.entries for b in key.buckets.values())
     assert [m for m, _ in key.state.months] == sorted(key.buckets)
@@ -461,3 +461,17 @@ def test_history_rows_carry_the_new_epoch_and_the_carry_over(handler) -> None:
     state = [r for r in rows if isinstance(r, PositionStateRow)][-1]
     assert (state.epoch, state.status, state.watermark_date) == (1, "REPROCESSING", day("09-01"))
     assert isinstance(state.quantity, Decimal)
+
+
+def test_portfolio_arriving_after_the_first_transaction_was_amended_later(handler) -> None:
+    """The key waits for its portfolio from its first transaction *as it is now*: an
+    amendment that moved the first transaction later must not leave the key waiting from
+    the old date once the portfolio arrives."""
+    handler.on_transaction(event_of(txn(BUY, 1, 10, "2024-12-28", id="T")), 0)
+    handler.on_transaction(event_of(txn(BUY, 1, 10, "2025-01-25", id="T")), 0)
+    state = handler.states.get("P1|S1")
+    assert state.waiting_for == "portfolio P1" and state.fx_missing_from == day("01-25")
+    handler.on_reference(portfolio_event(), 0)
+    state = handler.states.get("P1|S1")
+    assert (state.waiting_for, state.fx_missing_from) == ("", None)
+    assert (state.holding.cost_local, state.holding.cost_base) == (D(10), D(10))
