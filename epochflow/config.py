@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROLES = ("positions", "sink")
+ROLES = ("positions", "scheduler", "valuation", "sink")
 
 
 def _env(name: str, default: str) -> str:
@@ -30,6 +30,10 @@ class Settings:
     batch_size: int = 1000
     batch_within_s: float = 0.1
     log_level: str = "WARNING"
+    retry_backoff_s: float = 60.0
+    max_attempts: int = 5
+    processing_timeout_s: float = 60.0
+    tick_s: float = 0.5
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -69,4 +73,8 @@ def load_settings() -> Settings:
         batch_size=int(_env("EPOCHFLOW_BATCH_SIZE", "1000")),
         batch_within_s=float(_env("EPOCHFLOW_BATCH_WITHIN_S", "0.1")),
         log_level=_env("EPOCHFLOW_LOG_LEVEL", "WARNING"),
+        retry_backoff_s=float(_env("EPOCHFLOW_RETRY_BACKOFF_S", "60")),
+        max_attempts=int(_env("EPOCHFLOW_MAX_ATTEMPTS", "5")),
+        processing_timeout_s=float(_env("EPOCHFLOW_PROCESSING_TIMEOUT_S", "60")),
+        tick_s=float(_env("EPOCHFLOW_TICK_S", "0.5")),
     )

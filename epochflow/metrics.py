@@ -35,3 +35,31 @@ KEYS_WAITING = Gauge(
     "epochflow_keys_waiting_for_reference", "Keys whose base-currency figures wait for FX or a portfolio",
     registry=REGISTRY,
 )
+
+JOBS = Counter(
+    "epochflow_valuation_jobs_total",
+    "Valuation job transitions: DISPATCHED, COMPLETE, SKIPPED_NO_POSITION, RETRIED (blocked on data)",
+    ["event"],
+    registry=REGISTRY,
+)
+JOB_ATTEMPTS = Histogram(
+    "epochflow_valuation_job_attempts", "Attempts of a job when it was blocked on missing data",
+    buckets=(1, 2, 3, 5, 8, 13, 21), registry=REGISTRY,
+)
+JOBS_OVER_ATTEMPTS = Counter(
+    "epochflow_valuation_jobs_over_attempts_total",
+    "Keys found with a job past the configured attempt limit (alert)",
+    registry=REGISTRY,
+)
+SCHEDULER_TICK_SECONDS = Histogram(
+    "epochflow_scheduler_tick_seconds", "Duration of one scheduler tick on one partition",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0), registry=REGISTRY,
+)
+KEYS_REPROCESSING = Gauge(
+    "epochflow_keys_reprocessing", "Keys whose status is REPROCESSING (as the scheduler last saw them)",
+    registry=REGISTRY,
+)
+WATERMARK_LAG_DAYS = Gauge(
+    "epochflow_watermark_lag_days", "Largest number of days a key's watermark is behind the business date",
+    registry=REGISTRY,
+)

@@ -7,6 +7,8 @@ import importlib
 
 ROLE_MODULES: dict[str, tuple[str, ...]] = {
     "positions": ("epochflow.agents.positions",),
+    "scheduler": ("epochflow.agents.scheduler",),
+    "valuation": ("epochflow.agents.valuation",),
     "sink": ("epochflow.agents.sink",),
     "naive": ("epochflow.agents.naive",),  # benchmark baseline, started only by `epochflow bench ingest`
 }

@@ -75,9 +75,20 @@ def dead_letter_record(stage: str, event: Any, reason: str) -> bytes:
 
 
 class BatchOutcome:
+    """What one batch produces: result rows by partition, messages for other topics (any
+    object with topic/partition/key/value), dead letters."""
+
     def __init__(self) -> None:
         self.rows: dict[int, list[Any]] = defaultdict(list)
+        self.messages: list[Any] = []
         self.dead: list[bytes] = []
+
+    def add(self, partition: int, produced: list[Any]) -> None:
+        for item in produced:
+            if hasattr(item, "topic") and hasattr(item, "value"):
+                self.messages.append(item)
+            else:
+                self.rows[partition].append(item)
 
 
 def run_partition(
@@ -86,6 +97,8 @@ def run_partition(
     handle: Callable[[bytes, int], list[Any]],
     outcome: BatchOutcome,
 ) -> None:
+    # `handle(raw, partition)` may read the current event (e.g. its offset) through
+    # faust.streams.current_event()
     """Apply `handle` to one partition's events in order, inside that partition's event
     context. Invalid messages are dead-lettered; they never stop the batch."""
     partition = events[0].message.partition
@@ -97,7 +110,7 @@ def run_partition(
             continue
         with event_context(event):
             try:
-                outcome.rows[partition].extend(handle(raw, partition))
+                outcome.add(partition, handle(raw, partition))
                 metrics.EVENTS.labels(stage).inc()
             except InvalidEvent as error:
                 outcome.dead.append(dead_letter_record(stage, event, error.reason))
@@ -112,20 +125,29 @@ MAX_ROWS_PER_MESSAGE = 500  # a replay of a long history must not exceed the bro
 def latest_state_only(rows: list[Any]) -> list[Any]:
     """Within one batch only a key's last position_state row matters (the sink keeps the
     highest version anyway); dropping the others cuts what the sink writes for a busy key.
-    Barriers bound the dedupe, so a barrier never overtakes the state it vouches for."""
-    last: dict[tuple[str, str], int] = {}
+    The kept row carries the earliest `changed_from` of the rows it replaces. Barriers bound
+    the dedupe, so a barrier never overtakes the state it vouches for."""
+    last: dict[tuple, int] = {}
+    earliest: dict[tuple, Any] = {}
     segment = 0
     for i, row in enumerate(rows):
         if row.kind == "barrier":
             segment += 1
         elif row.kind == "position_state":
-            last[(segment, row.portfolio_id, row.security_id)] = i
+            key = (segment, row.portfolio_id, row.security_id)
+            last[key] = i
+            if row.changed_from is not None:
+                earliest[key] = min(row.changed_from, earliest.get(key, row.changed_from))
     keep, segment = [], 0
     for i, row in enumerate(rows):
         if row.kind == "barrier":
             segment += 1
-        elif row.kind == "position_state" and last[(segment, row.portfolio_id, row.security_id)] != i:
-            continue
+        elif row.kind == "position_state":
+            key = (segment, row.portfolio_id, row.security_id)
+            if last[key] != i:
+                continue
+            if earliest.get(key) is not None and earliest[key] != row.changed_from:
+                row = row.model_copy(update={"changed_from": earliest[key]})
         keep.append(row)
     return keep
 
@@ -134,7 +156,8 @@ def encode_rows(rows: list[Any]) -> bytes:
     return b"[" + b",".join(row.model_dump_json().encode() for row in rows) + b"]"
 
 
-def send_outcome(outcome: BatchOutcome, results_topic: Any, dead_letter_topic: Any) -> None:
+def send_outcome(outcome: BatchOutcome, results_topic: Any, dead_letter_topic: Any, source: bytes,
+                 topic_for: Callable[[str], Any] | None = None) -> None:
     """Enqueue the batch's output without yielding to the event loop: outputs leave in the
     order their steps changed the tables, even across agents of one worker. Faust flushes
     the producer before it commits offsets, so nothing is committed before it is sent."""
@@ -142,6 +165,8 @@ def send_outcome(outcome: BatchOutcome, results_topic: Any, dead_letter_topic: A
         rows = latest_state_only(rows)
         for start in range(0, len(rows), MAX_ROWS_PER_MESSAGE):
             chunk = rows[start : start + MAX_ROWS_PER_MESSAGE]
-            results_topic.send_soon(key=b"rows", value=encode_rows(chunk), partition=partition)
+            results_topic.send_soon(key=source, value=encode_rows(chunk), partition=partition)
+    for message in outcome.messages:
+        topic_for(message.topic).send_soon(key=message.key, value=message.value, partition=message.partition)
     for record in outcome.dead:
         dead_letter_topic.send_soon(key=b"dead", value=record, partition=0)

@@ -24,7 +24,7 @@ async def _one_by_one(stage: str, stream, handle) -> None:
         with event_context(event):
             run_partition(stage, [event], lambda raw, p: handle(handler, raw, p), outcome)
         for partition, rows in outcome.rows.items():
-            await topics.results.send(key=b"rows", value=encode_rows(rows), partition=partition)
+            await topics.results.send(key=b"naive", value=encode_rows(rows), partition=partition)
         for record in outcome.dead:
             await topics.dead_letter.send(key=b"dead", value=record, partition=0)
 

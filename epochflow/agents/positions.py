@@ -40,7 +40,7 @@ async def _run(stage: str, events, handle) -> None:
         with event_context(partition_events[-1]):
             for cache in caches:
                 cache.flush()
-    send_outcome(outcome, topics.results, topics.dead_letter)
+    send_outcome(outcome, topics.results, topics.dead_letter, source=b"positions")
     metrics.BATCH_SECONDS.labels(stage).observe(time.perf_counter() - started)
 
 

@@ -12,16 +12,9 @@ from epochflow import metrics
 from epochflow.domain.model import PositionState, Transaction, TxnRef, month_of, split_key
 from epochflow.domain.positions import Dropped, Reference, Step, apply_advance, apply_reference_change, apply_reset, apply_transaction
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
-from epochflow.schemas.events import (
-    BusinessDateEvent,
-    FxRateEvent,
-    InstrumentEvent,
-    MarketPriceEvent,
-    PortfolioEvent,
-    TransactionEvent,
-)
+from epochflow.schemas.events import FxRateEvent, MarketPriceEvent, PortfolioEvent, TransactionEvent
 from epochflow.schemas.results import rows_for
-from epochflow.tables.reference import Instrument, KeySet, Portfolio, ReferenceData
+from epochflow.tables.reference import KeySet, ReferenceData, apply_reference_event
 from epochflow.tables.store import Store
 
 log = logging.getLogger("epochflow.positions")
@@ -113,28 +106,16 @@ class PositionsHandler:
 
     # -- reference data ------------------------------------------------------------
     def on_reference(self, event, partition: int) -> list:
-        data = self.reference
-        if isinstance(event, PortfolioEvent):
-            new = Portfolio(event.portfolio_id, event.base_currency, event.cost_basis_method, event.open_date)
-            old = data.portfolios.get(event.portfolio_id)
-            data.portfolios.put(event.portfolio_id, new)
-            if old is not None and (old.base_currency, old.cost_basis_method) == (new.base_currency, new.cost_basis_method):
-                return []
-            return self._revisit(f"portfolio|{event.portfolio_id}|p{partition}", None)
-        if isinstance(event, InstrumentEvent):
-            data.instruments.put(event.security_id, Instrument(event.security_id, event.currency))
-            return []
-        if isinstance(event, FxRateEvent):
-            previous = data.put_point(data.fx_name(event.from_currency, event.to_currency), event.rate_date, event.rate)
-            if previous == event.rate:
-                return []
-            return self._revisit(f"fx|{event.from_currency}|{event.to_currency}|p{partition}", event.rate_date)
-        if isinstance(event, BusinessDateEvent):
-            data.set_business_date(event.date)
-            return []
         if isinstance(event, MarketPriceEvent):
             return []  # prices matter to valuation, not to costing
-        raise TypeError(f"not reference data: {type(event).__name__}")
+        changed = apply_reference_event(self.reference, event)
+        if not changed:
+            return []
+        if isinstance(event, PortfolioEvent):
+            return self._revisit(f"portfolio|{event.portfolio_id}|p{partition}", None)
+        if isinstance(event, FxRateEvent):
+            return self._revisit(f"fx|{event.from_currency}|{event.to_currency}|p{partition}", event.rate_date)
+        return []
 
     def _revisit(self, index_name: str, since: date | None) -> list:
         """Re-cost every key on this partition that depends on the changed reference data."""

@@ -11,6 +11,7 @@ from epochflow.schemas.events import (
     BusinessDateEvent,
     FxRateEvent,
     InstrumentEvent,
+    MarketPriceEvent,
     PortfolioEvent,
     TransactionEvent,
 )
@@ -51,6 +52,9 @@ def demo_events(seed: int = 7, transactions: int = 300) -> list:
             for to in currencies:
                 if frm != to:
                     events.append(FxRateEvent(from_currency=frm, to_currency=to, rate_date=day, rate=_cross(frm, to, level)))
+        for security, currency, price in INSTRUMENTS:
+            close = (price * (1 + Decimal(rng.randint(-300, 300)) / 10000)).quantize(Decimal("0.01"))
+            events.append(MarketPriceEvent(security_id=security, price_date=day, price=close, currency=currency))
         events.append(BusinessDateEvent(date=day))
 
     held: dict[tuple[str, str], Decimal] = {}
@@ -81,3 +85,14 @@ def demo_events(seed: int = 7, transactions: int = 300) -> list:
     arrival = [(i + (rng.randint(5, 60) if i in late else 0), t) for i, t in enumerate(booked)]
     arrival.sort(key=lambda pair: pair[0])
     return events + [t for _, t in arrival]
+
+
+def late_trade() -> TransactionEvent:
+    """A SELL booked three days after its trade date, for the demo's back-dated story."""
+    day = START + timedelta(days=DAYS - 4)
+    return TransactionEvent(
+        transaction_id="LATE-0001", portfolio_id="GLOBAL_GROWTH_USD", security_id="MSFT", instrument_id="MSFT",
+        transaction_type="SELL", transaction_date=datetime.combine(day, time(15, 45), tzinfo=timezone.utc),
+        quantity=Decimal(100), price=Decimal("425.10"), gross_amount=Decimal("42510.00"), trade_fee=Decimal("4.95"),
+        trade_currency="USD", currency="USD",
+    )

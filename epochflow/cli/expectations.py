@@ -16,7 +16,7 @@ from typing import Any
 # block -> fields identifying a row
 IDENTITY: dict[str, tuple[str, ...]] = {
     "positions": ("portfolio_id", "security_id"),
-    "snapshots": ("portfolio_id", "security_id", "date", "epoch"),
+    "snapshots": ("portfolio_id", "security_id", "date", "epoch"),  # epoch may be left out
     "snapshots_current_epoch": ("portfolio_id", "security_id", "date"),
     "transactions": ("transaction_id",),
     "position_history": ("portfolio_id", "security_id", "epoch", "transaction_id"),

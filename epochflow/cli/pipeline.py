@@ -14,10 +14,12 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from epochflow.config import Settings
+from epochflow.config import ROLES, Settings
+from epochflow.schemas.events import BusinessDateEvent
 from epochflow.sinks import reads
 from epochflow.streams.producer import Producer
 from epochflow.streams.publish import barrier_messages, publish
@@ -30,6 +32,18 @@ BARRIER_STAGES: dict[str, str] = {
 }
 
 
+def barrier_stages(roles: tuple[str, ...]) -> dict[str, list[str]]:
+    """Every stage a barrier sent into each input topic must pass through: the positions
+    stages, and the scheduler and valuation roles that follow the positions output and
+    read reference data themselves."""
+    followers = [r for r in ("scheduler", "valuation") if r in roles]
+    graph: dict[str, list[str]] = {}
+    for topic, stage in BARRIER_STAGES.items():
+        graph[topic] = [stage] + [f"{role}<-{stage}" for role in followers]
+    graph["reference"] += [f"{role}.reference" for role in followers]
+    return graph
+
+
 class NotQuiescent(TimeoutError):
     pass
 
@@ -39,13 +53,36 @@ class Pipeline:
     settings: Settings
     producer: Producer
     engine: AsyncEngine
+    roles: tuple[str, ...] = ROLES
+    business_date: date | None = None
 
     @classmethod
-    async def connect(cls, settings: Settings) -> "Pipeline":
+    async def connect(cls, settings: Settings, roles: tuple[str, ...] = ROLES) -> "Pipeline":
         producer = Producer(settings.kafka_bootstrap)
         await producer.__aenter__()
         engine = create_async_engine(settings.sqlalchemy_url, pool_size=2)
-        return cls(settings, producer, engine)
+        return cls(settings, producer, engine, tuple(roles))
+
+    async def settle(self, timeout: float = 120.0) -> float:
+        """Quiescent as FORMAT.md defines it: every input consumed and every output in
+        PostgreSQL (barriers), no job runnable or in flight, and every key valued up to the
+        business date or waiting on data that has not arrived; twice in a row, unchanged."""
+        started = time.monotonic()
+        previous = None
+        while True:
+            left = timeout - (time.monotonic() - started)
+            if left <= 0:
+                raise NotQuiescent(f"pipeline not quiescent after {timeout:.0f}s: {_describe_activity(previous)}")
+            await self.quiesce(left)
+            if self.business_date is None or "scheduler" not in self.roles:
+                return time.monotonic() - started
+            activity = await reads.pipeline_activity(self.engine, self.business_date)
+            settled = not activity["processing"] and not activity["runnable"] and not activity["not_settled"]
+            if settled and previous is not None and previous.get("fingerprint") == activity["fingerprint"]:
+                return time.monotonic() - started
+            previous = activity
+            if not settled:
+                await asyncio.sleep(0.1)
 
     async def close(self) -> None:
         await self.producer.__aexit__(None, None, None)
@@ -58,6 +95,10 @@ class Pipeline:
         await self.close()
 
     async def publish(self, events: Iterable) -> int:
+        events = list(events)
+        for event in events:
+            if isinstance(event, BusinessDateEvent) and (self.business_date is None or event.date > self.business_date):
+                self.business_date = event.date
         count = await publish(events, self.settings, self.producer.send)
         await self.producer.flush()
         return count
@@ -68,16 +109,17 @@ class Pipeline:
         await self.producer.send(topic_name(self.settings, short_topic), partition, key, value)
         await self.producer.flush()
 
-    async def quiesce(self, timeout: float = 120.0, stages: dict[str, str] | None = None) -> float:
+    async def quiesce(self, timeout: float = 120.0, stages: dict[str, str | list[str]] | None = None) -> float:
         """Wait until everything published so far has reached PostgreSQL; returns seconds.
-        `stages` maps input topics to the stage that forwards their barriers."""
-        stages = stages or BARRIER_STAGES
+        `stages` maps input topics to the stage(s) that must forward their barriers."""
+        stages = stages or barrier_stages(self.roles)
         started = time.monotonic()
         token = uuid.uuid4().hex
         for routed in barrier_messages(self.settings, token, stages):
             await self.producer.send(routed.topic, routed.partition, routed.key, routed.value)
         await self.producer.flush()
-        wanted = {(stage, p) for stage in stages.values() for p in range(self.settings.partitions)}
+        names = [n for v in stages.values() for n in ([v] if isinstance(v, str) else v)]
+        wanted = {(stage, p) for stage in names for p in range(self.settings.partitions)}
         delay = 0.02
         while True:
             seen = await reads.barriers_seen(self.engine, token)
@@ -88,6 +130,17 @@ class Pipeline:
                 raise NotQuiescent(_describe_missing(missing, timeout))
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
+
+
+def _describe_activity(activity: dict | None) -> str:
+    if activity is None:
+        return "no barrier came back"
+    keys = ", ".join(
+        f"{k['portfolio_id']}|{k['security_id']} (epoch {k['epoch']}, {k['status']}, watermark {k['watermark_date']})"
+        for k in activity["not_settled"][:5]
+    )
+    return (f"{activity['processing']} job(s) PROCESSING, {activity['runnable']} runnable, "
+            f"{activity['blocked']} waiting for data; keys not valued up to the business date: {keys or 'none'}")
 
 
 def _describe_missing(missing: set[tuple[str, int]], timeout: float) -> str:

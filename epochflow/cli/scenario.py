@@ -24,29 +24,14 @@ StackFactory = Callable[[], AbstractAsyncContextManager[Settings]]
 
 
 def current_support() -> Support:
-    """What depends on valuation and scheduling is reported as skipped until they exist."""
-    later = "needs valuation and scheduling"
-    support = Support(
+    """Blocks the engine does not build yet are reported as skipped, never as passed."""
+    return Support(
         blocks={
-            "snapshots": later,
-            "snapshots_current_epoch": later,
-            "valuation_jobs": later,
-            "valuation_jobs_absent": later,
             "cashflows": "cashflows are not built yet",
             "position_timeseries": "time series are not built yet",
             "portfolio_timeseries": "time series are not built yet",
         },
-        fields={
-            ("positions", "epoch"): later,
-            ("positions", "epoch_in"): later,
-            ("positions", "status"): later,
-            ("positions", "watermark_date"): later,
-        },
     )
-    # history of a later epoch exists only once back-dating is detected against watermarks
-    support.rows["position_history"] = lambda row: later if int(row.get("epoch", 0)) > 0 else None
-    support.rows["position_history_count"] = lambda row: later if int(row.get("epoch", 0)) > 0 else None
-    return support
 
 
 @dataclass
@@ -112,7 +97,32 @@ def fetchers(pipeline: Pipeline) -> dict:
         "position_history_count": lambda row: reads.history_count(
             engine, row["portfolio_id"], row["security_id"], int(row["epoch"])
         ),
+        "snapshots": lambda row: reads.snapshot(
+            engine, row["portfolio_id"], row["security_id"], _day(row["date"]), int(row["epoch"])
+        ) if "epoch" in row else reads.snapshot_current_epoch(engine, row["portfolio_id"], row["security_id"], _day(row["date"])),
+        "snapshots_current_epoch": lambda row: reads.snapshot_current_epoch(
+            engine, row["portfolio_id"], row["security_id"], _day(row["date"])
+        ),
+        "valuation_jobs": lambda row: reads.valuation_job(
+            engine, row["portfolio_id"], row["security_id"], _day(row["valuation_date"]), int(row["epoch"])
+        ),
+        "valuation_jobs_absent": lambda row: _no_job_before(engine, row),
     }
+
+
+def _day(text: str):
+    from datetime import date
+
+    return date.fromisoformat(str(text)[:10])
+
+
+async def _no_job_before(engine, row: dict) -> dict:
+    """Passes (echoes the row) when no job exists before `valuation_date_before`."""
+    earliest = await reads.earliest_job_date(engine, row["portfolio_id"], row["security_id"])
+    limit = _day(row["valuation_date_before"])
+    if earliest is None or earliest >= limit:
+        return dict(row)
+    return {**row, "valuation_date_before": f"a job exists for {earliest}"}
 
 
 async def run_case(case: Case, stack: StackFactory, support: Support, timeout: float, log: Callable[[str], None]) -> CaseResult:
@@ -139,7 +149,7 @@ async def run_case(case: Case, stack: StackFactory, support: Support, timeout: f
 
 async def _check_point(pipeline: Pipeline, label: str, expected: dict, support: Support, timeout: float, result: CaseResult) -> None:
     try:
-        await pipeline.quiesce(timeout)
+        await pipeline.settle(timeout)
     except NotQuiescent as error:
         result.failures.append(f"{label}: {error}")
         return

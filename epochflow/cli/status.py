@@ -17,6 +17,8 @@ from epochflow.streams.names import topic_name
 # The topics each role's agents consume (short names, see epochflow.streams.names).
 ROLE_INPUTS: dict[str, tuple[str, ...]] = {
     "positions": ("transactions", "reference", "position-commands"),
+    "scheduler": ("results", "reference", "scheduler-ticks"),
+    "valuation": ("results", "reference", "valuation-jobs"),
     "sink": ("results",),
 }
 

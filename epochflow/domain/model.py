@@ -179,6 +179,8 @@ class PositionState:
     fx_currencies: tuple[str, ...] = ()
     # the transaction that opened the current epoch and the first date it rebuilt, so a
     # re-delivery of that transaction can re-send the whole replay
+    # earliest day whose position the last step changed (days from there are valued again)
+    changed_from: date | None = None
     epoch_trigger: str | None = None
     epoch_rebuilt_from: str | None = None
 

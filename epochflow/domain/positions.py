@@ -119,7 +119,7 @@ def apply_transaction(
     start_month = period_of(affected)
     rebuilt = _rebuild(new_state, load, start_month, affected, reference, insert=txn,
                        remove_id=txn.transaction_id if ref else None, remove_month=remove_month)
-    new_state = _after_rebuild(new_state, rebuilt, reference, txn.trade_currency, start_month)
+    new_state = replace(_after_rebuild(new_state, rebuilt, reference, txn.trade_currency, start_month), changed_from=affected)
     outputs: list[Output] = []
     if opened:
         outputs.append(EpochOpened(state.epoch, new_state.epoch, affected))
@@ -157,7 +157,8 @@ def _open_epoch_if_backdated(state: PositionState, affected: date, trigger: str)
             state,
             epoch=state.epoch + 1,
             status=KeyStatus.REPROCESSING,
-            watermark_date=affected - DAY,
+            # never claim days the old epoch had not completed either
+            watermark_date=affected - DAY if state.watermark_date is None else min(affected - DAY, state.watermark_date),
             latest_snapshot_date=None,
             generation=state.generation + 1,
             epoch_trigger=trigger,
@@ -244,7 +245,7 @@ def apply_reference_change(state: PositionState, since: date, load: BucketLoader
     new_state = _revalue_day_if_completed(state, since) if state.effective_completed_date and since <= state.effective_completed_date else state
     start_month = period_of(since)
     rebuilt = _rebuild(new_state, load, start_month, since, reference)
-    new_state = _after_rebuild(new_state, rebuilt, reference, None, start_month)
+    new_state = replace(_after_rebuild(new_state, rebuilt, reference, None, start_month), changed_from=since)
     return Step(new_state, rebuilt.buckets, (), (HistoryWritten(new_state.epoch, rebuilt.emitted), StateChanged(new_state)))
 
 
@@ -266,7 +267,7 @@ def apply_advance(state: PositionState, epoch: int, generation: int, to_date: da
     if business_date is not None and watermark >= business_date:
         status = KeyStatus.CURRENT
     new_state = replace(state, watermark_date=watermark, latest_snapshot_date=snapshot, status=status,
-                        version=state.version + 1)
+                        version=state.version + 1, changed_from=None)
     if new_state == replace(state, version=new_state.version):
         return Step(state, changed=False)
     return Step(new_state, outputs=(StateChanged(new_state),))
@@ -279,7 +280,7 @@ def apply_reset(state: PositionState, epoch: int, to_date: date) -> Step:
     completed = state.effective_completed_date
     if completed is None or to_date >= completed:
         return Step(state, changed=False)
-    new_state = replace(_moved_back(state, to_date), version=state.version + 1)
+    new_state = replace(_moved_back(state, to_date), version=state.version + 1, changed_from=None)
     return Step(new_state, outputs=(StateChanged(new_state),))
 
 

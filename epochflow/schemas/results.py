@@ -69,6 +69,9 @@ class PositionStateRow(_Row):
     last_transaction_date: date | None
     waiting_for: str = ""  # e.g. "fx EUR/USD", "portfolio P1"; empty when nothing is missing
     updated_at: datetime
+    # for the scheduler and the valuation cache (not stored): history length, first changed day
+    txn_count: int = 0
+    changed_from: date | None = None
 
 
 class HistoryCarryOver(_Row):
@@ -128,6 +131,7 @@ class JobOutcome(_Row):
     valuation_date: date
     epoch: int
     outcome: str  # COMPLETE, SKIPPED_NO_POSITION, BLOCKED, NOT_READY, STALE
+    job_version: int = 0  # the dispatch it answers
     reason: str | None = None
     waiting_on: str | None = None  # "price|SEC" or "fx|EUR|USD": data whose arrival retries the job
 
@@ -199,6 +203,7 @@ def rows_for(outputs, portfolio_id: str, security_id: str, now: datetime) -> lis
                     cost_basis=s.holding.cost_base, cost_basis_local=s.holding.cost_local,
                     held_since_date=s.holding.held_since, first_open_date=s.first_open_date,
                     last_transaction_date=s.last_transaction_date, waiting_for=s.waiting_for, updated_at=now,
+                    txn_count=s.txn_count, changed_from=s.changed_from,
                 )
             )
     return rows

@@ -101,6 +101,8 @@ class PositionState(Base):
     version: Mapped[int] = mapped_column(BigInteger)
     # bumped by every watermark reset: an advance computed before a reset must carry it
     generation: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    txn_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    changed_from: Mapped[date | None] = mapped_column(nullable=True)  # first day the last change touched
     status: Mapped[str]
     watermark_date: Mapped[date | None]
     quantity: Mapped[Decimal]

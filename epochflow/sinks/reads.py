@@ -135,29 +135,29 @@ async def _one(engine: AsyncEngine, query: Select[Any]) -> dict[str, Any] | None
 # -- summaries (demo, reports) ------------------------------------------------------------
 
 
-async def positions_overview(engine: AsyncEngine) -> list[dict[str, Any]]:
-    """Every key's position with its realized P&L to date (base and local)."""
-    s, t = position_state.c, transactions.c
-    realized = (
-        select(
-            t.portfolio_id,
-            t.security_id,
-            func.sum(t.realized_gain_loss).label("realized_gain_loss"),
-            func.sum(t.realized_gain_loss_local).label("realized_gain_loss_local"),
-        )
-        .group_by(t.portfolio_id, t.security_id)
-        .subquery()
+async def positions_overview(engine: AsyncEngine, business_date=None) -> list[dict[str, Any]]:
+    """Every key's position with its realized P&L to date and, when a business date is
+    given, that day's snapshot of the key's current epoch."""
+    from sqlalchemy import text
+
+    query = text(
+        """
+        SELECT s.*, r.realized_gain_loss, r.realized_gain_loss_local,
+               d.market_value, d.unrealized_gain_loss, d.valuation_status
+        FROM position_state s
+        LEFT JOIN (SELECT portfolio_id, security_id,
+                          sum(realized_gain_loss) AS realized_gain_loss,
+                          sum(realized_gain_loss_local) AS realized_gain_loss_local
+                   FROM transactions GROUP BY portfolio_id, security_id) r
+               ON r.portfolio_id = s.portfolio_id AND r.security_id = s.security_id
+        LEFT JOIN daily_position_snapshots d
+               ON d.portfolio_id = s.portfolio_id AND d.security_id = s.security_id
+              AND d.epoch = s.epoch AND d.date = :business_date
+        ORDER BY s.portfolio_id, s.security_id
+        """
     )
-    query = (
-        select(
-            position_state,
-            realized.c.realized_gain_loss,
-            realized.c.realized_gain_loss_local,
-        )
-        .join(realized, (realized.c.portfolio_id == s.portfolio_id) & (realized.c.security_id == s.security_id), isouter=True)
-        .order_by(s.portfolio_id, s.security_id)
-    )
-    return [dict(row) for row in await _mappings(engine, query)]
+    async with engine.connect() as conn:
+        return [dict(row) for row in (await conn.execute(query, {"business_date": business_date})).mappings()]
 
 
 async def flagged_transactions(engine: AsyncEngine) -> list[dict[str, Any]]:

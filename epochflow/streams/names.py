@@ -28,7 +28,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(topic_name(settings, "transactions"), n, "booked transactions, keyed portfolio|security"),
         TopicSpec(topic_name(settings, "reference"), n, "portfolios, instruments, prices, FX, business dates; each event on every partition"),
         TopicSpec(topic_name(settings, "position-commands"), n, "commands to the positions role (advance / reset watermark), keyed portfolio|security"),
-        TopicSpec(topic_name(settings, "results"), n, "rows for PostgreSQL, keyed portfolio|security"),
+        TopicSpec(topic_name(settings, "results"), n, "rows for PostgreSQL (and for the scheduler and valuation roles); message key = producing role"),
+        TopicSpec(topic_name(settings, "valuation-jobs"), n, "valuation jobs from the scheduler, keyed portfolio|security"),
+        TopicSpec(topic_name(settings, "scheduler-ticks"), n, "the scheduler's clock, one tick per partition"),
         TopicSpec(topic_name(settings, "dead-letter"), 1, "invalid messages with the reason"),
         TopicSpec(topic_name(settings, "naive-transactions"), n, "input of the benchmark's naive baseline agent"),
     ]

@@ -47,6 +47,7 @@ def _reference_key(event) -> str:
 
 
 def barrier_messages(settings: Settings, token: str, topics: Iterable[str]) -> list[Routed]:
+    # `topics` may be a mapping (topic -> stages); only its keys matter here
     """A barrier on every partition of the given input topics (short names)."""
     value = json.dumps({"type": "barrier", "token": token}).encode()
     return [

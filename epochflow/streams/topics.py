@@ -24,4 +24,18 @@ reference = _topic("reference")
 position_commands = _topic("position-commands")
 results = _topic("results")
 dead_letter = _topic("dead-letter", partitions=1)
+valuation_jobs = _topic("valuation-jobs")
+scheduler_ticks = _topic("scheduler-ticks")
 naive_transactions = _topic("naive-transactions")  # benchmark baseline input only
+
+
+def by_short_name(short: str):
+    return {
+        "transactions": transactions,
+        "reference": reference,
+        "position-commands": position_commands,
+        "results": results,
+        "dead-letter": dead_letter,
+        "valuation-jobs": valuation_jobs,
+        "scheduler-ticks": scheduler_ticks,
+    }[short]

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from epochflow.app import app, settings
+from epochflow.tables.declare import role_table
 from epochflow.domain.model import Bucket, PositionState, TxnRef
 from epochflow.domain.series import SeriesMonth
 from epochflow.tables.reference import Instrument, KeySet, Months, Portfolio, ReferenceData
@@ -19,25 +19,15 @@ from epochflow.tables.store import FaustStore
 from datetime import date
 
 
-def _table(name: str):
-    return app.Table(
-        name,
-        default=None,
-        key_type=bytes,  # bytes types make Faust use the raw codec: values are encoded by the store
-        value_type=bytes,
-        partitions=settings.partitions,
-    )
-
-
-state_table = _table("position_state")
-history_table = _table("position_history")
-refs_table = _table("position_txn_refs")
-key_index_table = _table("position_key_index")
-portfolio_table = _table("positions_reference_portfolios")
-instrument_table = _table("positions_reference_instruments")
-series_table = _table("positions_reference_series")
-series_index_table = _table("positions_reference_series_index")
-scalar_table = _table("positions_reference_scalars")
+state_table = role_table("position_state")
+history_table = role_table("position_history")
+refs_table = role_table("position_txn_refs")
+key_index_table = role_table("position_key_index")
+portfolio_table = role_table("positions_reference_portfolios")
+instrument_table = role_table("positions_reference_instruments")
+series_table = role_table("positions_reference_series")
+series_index_table = role_table("positions_reference_series_index")
+scalar_table = role_table("positions_reference_scalars")
 
 
 _STORES = (

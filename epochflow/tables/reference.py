@@ -48,12 +48,21 @@ class ReferenceData:
     series months and series month indexes."""
 
     def __init__(self, portfolios: Store[Portfolio], instruments: Store[Instrument],
-                 series: Store[SeriesMonth], series_index: Store[Months], scalars: Store[date]) -> None:
+                 series: Store[SeriesMonth], series_index: Store[Months], scalars: Store[date],
+                 tags: Store[str] | None = None) -> None:
         self.portfolios = portfolios
         self.instruments = instruments
         self.series = series
         self.series_index = series_index
         self.scalars = scalars
+        self.tags = tags
+
+    def tag(self, name: str) -> str | None:
+        return self.tags.get(name) if self.tags is not None else None
+
+    def set_tag(self, name: str, value: str) -> None:
+        if self.tags is not None and self.tags.get(name) != value:
+            self.tags.put(name, value)
 
     # -- FX ------------------------------------------------------------------------
     @staticmethod
@@ -92,3 +101,34 @@ class ReferenceData:
             self.scalars.put("business_date", day)
             return True
         return False
+
+
+def apply_reference_event(data: ReferenceData, event) -> bool:
+    """Store one reference event; True when it changed what costing or valuation would use."""
+    from epochflow.schemas.events import (
+        BusinessDateEvent,
+        FxRateEvent,
+        InstrumentEvent,
+        MarketPriceEvent,
+        PortfolioEvent,
+    )
+
+    if isinstance(event, PortfolioEvent):
+        new = Portfolio(event.portfolio_id, event.base_currency, event.cost_basis_method, event.open_date)
+        old = data.portfolios.get(event.portfolio_id)
+        data.portfolios.put(event.portfolio_id, new)
+        return old is None or (old.base_currency, old.cost_basis_method) != (new.base_currency, new.cost_basis_method)
+    if isinstance(event, InstrumentEvent):
+        old = data.instruments.get(event.security_id)
+        data.instruments.put(event.security_id, Instrument(event.security_id, event.currency))
+        return old is None or old.currency != event.currency
+    if isinstance(event, FxRateEvent):
+        previous = data.put_point(data.fx_name(event.from_currency, event.to_currency), event.rate_date, event.rate)
+        return previous != event.rate
+    if isinstance(event, MarketPriceEvent):
+        previous = data.put_point(f"price|{event.security_id}", event.price_date, event.price)
+        data.set_tag(f"pricecur|{event.security_id}|{event.price_date.isoformat()}", event.currency)
+        return previous != event.price
+    if isinstance(event, BusinessDateEvent):
+        return data.set_business_date(event.date)
+    raise TypeError(f"not reference data: {type(event).__name__}")

@@ -14,18 +14,6 @@ def ctx_of():
 
 
 @pytest.fixture
-def make_txn():
-    """make_txn(kind, quantity, price, on, id=..., fee=..., currency=...) -> Transaction."""
-    return factories.txn
-
-
-@pytest.fixture
-def key():
-    """key(method="FIFO", fx=None, **state) -> a KeyHarness over the pure positions core."""
-    return factories.harness
-
-
-@pytest.fixture
 def handler():
     """A PositionsHandler over in-memory stores."""
     return factories.memory_handler()

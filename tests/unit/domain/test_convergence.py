@@ -355,7 +355,7 @@ def scenarios(draw) -> tuple[History, Plan]:
     return history, draw(plans(input_events(history), history.superseded))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_any_arrival_order_converges_to_the_in_order_result(scenario) -> None:
     history, plan = scenario

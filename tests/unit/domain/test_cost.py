@@ -287,6 +287,15 @@ CASES = {
                realized_local="800", realized_base=None, fx_rate=None, flags=(Flag.FX_MISSING,))),
         fx=_exact_date_fx({"08-10": "1.10"}),
     ),
+    "converted-buy-onto-unconverted-holding-cost-base-waits": Case(
+        (txn(BUY, 100, 150, "08-10", currency="EUR"), txn(BUY, 10, 160, "08-15", currency="EUR"),
+         txn(TxnType.DIVIDEND, gross=30, on="08-16", currency="EUR")),
+        (None,
+         after(quantity="110", cost_local="16600", cost_base=None, net_cost_local="1600", net_cost="1920",
+               fx_rate="1.20", flags=(Flag.FX_MISSING,)),
+         after(quantity="110", cost_base=None, net_cost="0", flags=(Flag.FX_MISSING,))),
+        fx=eur_usd({"08-15": "1.20"}),
+    ),
     "close-without-rate-cost-resets-base-figures-wait": Case(
         (txn(BUY, 100, 150, "08-10", currency="EUR"), txn(SELL, 100, 170, "08-15", currency="EUR")),
         (None,

@@ -13,7 +13,14 @@ import pytest
 
 from epochflow import metrics
 from epochflow.domain.model import Flag, KeyStatus, TxnType
-from epochflow.domain.positions import Dropped, EpochOpened, HistoryWritten, StateChanged, detect_backdated
+from epochflow.domain.positions import (
+    Dropped,
+    EpochOpened,
+    HistoryWritten,
+    StateChanged,
+    apply_business_date,
+    detect_backdated,
+)
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
 from epochflow.schemas.events import BusinessDateEvent
 from epochflow.schemas.results import HistoryCarryOver, PositionHistoryRow, PositionStateRow, TransactionRow
@@ -339,6 +346,28 @@ def test_advance_with_the_handler_uses_the_business_date(handler) -> None:
                                                to_date=day("09-03")))
     assert handler.states.get("P1|S1").status is CURRENT
     assert [(r.status, r.watermark_date) for r in rows] == [("CURRENT", day("09-03"))]
+
+
+BUSINESS_DATES = {
+    # name: (status, watermark, new business date, status after)
+    "reprocessing-key-already-valued-to-it": (REPROCESSING, "09-05", "09-05", CURRENT),
+    "reprocessing-key-valued-past-it": (REPROCESSING, "09-06", "09-05", CURRENT),
+    "reprocessing-key-short-of-it": (REPROCESSING, "09-04", "09-05", REPROCESSING),
+    "reprocessing-key-never-valued": (REPROCESSING, None, "09-05", REPROCESSING),
+    "current-key-stays-current": (CURRENT, "09-04", "09-05", CURRENT),
+}
+
+
+@pytest.mark.parametrize("status,watermark,business,new_status", [pytest.param(*c, id=n) for n, c in BUSINESS_DATES.items()])
+def test_business_date(status, watermark, business, new_status) -> None:
+    key = completed_key(watermark)
+    key.state = replace(key.state, status=status)
+    before = key.state
+    step = key.commit(apply_business_date(key.state, day(business)))
+    assert key.state.status is new_status
+    assert step.changed is (new_status is not status)
+    assert (key.state.epoch, key.state.watermark_date, key.state.generation) == (
+        before.epoch, before.watermark_date, before.generation)
 
 
 RESETS = {

@@ -80,6 +80,8 @@ def upgrade() -> None:
         sa.Column("epoch", sa.Integer(), nullable=False),
         sa.Column("version", sa.BigInteger(), nullable=False),
         sa.Column("generation", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("txn_count", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("changed_from", sa.Date(), nullable=True),
         sa.Column("status", sa.Text(), nullable=False),
         sa.Column("watermark_date", sa.Date(), nullable=True),
         sa.Column("quantity", Money, nullable=False),

@@ -1,0 +1,103 @@
+"""The scheduler role's agents (its own worker process).
+
+scheduler.results    results (positions state rows, valuation outcomes) -> plan, dispatch, advance
+scheduler.reference  reference data (business dates, prices, FX)        -> plan, retry blocked jobs
+scheduler.tick       scheduler-ticks (its own clock, every partition)    -> backoff retries, reclaims
+"""
+
+from __future__ import annotations
+
+import time
+
+from faust.streams import current_event
+
+from epochflow import metrics
+from epochflow.agents.batching import BatchOutcome, by_partition, event_context, run_partition, send_outcome
+from epochflow.agents.results_feed import decode_rows, forwarded_barriers
+from epochflow.agents.scheduler_handler import SchedulerHandler
+from epochflow.app import app, settings
+from epochflow.domain.scheduling import SchedulerConfig
+from epochflow.schemas.events import parse_reference
+from epochflow.schemas.jobs import Tick
+from epochflow.schemas.results import JobOutcome, PositionStateRow
+from epochflow.streams import topics
+from epochflow.tables import scheduler as tables
+from epochflow.tables.store import CachedStore
+
+CONFIG = SchedulerConfig(
+    backoff_s=settings.retry_backoff_s,
+    max_attempts=settings.max_attempts,
+    processing_timeout_s=settings.processing_timeout_s,
+)
+
+
+def _handler() -> tuple[SchedulerHandler, list[CachedStore]]:
+    caches = [CachedStore(tables.KEYS), CachedStore(tables.INDEX), CachedStore(tables.COUNTERS)]
+    return SchedulerHandler(*caches, cfg=CONFIG, partitions=settings.partitions), caches
+
+
+async def _run(stage: str, events, handle) -> None:
+    started = time.perf_counter()
+    outcome = BatchOutcome()
+    now = time.time()
+    for partition_events in by_partition(events).values():
+        handler, caches = _handler()
+        run_partition(stage, partition_events, lambda raw, p: handle(handler, raw, p, now), outcome)
+        with event_context(partition_events[-1]):
+            for cache in caches:
+                cache.flush()
+    send_outcome(outcome, topics.results, topics.dead_letter, source=b"scheduler", topic_for=topics.by_short_name)
+    metrics.BATCH_SECONDS.labels(stage).observe(time.perf_counter() - started)
+
+
+def _results(handler: SchedulerHandler, raw: bytes, partition: int, now: float) -> list:
+    source = current_event().key
+    if source not in (b"positions", b"valuation"):
+        return []
+    rows = decode_rows(raw)
+    out: list = []
+    for row in rows:
+        if isinstance(row, PositionStateRow):
+            out += handler.on_position_state(row, partition, now)
+        elif isinstance(row, JobOutcome):
+            out += handler.on_outcome(row, partition, now)
+    return out + forwarded_barriers(rows, "scheduler", partition)
+
+
+def _reference(handler: SchedulerHandler, raw: bytes, partition: int, now: float) -> list:
+    return handler.on_reference(parse_reference(raw), partition, current_event().message.offset, now)
+
+
+def _tick(handler: SchedulerHandler, raw: bytes, partition: int, now: float) -> list:
+    started = time.perf_counter()
+    out = handler.on_tick(partition, now)
+    metrics.SCHEDULER_TICK_SECONDS.observe(time.perf_counter() - started)
+    return out
+
+
+@app.agent(topics.results, name="scheduler.results")
+async def follow_results(stream):
+    async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
+        await _run("scheduler.results", events, _results)
+
+
+@app.agent(topics.reference, name="scheduler.reference")
+async def follow_reference(stream):
+    async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
+        await _run("scheduler.reference", events, _reference)
+
+
+@app.agent(topics.scheduler_ticks, name="scheduler.tick")
+async def on_ticks(stream):
+    async for events in stream.take_events(settings.partitions * 4, 0.01):
+        # several ticks of one partition in a batch do the work once
+        latest = {event.message.partition: event for event in events}
+        await _run("scheduler.tick", list(latest.values()), _tick)
+
+
+@app.timer(interval=settings.tick_s)
+async def send_ticks() -> None:
+    """Every worker ticks every partition; a tick is idempotent, so more than one is harmless."""
+    value = Tick(at=time.time()).model_dump_json().encode()
+    for partition in range(settings.partitions):
+        topics.scheduler_ticks.send_soon(key=b"tick", value=value, partition=partition)

@@ -1,0 +1,175 @@
+"""The scheduler role over typed stores: follow each key's position state, plan and
+dispatch valuation jobs, apply their outcomes, advance watermarks. No Faust here."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timezone
+
+from epochflow import metrics
+from epochflow.domain import scheduling as sched
+from epochflow.domain.scheduling import ScheduleKey, SchedulerConfig
+from epochflow.schemas.commands import AdvanceWatermark
+from epochflow.schemas.events import BusinessDateEvent, FxRateEvent, MarketPriceEvent
+from epochflow.schemas.jobs import ValuationJob
+from epochflow.schemas.results import JobOutcome, PositionStateRow, ValuationJobRow
+from epochflow.streams.partitioning import partition_for
+from epochflow.tables.reference import KeySet
+from epochflow.tables.store import Store
+
+log = logging.getLogger("epochflow.scheduler")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """Something to send to a topic other than results (short topic name)."""
+
+    topic: str
+    partition: int
+    key: bytes
+    value: bytes
+
+
+@dataclass
+class SchedulerHandler:
+    keys: Store[ScheduleKey]
+    index: Store[KeySet]  # "all|pN", "active|pN", "wait|<what>|pN"
+    counters: Store[int]  # "ref_offset|pN", "arrived|<what>|pN", "business_date"
+    cfg: SchedulerConfig
+    partitions: int
+
+    # -- helpers -----------------------------------------------------------------------
+    def _add(self, name: str, key: str) -> None:
+        current = self.index.get(name) or KeySet()
+        if key not in current.keys:
+            self.index.put(name, KeySet((*current.keys, key)))
+
+    def _remove(self, name: str, key: str) -> None:
+        current = self.index.get(name)
+        if current is not None and key in current.keys:
+            self.index.put(name, KeySet(tuple(k for k in current.keys if k != key)))
+
+    def business_date(self) -> date | None:
+        value = self.counters.get("business_date")
+        return date.fromordinal(value) if value else None
+
+    def ref_offset(self, partition: int) -> int:
+        value = self.counters.get(f"ref_offset|p{partition}")
+        return -1 if value is None else value
+
+    def _emit(self, sk: ScheduleKey, outputs: list, partition: int) -> list:
+        out: list = []
+        now = datetime.now(timezone.utc)
+        for item in outputs:
+            if isinstance(item, sched.JobChanged):
+                j = item.job
+                out.append(ValuationJobRow(
+                    portfolio_id=sk.portfolio_id, security_id=sk.security_id, valuation_date=j.day, epoch=sk.epoch,
+                    status=j.status.value, attempt_count=j.attempt_count, failure_reason=j.failure_reason,
+                    version=j.version, updated_at=now,
+                ))
+                if j.status is sched.JobStatus.PROCESSING:
+                    continue
+                if j.status in sched.DONE:
+                    metrics.JOBS.labels(j.status.value).inc()
+            elif isinstance(item, sched.Dispatch):
+                j = item.job
+                job = ValuationJob(portfolio_id=sk.portfolio_id, security_id=sk.security_id, valuation_date=j.day,
+                                   epoch=sk.epoch, job_version=j.version, state_version=j.state_version,
+                                   ref_offset=j.ref_offset)
+                out.append(Message("valuation-jobs", partition, sk.key.encode(), job.model_dump_json().encode()))
+                metrics.JOBS.labels("DISPATCHED").inc()
+            elif isinstance(item, sched.Advance):
+                command = AdvanceWatermark(portfolio_id=sk.portfolio_id, security_id=sk.security_id, epoch=sk.epoch,
+                                           generation=sk.generation, to_date=item.to_date, latest_snapshot_date=item.to_date)
+                out.append(Message("position-commands", partition, sk.key.encode(), command.model_dump_json().encode()))
+        return out
+
+    def _work(self, key: str, partition: int, now: float, sk: ScheduleKey | None = None) -> list:
+        """Plan, reclaim and dispatch for one key; keep the active index in step."""
+        sk = sk or self.keys.get(key)
+        if sk is None:
+            return []
+        outputs: list = []
+        sk, planned = sched.plan(sk, self.business_date(), self.cfg)
+        sk, reclaimed = sched.reclaim(sk, now, self.cfg)
+        sk, dispatched = sched.dispatch(sk, now, self.cfg.max_dispatch_per_tick, self.ref_offset(partition))
+        outputs = planned + reclaimed + dispatched
+        self.keys.put(key, sk)
+        if sk.idle(self.business_date()):
+            self._remove(f"active|p{partition}", key)
+        else:
+            self._add(f"active|p{partition}", key)
+        if sched.over_attempts(sk, self.cfg) and not sk.alerted:
+            metrics.JOBS_OVER_ATTEMPTS.inc()
+            self.keys.put(key, replace(sk, alerted=True))
+            log.warning("scheduler: %s has jobs past %d attempts", key, self.cfg.max_attempts)
+        return self._emit(sk, outputs, partition)
+
+    # -- inputs --------------------------------------------------------------------------
+    def on_position_state(self, row: PositionStateRow, partition: int, now: float) -> list:
+        key = f"{row.portfolio_id}|{row.security_id}"
+        sk = self.keys.get(key) or ScheduleKey(row.portfolio_id, row.security_id)
+        sk = sched.on_position_state(sk, row.epoch, row.generation, row.version, row.watermark_date,
+                                     row.first_open_date, row.changed_from)
+        self._add(f"all|p{partition}", key)
+        return self._work(key, partition, now, sk)
+
+    def on_outcome(self, row: JobOutcome, partition: int, now: float) -> list:
+        key = f"{row.portfolio_id}|{row.security_id}"
+        sk = self.keys.get(key)
+        if sk is None:
+            return []
+        if row.outcome == "STALE":
+            metrics.STALE_EPOCH_DROPPED.labels("scheduler.outcomes").inc()
+
+        def arrived_since(what: str, offset: int) -> bool:
+            seen = self.counters.get(f"arrived|{what}|p{partition}")
+            return seen is not None and seen > offset
+
+        if row.waiting_on is not None:
+            self._add(f"wait|{row.waiting_on}|p{partition}", key)
+        sk, outputs = sched.on_outcome(sk, row.valuation_date, row.epoch, row.job_version, row.outcome, row.reason,
+                                       row.waiting_on, now, self.cfg, arrived_since)
+        if row.outcome == "BLOCKED":
+            metrics.JOBS.labels("RETRIED").inc()
+            metrics.JOB_ATTEMPTS.observe(next((j.attempt_count for j in sk.jobs if j.day == row.valuation_date), 0))
+        emitted = self._emit(sk, outputs, partition)
+        return emitted + self._work(key, partition, now, sk)
+
+    def on_reference(self, event, partition: int, offset: int, now: float) -> list:
+        self.counters.put(f"ref_offset|p{partition}", offset)
+        if isinstance(event, BusinessDateEvent):
+            current = self.business_date()
+            if current is None or event.date > current:
+                self.counters.put("business_date", event.date.toordinal())
+                out: list = []
+                for key in (self.index.get(f"all|p{partition}") or KeySet()).keys:
+                    out += self._work(key, partition, now)
+                return out
+            return []
+        if isinstance(event, MarketPriceEvent):
+            return self._arrived(f"price|{event.security_id}", partition, offset, now)
+        if isinstance(event, FxRateEvent):
+            return self._arrived(f"fx|{event.from_currency}|{event.to_currency}", partition, offset, now)
+        return []
+
+    def _arrived(self, what: str, partition: int, offset: int, now: float) -> list:
+        self.counters.put(f"arrived|{what}|p{partition}", offset)
+        out: list = []
+        waiting = self.index.get(f"wait|{what}|p{partition}")
+        if waiting is None:
+            return out
+        for key in waiting.keys:
+            sk = self.keys.get(key)
+            if sk is not None:
+                out += self._work(key, partition, now, sched.on_data_arrived(sk, what))
+        self.index.delete(f"wait|{what}|p{partition}")
+        return out
+
+    def on_tick(self, partition: int, now: float) -> list:
+        out: list = []
+        for key in (self.index.get(f"active|p{partition}") or KeySet()).keys:
+            out += self._work(key, partition, now)
+        return out

@@ -1,0 +1,82 @@
+"""The valuation role's agents.
+
+valuation.positions  results (positions rows) -> the role's copy of each key's history
+valuation.reference  reference data           -> prices, FX, instruments, portfolios
+valuation.value      valuation-jobs           -> snapshots and job outcomes
+"""
+
+from __future__ import annotations
+
+import time
+
+from faust.streams import current_event
+
+from epochflow import metrics
+from epochflow.agents.batching import BatchOutcome, by_partition, event_context, run_partition, send_outcome
+from epochflow.agents.results_feed import decode_rows, forwarded_barriers
+from epochflow.agents.valuation_handler import ValuationHandler
+from epochflow.app import app, settings
+from epochflow.schemas.events import parse_reference
+from epochflow.schemas.jobs import parse_job
+from epochflow.streams import topics
+from epochflow.tables import valuation as tables
+from epochflow.tables.reference import ReferenceData, apply_reference_event
+from epochflow.tables.store import CachedStore
+
+
+def _handler() -> tuple[ValuationHandler, CachedStore, list[CachedStore]]:
+    keys, history, progress = CachedStore(tables.KEYS), CachedStore(tables.HISTORY), CachedStore(tables.PROGRESS)
+    reference = [CachedStore(s) for s in tables.reference_stores()]
+    return ValuationHandler(keys, history, ReferenceData(*reference)), progress, [keys, history, progress, *reference]
+
+
+async def _run(stage: str, events, handle) -> None:
+    started = time.perf_counter()
+    outcome = BatchOutcome()
+    for partition_events in by_partition(events).values():
+        handler, progress, caches = _handler()
+        run_partition(stage, partition_events, lambda raw, p: handle(handler, progress, raw, p), outcome)
+        with event_context(partition_events[-1]):
+            for cache in caches:
+                cache.flush()
+    send_outcome(outcome, topics.results, topics.dead_letter, source=b"valuation", topic_for=topics.by_short_name)
+    metrics.BATCH_SECONDS.labels(stage).observe(time.perf_counter() - started)
+
+
+def _positions(handler: ValuationHandler, progress, raw: bytes, partition: int) -> list:
+    event = current_event()
+    if event.key != b"positions":
+        return []
+    rows = decode_rows(raw)
+    handler.on_position_rows(rows)
+    return forwarded_barriers(rows, "valuation", partition)
+
+
+def _reference(handler: ValuationHandler, progress, raw: bytes, partition: int) -> list:
+    apply_reference_event(handler.reference, parse_reference(raw))
+    progress.put(f"ref_offset|p{partition}", current_event().message.offset)
+    return []
+
+
+def _value(handler: ValuationHandler, progress, raw: bytes, partition: int) -> list:
+    job = parse_job(raw)
+    seen = progress.get(f"ref_offset|p{partition}")
+    return handler.on_job(job, -1 if seen is None else seen)
+
+
+@app.agent(topics.results, name="valuation.positions")
+async def follow_positions(stream):
+    async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
+        await _run("valuation.positions", events, _positions)
+
+
+@app.agent(topics.reference, name="valuation.reference")
+async def follow_reference(stream):
+    async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
+        await _run("valuation.reference", events, _reference)
+
+
+@app.agent(topics.valuation_jobs, name="valuation.value")
+async def value_jobs(stream):
+    async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
+        await _run("valuation.value", events, _value)

@@ -1,0 +1,236 @@
+"""Position-aware scheduling: which days of a key need valuing, the job lifecycle, retries
+with backoff, and the contiguous watermark. The scheduler is the only one that advances a
+watermark, and only across days whose jobs all ended.
+
+PENDING -> PROCESSING -> COMPLETE | SKIPPED_NO_POSITION | FAILED; a job blocked on missing
+data goes back to PENDING with attempt_count + 1 and waits for the data or the backoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from enum import StrEnum
+
+DAY = timedelta(days=1)
+
+
+class JobStatus(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETE = "COMPLETE"
+    SKIPPED_NO_POSITION = "SKIPPED_NO_POSITION"
+    FAILED = "FAILED"
+
+
+DONE = (JobStatus.COMPLETE, JobStatus.SKIPPED_NO_POSITION)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    backoff_s: float = 60.0  # a blocked job is not retried sooner (unless its data arrives)
+    max_attempts: int = 5  # past this, the job alerts (and still waits for its data)
+    processing_timeout_s: float = 60.0  # a PROCESSING job older than this is reclaimed
+    not_ready_delay_s: float = 0.2  # valuation had not seen the positions the job needs yet
+    max_in_flight_per_key: int = 400  # jobs not yet ended, per key
+    max_dispatch_per_tick: int = 2000  # per partition and tick, so a backlog never starves live work
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    day: date
+    status: JobStatus = JobStatus.PENDING
+    attempt_count: int = 0
+    failure_reason: str | None = None
+    waiting_on: str | None = None
+    not_before: float = 0.0
+    dispatched_at: float | None = None
+    version: int = 0
+    # what the scheduler had seen when it dispatched: the valuation role answers NOT_READY
+    # until it has seen as much (positions state version, reference offset)
+    state_version: int = 0
+    ref_offset: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleKey:
+    portfolio_id: str
+    security_id: str
+    epoch: int = 0
+    generation: int = 0
+    state_version: int = 0
+    watermark: date | None = None
+    first_open_date: date | None = None
+    jobs: tuple[Job, ...] = ()  # days after the watermark, in order
+    alerted: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.portfolio_id}|{self.security_id}"
+
+    def start_day(self) -> date | None:
+        """First day to value: after the watermark, never before the first open date."""
+        if self.first_open_date is None:
+            return None
+        if self.watermark is None:
+            return self.first_open_date
+        return max(self.watermark + DAY, self.first_open_date)
+
+    def idle(self, business_date: date | None) -> bool:
+        start = self.start_day()
+        return not self.jobs and (business_date is None or start is None or start > business_date)
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Send this job to the valuation role."""
+
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class JobChanged:
+    """The job's new state, for PostgreSQL."""
+
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    to_date: date
+
+
+Output = Dispatch | JobChanged | Advance
+
+
+def _bump(job: Job, **changes) -> Job:
+    return replace(job, version=job.version + 1, **changes)
+
+
+def on_position_state(sk: ScheduleKey, epoch: int, generation: int, version: int, watermark: date | None,
+                      first_open_date: date | None, changed_from: date | None) -> ScheduleKey:
+    """The positions role's view of the key changed. A new epoch or a reset drops the jobs
+    (their outcomes are ignored from now on); a changed history revalues its days; any change
+    retries blocked jobs at once, since what they waited on may be what changed."""
+    if epoch < sk.epoch or (epoch == sk.epoch and version <= sk.state_version):
+        return sk
+    jobs = sk.jobs
+    if epoch != sk.epoch or generation != sk.generation:
+        jobs = ()
+    elif changed_from is not None:
+        jobs = tuple(j for j in jobs if j.day < changed_from or j.status not in DONE)
+    jobs = tuple(replace(j, not_before=0.0) if j.status is JobStatus.PENDING and j.waiting_on else j for j in jobs)
+    return replace(sk, epoch=epoch, generation=generation, state_version=version, watermark=watermark,
+                   first_open_date=first_open_date, jobs=jobs)
+
+
+def plan(sk: ScheduleKey, business_date: date | None, cfg: SchedulerConfig) -> tuple[ScheduleKey, list[Output]]:
+    """Create the missing jobs from the start day to the business date, at most
+    `max_in_flight_per_key` not yet ended."""
+    start = sk.start_day()
+    if business_date is None or start is None or start > business_date:
+        return sk, []
+    have = {j.day for j in sk.jobs}
+    open_jobs = sum(1 for j in sk.jobs if j.status not in DONE)
+    new: list[Job] = []
+    day = start
+    while day <= business_date and open_jobs + len(new) < cfg.max_in_flight_per_key:
+        if day not in have:
+            new.append(Job(day))
+        day += DAY
+    if not new:
+        return sk, []
+    jobs = tuple(sorted(sk.jobs + tuple(new), key=lambda j: j.day))
+    return replace(sk, jobs=jobs), [JobChanged(j) for j in new]
+
+
+def dispatch(sk: ScheduleKey, now: float, limit: int, ref_offset: int) -> tuple[ScheduleKey, list[Output]]:
+    """PENDING jobs whose time has come go to the valuation role."""
+    outputs: list[Output] = []
+    jobs = []
+    for job in sk.jobs:
+        if len(outputs) // 2 < limit and job.status is JobStatus.PENDING and job.not_before <= now:
+            job = _bump(job, status=JobStatus.PROCESSING, dispatched_at=now, state_version=sk.state_version,
+                        ref_offset=ref_offset)
+            outputs += [Dispatch(job), JobChanged(job)]
+        jobs.append(job)
+    return (replace(sk, jobs=tuple(jobs)), outputs) if outputs else (sk, [])
+
+
+def reclaim(sk: ScheduleKey, now: float, cfg: SchedulerConfig) -> tuple[ScheduleKey, list[Output]]:
+    """A job PROCESSING for too long (its valuation worker died) becomes PENDING again."""
+    outputs: list[Output] = []
+    jobs = []
+    for job in sk.jobs:
+        if job.status is JobStatus.PROCESSING and job.dispatched_at is not None and now - job.dispatched_at > cfg.processing_timeout_s:
+            job = _bump(job, status=JobStatus.PENDING, failure_reason="reclaimed: no answer within the processing timeout",
+                        not_before=0.0, dispatched_at=None)
+            outputs.append(JobChanged(job))
+        jobs.append(job)
+    return (replace(sk, jobs=tuple(jobs)), outputs) if outputs else (sk, [])
+
+
+def on_outcome(sk: ScheduleKey, day: date, epoch: int, job_version: int, outcome: str, reason: str | None,
+               waiting_on: str | None, now: float, cfg: SchedulerConfig,
+               arrived_since: Callable[[str, int], bool] = lambda what, offset: False) -> tuple[ScheduleKey, list[Output]]:
+    """Apply the valuation role's answer; advance the watermark across contiguous ended days.
+    `arrived_since(what, ref_offset)` tells whether data the job waits on arrived after it
+    was dispatched (then it is retried at once)."""
+    if epoch != sk.epoch:
+        return sk, []
+    index = next((i for i, j in enumerate(sk.jobs) if j.day == day), None)
+    if index is None:
+        return sk, []
+    job = sk.jobs[index]
+    if job.status is not JobStatus.PROCESSING or job.version != job_version:
+        return sk, []  # an answer to a dispatch that was reclaimed or superseded
+    if outcome == "COMPLETE":
+        job = _bump(job, status=JobStatus.COMPLETE, failure_reason=None, waiting_on=None)
+    elif outcome == "SKIPPED_NO_POSITION":
+        job = _bump(job, status=JobStatus.SKIPPED_NO_POSITION, failure_reason=None, waiting_on=None)
+    elif outcome == "BLOCKED":
+        changed = sk.state_version > job.state_version or (waiting_on is not None and arrived_since(waiting_on, job.ref_offset))
+        job = _bump(job, status=JobStatus.PENDING, attempt_count=job.attempt_count + 1, failure_reason=reason,
+                    waiting_on=waiting_on, not_before=now if changed else now + cfg.backoff_s, dispatched_at=None)
+    elif outcome == "NOT_READY":
+        job = _bump(job, status=JobStatus.PENDING, not_before=now + cfg.not_ready_delay_s, dispatched_at=None)
+    elif outcome == "FAILED":
+        job = _bump(job, status=JobStatus.FAILED, attempt_count=job.attempt_count + 1, failure_reason=reason)
+    else:
+        return sk, []
+    jobs = sk.jobs[:index] + (job,) + sk.jobs[index + 1 :]
+    outputs: list[Output] = [JobChanged(job)]
+    sk = replace(sk, jobs=jobs)
+    sk, advanced = _advance(sk)
+    if advanced:
+        outputs.append(Advance(sk.watermark))
+    return sk, outputs
+
+
+def _advance(sk: ScheduleKey) -> tuple[ScheduleKey, bool]:
+    day = sk.start_day()
+    if day is None:
+        return sk, False
+    by_day = {j.day: j for j in sk.jobs}
+    new_watermark = None
+    while day in by_day and by_day[day].status in DONE:
+        new_watermark = day
+        day += DAY
+    if new_watermark is None:
+        return sk, False
+    jobs = tuple(j for j in sk.jobs if j.day > new_watermark)
+    return replace(sk, watermark=new_watermark, jobs=jobs), True
+
+
+def on_data_arrived(sk: ScheduleKey, what: str) -> ScheduleKey:
+    """The price or rate a blocked job waits on arrived: retry it now, not after the backoff."""
+    if not any(j.waiting_on == what and j.status is JobStatus.PENDING for j in sk.jobs):
+        return sk
+    return replace(sk, jobs=tuple(
+        replace(j, not_before=0.0) if j.waiting_on == what and j.status is JobStatus.PENDING else j for j in sk.jobs
+    ))
+
+
+def over_attempts(sk: ScheduleKey, cfg: SchedulerConfig) -> int:
+    return sum(1 for j in sk.jobs if j.attempt_count >= cfg.max_attempts and j.status is not JobStatus.COMPLETE)
