@@ -143,8 +143,9 @@ class PositionsHandler:
         key = command.key
         state = self._state(key)
         if isinstance(command, AdvanceWatermark):
+            known = [d for d in (self.reference.business_date(), command.business_date) if d is not None]
             step = apply_advance(state, command.epoch, command.generation, command.to_date,
-                                 command.latest_snapshot_date, self.reference.business_date())
+                                 command.latest_snapshot_date, max(known) if known else None)
         else:
             step = apply_reset(state, command.epoch, command.to_date)
         return self._commit(key, step)

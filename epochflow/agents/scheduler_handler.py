@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 from epochflow import metrics
 from epochflow.domain import scheduling as sched
 from epochflow.domain.scheduling import ScheduleKey, SchedulerConfig
-from epochflow.schemas.commands import AdvanceWatermark
+from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
 from epochflow.schemas.events import BusinessDateEvent, FxRateEvent, MarketPriceEvent
 from epochflow.schemas.jobs import ValuationJob
 from epochflow.schemas.results import JobOutcome, PositionStateRow, ValuationJobRow
@@ -82,7 +82,12 @@ class SchedulerHandler:
                 metrics.JOBS.labels("DISPATCHED").inc()
             elif isinstance(item, sched.Advance):
                 command = AdvanceWatermark(portfolio_id=sk.portfolio_id, security_id=sk.security_id, epoch=sk.epoch,
-                                           generation=sk.generation, to_date=item.to_date, latest_snapshot_date=item.to_date)
+                                           generation=sk.generation, to_date=item.to_date, latest_snapshot_date=item.to_date,
+                                           business_date=self.business_date())
+                out.append(Message("position-commands", partition, sk.key.encode(), command.model_dump_json().encode()))
+            elif isinstance(item, sched.Reset):
+                command = ResetWatermark(portfolio_id=sk.portfolio_id, security_id=sk.security_id, epoch=sk.epoch,
+                                         to_date=item.to_date, reason="history changed inside days already valued")
                 out.append(Message("position-commands", partition, sk.key.encode(), command.model_dump_json().encode()))
         return out
 
@@ -111,10 +116,10 @@ class SchedulerHandler:
     def on_position_state(self, row: PositionStateRow, partition: int, now: float) -> list:
         key = f"{row.portfolio_id}|{row.security_id}"
         sk = self.keys.get(key) or ScheduleKey(row.portfolio_id, row.security_id)
-        sk = sched.on_position_state(sk, row.epoch, row.generation, row.version, row.watermark_date,
-                                     row.first_open_date, row.changed_from)
+        sk, outputs = sched.on_position_state(sk, row.epoch, row.generation, row.version, row.watermark_date,
+                                              row.first_open_date, row.changed_from)
         self._add(f"all|p{partition}", key)
-        return self._work(key, partition, now, sk)
+        return self._emit(sk, outputs, partition) + self._work(key, partition, now, sk)
 
     def on_outcome(self, row: JobOutcome, partition: int, now: float) -> list:
         key = f"{row.portfolio_id}|{row.security_id}"

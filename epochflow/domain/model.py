@@ -153,7 +153,10 @@ class TxnRef:
     """Where a transaction id lives in the key's history and what it contained."""
 
     fingerprint: str
-    month: str
+    month: str  # the history bucket (period) it is in
+    # the first day its step rewrote: a re-delivery re-sends from there, so a crash between
+    # the state write and the sends cannot lose rows the step changed after it
+    emitted_from: date | None = None
 
 
 @dataclass(frozen=True, slots=True)

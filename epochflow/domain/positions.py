@@ -128,7 +128,7 @@ def apply_transaction(
     return Step(
         new_state,
         rebuilt.buckets,
-        ((txn.transaction_id, TxnRef(fingerprint, period_of(txn.date))),),
+        ((txn.transaction_id, TxnRef(fingerprint, period_of(txn.date), affected)),),
         tuple(outputs),
     )
 
@@ -141,6 +141,8 @@ def _resend(state: PositionState, transaction_id: str, ref: TxnRef, load: Bucket
         start = date.fromisoformat(state.epoch_rebuilt_from)
         outputs.append(EpochOpened(state.epoch - 1, state.epoch, start))
         outputs.append(HistoryWritten(state.epoch, tuple(entries_from(state.months, load, start))))
+    elif ref.emitted_from is not None:
+        outputs.append(HistoryWritten(state.epoch, tuple(entries_from(state.months, load, ref.emitted_from))))
     else:
         found = find_entry(state.months, load, ref.month, transaction_id)
         if found is not None:

@@ -101,7 +101,15 @@ class Advance:
     to_date: date
 
 
-Output = Dispatch | JobChanged | Advance
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """Ask the positions role to move the watermark back (same epoch): the key's history
+    changed on a day this scheduler has already advanced past, or is advancing past."""
+
+    to_date: date
+
+
+Output = Dispatch | JobChanged | Advance | Reset
 
 
 def _bump(job: Job, **changes) -> Job:
@@ -109,20 +117,31 @@ def _bump(job: Job, **changes) -> Job:
 
 
 def on_position_state(sk: ScheduleKey, epoch: int, generation: int, version: int, watermark: date | None,
-                      first_open_date: date | None, changed_from: date | None) -> ScheduleKey:
+                      first_open_date: date | None, changed_from: date | None) -> tuple[ScheduleKey, list[Output]]:
     """The positions role's view of the key changed. A new epoch or a reset drops the jobs
-    (their outcomes are ignored from now on); a changed history revalues its days; any change
-    retries blocked jobs at once, since what they waited on may be what changed."""
+    (their outcomes are ignored from now on); a history change on days already valued
+    revalues them (a reset when the watermark is past them, possibly by an advance still in
+    flight); any change retries blocked jobs at once, since what they waited on may be what
+    changed."""
     if epoch < sk.epoch or (epoch == sk.epoch and version <= sk.state_version):
-        return sk
+        return sk, []
+    outputs: list[Output] = []
     jobs = sk.jobs
     if epoch != sk.epoch or generation != sk.generation:
         jobs = ()
-    elif changed_from is not None:
-        jobs = tuple(j for j in jobs if j.day < changed_from or j.status not in DONE)
+    else:
+        # our own advance may not have reached the positions role yet
+        if sk.watermark is not None and (watermark is None or sk.watermark > watermark):
+            watermark = sk.watermark
+        if changed_from is not None:
+            if watermark is not None and changed_from <= watermark:
+                outputs.append(Reset(changed_from - DAY))
+            jobs = tuple(j for j in jobs if j.day < changed_from or j.status not in DONE)
+    if watermark is not None:
+        jobs = tuple(j for j in jobs if j.day > watermark)
     jobs = tuple(replace(j, not_before=0.0) if j.status is JobStatus.PENDING and j.waiting_on else j for j in jobs)
     return replace(sk, epoch=epoch, generation=generation, state_version=version, watermark=watermark,
-                   first_open_date=first_open_date, jobs=jobs)
+                   first_open_date=first_open_date, jobs=jobs), outputs
 
 
 def plan(sk: ScheduleKey, business_date: date | None, cfg: SchedulerConfig) -> tuple[ScheduleKey, list[Output]]:

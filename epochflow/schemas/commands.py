@@ -29,6 +29,7 @@ class AdvanceWatermark(_Command):
     to_date: date
     generation: int = Field(ge=0)
     latest_snapshot_date: date | None = None
+    business_date: date | None = None  # the scheduler's, in case positions has not seen it yet
 
 
 class ResetWatermark(_Command):

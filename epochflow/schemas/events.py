@@ -70,10 +70,10 @@ class TransactionEvent(_Event):
 
     @field_validator("transaction_date")
     @classmethod
-    def _aware_utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+    def _aware(cls, value: datetime) -> datetime:
+        # the offset is kept: the date part as written is the position date (FORMAT.md);
+        # ordering compares the instants
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
     @model_validator(mode="after")
     def _amounts(self) -> "TransactionEvent":
