@@ -170,3 +170,14 @@ def send_outcome(outcome: BatchOutcome, results_topic: Any, dead_letter_topic: A
         topic_for(message.topic).send_soon(key=message.key, value=message.value, partition=message.partition)
     for record in outcome.dead:
         dead_letter_topic.send_soon(key=b"dead", value=record, partition=0)
+
+
+def die(stage: str) -> None:
+    """An error outside per-message handling (a table write, a send) leaves the agent's state
+    unknown: stop the whole worker so the supervisor restarts it and at-least-once delivery
+    repeats the batch, instead of leaving a dead agent in a live process."""
+    import os
+
+    log.critical("%s: fatal error, exiting so the worker restarts:\n%s", stage, traceback.format_exc())
+    logging.shutdown()
+    os._exit(70)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from epochflow import metrics
-from epochflow.agents.batching import BatchOutcome, by_partition, event_context, run_partition, send_outcome
+from epochflow.agents.batching import BatchOutcome, by_partition, die, event_context, run_partition, send_outcome
 from epochflow.agents.positions_handler import PositionsHandler
 from epochflow.app import app, settings
 from epochflow.schemas.commands import parse_command
@@ -32,6 +32,13 @@ def _handler() -> tuple[PositionsHandler, list[CachedStore]]:
 
 
 async def _run(stage: str, events, handle) -> None:
+    try:
+        _run_batch(stage, events, handle)
+    except Exception:
+        die(stage)
+
+
+def _run_batch(stage: str, events, handle) -> None:
     started = time.perf_counter()
     outcome = BatchOutcome()
     for partition_events in by_partition(events).values():

@@ -12,7 +12,7 @@ import time
 from faust.streams import current_event
 
 from epochflow import metrics
-from epochflow.agents.batching import BatchOutcome, by_partition, event_context, run_partition, send_outcome
+from epochflow.agents.batching import BatchOutcome, by_partition, die, event_context, run_partition, send_outcome
 from epochflow.agents.results_feed import decode_rows, forwarded_barriers
 from epochflow.agents.valuation_handler import ValuationHandler
 from epochflow.app import app, settings
@@ -31,6 +31,13 @@ def _handler() -> tuple[ValuationHandler, CachedStore, list[CachedStore]]:
 
 
 async def _run(stage: str, events, handle) -> None:
+    try:
+        _run_batch(stage, events, handle)
+    except Exception:
+        die(stage)
+
+
+def _run_batch(stage: str, events, handle) -> None:
     started = time.perf_counter()
     outcome = BatchOutcome()
     for partition_events in by_partition(events).values():

@@ -62,7 +62,7 @@ class ValuationHandler:
             chunk = self.chunks.get(f"{key}|{number}")
             if chunk is None or not chunk.entries:
                 continue
-            dates = [e.date for e in chunk.entries]
+            dates = [e.day for e in chunk.entries]
             i = bisect.bisect_left(dates, day)
             if i > 0 or number == 0:
                 return chunk.entries[0].seq + i
@@ -99,7 +99,7 @@ class ValuationHandler:
         entries.insert(bisect.bisect_left(seqs, row.seq), entry)
         self.chunks.put(f"{key}|{number}", HistoryChunk(number, tuple(entries)))
         firsts = dict(cached.chunk_first_dates)
-        firsts[number] = entries[0].date
+        firsts[number] = entries[0].day
         self.keys.put(key, replace(cached, length=max(cached.length, row.seq + 1),
                                    chunk_first_dates=tuple(sorted(firsts.items()))))
 
@@ -118,10 +118,10 @@ class ValuationHandler:
             chunk = self.chunks.get(f"{key}|{number}")
             if chunk is None or not chunk.entries:
                 continue
-            i = bisect.bisect_right([e.date for e in chunk.entries], day) - 1
+            i = bisect.bisect_right([e.day for e in chunk.entries], day) - 1
             if i >= 0:
                 e = chunk.entries[i]
-                return DailyPosition(e.date, e.quantity, e.cost_local, e.cost_base)
+                return DailyPosition(e.day, e.quantity, e.cost_local, e.cost_base)
         return None
 
     # -- reference data ----------------------------------------------------------------

@@ -64,6 +64,9 @@ class ScheduleKey:
     first_open_date: date | None = None
     jobs: tuple[Job, ...] = ()  # days after the watermark, in order
     alerted: bool = False
+    # every job change takes the next number: a job planned again after a reset still gets
+    # a higher version than its predecessor for the same day (the sink keeps the highest)
+    job_clock: int = 0
 
     @property
     def key(self) -> str:
@@ -112,8 +115,13 @@ class Reset:
 Output = Dispatch | JobChanged | Advance | Reset
 
 
-def _bump(job: Job, **changes) -> Job:
-    return replace(job, version=job.version + 1, **changes)
+class _Clock:
+    def __init__(self, sk: ScheduleKey) -> None:
+        self.value = sk.job_clock
+
+    def bump(self, job: Job, **changes) -> Job:
+        self.value += 1
+        return replace(job, version=self.value, **changes)
 
 
 def on_position_state(sk: ScheduleKey, epoch: int, generation: int, version: int, watermark: date | None,
@@ -152,42 +160,45 @@ def plan(sk: ScheduleKey, business_date: date | None, cfg: SchedulerConfig) -> t
         return sk, []
     have = {j.day for j in sk.jobs}
     open_jobs = sum(1 for j in sk.jobs if j.status not in DONE)
+    clock = _Clock(sk)
     new: list[Job] = []
     day = start
     while day <= business_date and open_jobs + len(new) < cfg.max_in_flight_per_key:
         if day not in have:
-            new.append(Job(day))
+            new.append(clock.bump(Job(day)))
         day += DAY
     if not new:
         return sk, []
     jobs = tuple(sorted(sk.jobs + tuple(new), key=lambda j: j.day))
-    return replace(sk, jobs=jobs), [JobChanged(j) for j in new]
+    return replace(sk, jobs=jobs, job_clock=clock.value), [JobChanged(j) for j in new]
 
 
 def dispatch(sk: ScheduleKey, now: float, limit: int, ref_offset: int) -> tuple[ScheduleKey, list[Output]]:
     """PENDING jobs whose time has come go to the valuation role."""
     outputs: list[Output] = []
     jobs = []
+    clock = _Clock(sk)
     for job in sk.jobs:
         if len(outputs) // 2 < limit and job.status is JobStatus.PENDING and job.not_before <= now:
-            job = _bump(job, status=JobStatus.PROCESSING, dispatched_at=now, state_version=sk.state_version,
+            job = clock.bump(job, status=JobStatus.PROCESSING, dispatched_at=now, state_version=sk.state_version,
                         ref_offset=ref_offset)
             outputs += [Dispatch(job), JobChanged(job)]
         jobs.append(job)
-    return (replace(sk, jobs=tuple(jobs)), outputs) if outputs else (sk, [])
+    return (replace(sk, jobs=tuple(jobs), job_clock=clock.value), outputs) if outputs else (sk, [])
 
 
 def reclaim(sk: ScheduleKey, now: float, cfg: SchedulerConfig) -> tuple[ScheduleKey, list[Output]]:
     """A job PROCESSING for too long (its valuation worker died) becomes PENDING again."""
     outputs: list[Output] = []
     jobs = []
+    clock = _Clock(sk)
     for job in sk.jobs:
         if job.status is JobStatus.PROCESSING and job.dispatched_at is not None and now - job.dispatched_at > cfg.processing_timeout_s:
-            job = _bump(job, status=JobStatus.PENDING, failure_reason="reclaimed: no answer within the processing timeout",
+            job = clock.bump(job, status=JobStatus.PENDING, failure_reason="reclaimed: no answer within the processing timeout",
                         not_before=0.0, dispatched_at=None)
             outputs.append(JobChanged(job))
         jobs.append(job)
-    return (replace(sk, jobs=tuple(jobs)), outputs) if outputs else (sk, [])
+    return (replace(sk, jobs=tuple(jobs), job_clock=clock.value), outputs) if outputs else (sk, [])
 
 
 def on_outcome(sk: ScheduleKey, day: date, epoch: int, job_version: int, outcome: str, reason: str | None,
@@ -204,6 +215,8 @@ def on_outcome(sk: ScheduleKey, day: date, epoch: int, job_version: int, outcome
     job = sk.jobs[index]
     if job.status is not JobStatus.PROCESSING or job.version != job_version:
         return sk, []  # an answer to a dispatch that was reclaimed or superseded
+    clock = _Clock(sk)
+    _bump = clock.bump
     if outcome == "COMPLETE":
         job = _bump(job, status=JobStatus.COMPLETE, failure_reason=None, waiting_on=None)
     elif outcome == "SKIPPED_NO_POSITION":
@@ -220,7 +233,7 @@ def on_outcome(sk: ScheduleKey, day: date, epoch: int, job_version: int, outcome
         return sk, []
     jobs = sk.jobs[:index] + (job,) + sk.jobs[index + 1 :]
     outputs: list[Output] = [JobChanged(job)]
-    sk = replace(sk, jobs=jobs)
+    sk = replace(sk, jobs=jobs, job_clock=clock.value)
     sk, advanced = _advance(sk)
     if advanced:
         outputs.append(Advance(sk.watermark))

@@ -24,7 +24,7 @@ class ValuationStatus(StrEnum):
 class DailyPosition:
     """The position after the last transaction on or before a day."""
 
-    date: date
+    day: date
     quantity: Decimal
     cost_local: Decimal
     cost_base: Decimal | None
@@ -32,7 +32,7 @@ class DailyPosition:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    date: date
+    day: date
     quantity: Decimal
     cost_local: Decimal
     cost_base: Decimal | None
@@ -64,14 +64,14 @@ class NoPosition:
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    date: date
+    day: date
     price: Decimal
     currency: str
 
 
 def end_of_day(positions: list[DailyPosition], day: date) -> DailyPosition | None:
     """The last position on or before `day` from a list ordered by date."""
-    i = bisect.bisect_right([p.date for p in positions], day) - 1
+    i = bisect.bisect_right([p.day for p in positions], day) - 1
     return positions[i] if i >= 0 else None
 
 
@@ -101,16 +101,16 @@ def value_position(
         return Valued(snapshot(ValuationStatus.UNVALUED), f"price|{security_id}", f"no price for {security_id} on or before {day}")
     if local_currency is not None and price.currency != local_currency:
         return Valued(
-            snapshot(ValuationStatus.FAILED, price.price, price.date),
+            snapshot(ValuationStatus.FAILED, price.price, price.day),
             f"price|{security_id}",
             f"price of {security_id} is in {price.currency}, the instrument trades in {local_currency}",
         )
-    status = ValuationStatus.VALUED_CURRENT if price.date == day else ValuationStatus.VALUED_STALE
+    status = ValuationStatus.VALUED_CURRENT if price.day == day else ValuationStatus.VALUED_STALE
     mv_local = eod.quantity * price.price
     ugl_local = mv_local - eod.cost_local
     if fx_rate is None:
         return Valued(
-            snapshot(ValuationStatus.FAILED, price.price, price.date, mv_local, None, ugl_local),
+            snapshot(ValuationStatus.FAILED, price.price, price.day, mv_local, None, ugl_local),
             f"fx|{price.currency}|{base_currency}",
             f"no {price.currency}->{base_currency} rate on or before {day}",
         )
@@ -118,11 +118,11 @@ def value_position(
     if eod.cost_base is None:
         # costing itself waits for an FX rate at a trade date; the key's re-costing retries it
         return Valued(
-            snapshot(ValuationStatus.FAILED, price.price, price.date, mv_local, mv, ugl_local, None, fx_rate),
+            snapshot(ValuationStatus.FAILED, price.price, price.day, mv_local, mv, ugl_local, None, fx_rate),
             f"cost|{portfolio_id}",
             "base-currency cost waits for an FX rate at a trade date",
         )
-    return Valued(snapshot(status, price.price, price.date, mv_local, mv, ugl_local, mv - eod.cost_base, fx_rate))
+    return Valued(snapshot(status, price.price, price.day, mv_local, mv, ugl_local, mv - eod.cost_base, fx_rate))
 
 
 # ---- the valuation role's copy of each key's history ------------------------------------
@@ -133,7 +133,7 @@ CHUNK = 256  # history entries per cache chunk, by position in the history
 @dataclass(frozen=True, slots=True)
 class CachedEntry:
     seq: int
-    date: date
+    day: date
     quantity: Decimal
     cost_local: Decimal
     cost_base: Decimal | None

@@ -2,12 +2,13 @@
 
 Money and quantities are NUMERIC without a fixed scale so a Decimal comes back exactly as
 it was written ("1389.9" stays 1389.9). Every key-scoped row carries its epoch; the writer
-uses it to keep older epochs from overwriting newer ones. The initial Alembic migration
-mirrors these declarations; `tests/integration/test_postgres.py` checks they agree.
+uses it to keep older epochs from overwriting newer ones. The Alembic migrations mirror
+these declarations; `tests/integration/test_postgres.py` checks they agree.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import date, datetime
 from decimal import Decimal
 from typing import cast
@@ -126,10 +127,68 @@ class PipelineBarrier(Base):
     seen_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class DailyPositionSnapshot(Base):
+    """A key's end-of-day position and valuation, per epoch (the valuation role's output;
+    a new epoch also gets the old epoch's days before its reset date copied in)."""
+
+    __tablename__ = "daily_position_snapshots"
+    __table_args__ = (
+        # a key's snapshots of an epoch by date (current-epoch reads, carry-over copies)
+        Index("ix_daily_position_snapshots_key_epoch_date", "portfolio_id", "security_id", "epoch", "date"),
+    )
+
+    portfolio_id: Mapped[str] = mapped_column(primary_key=True)
+    security_id: Mapped[str] = mapped_column(primary_key=True)
+    # `dt.date`: an annotation `date` would resolve to this very attribute
+    date: Mapped[dt.date] = mapped_column(primary_key=True)
+    epoch: Mapped[int] = mapped_column(primary_key=True)
+    quantity: Mapped[Decimal]
+    cost_basis: Mapped[Decimal | None]
+    cost_basis_local: Mapped[Decimal]
+    market_price: Mapped[Decimal | None]
+    market_value: Mapped[Decimal | None]
+    market_value_local: Mapped[Decimal | None]
+    unrealized_gain_loss: Mapped[Decimal | None]
+    unrealized_gain_loss_local: Mapped[Decimal | None]
+    fx_rate: Mapped[Decimal | None]
+    valuation_status: Mapped[str]
+    price_date: Mapped[dt.date | None]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class PortfolioValuationJob(Base):
+    """A valuation job's latest known state (the scheduler numbers each job's updates)."""
+
+    __tablename__ = "portfolio_valuation_jobs"
+    __table_args__ = (
+        Index("ix_portfolio_valuation_jobs_status", "status"),
+        Index("ix_portfolio_valuation_jobs_key_epoch", "portfolio_id", "security_id", "epoch"),
+    )
+
+    portfolio_id: Mapped[str] = mapped_column(primary_key=True)
+    security_id: Mapped[str] = mapped_column(primary_key=True)
+    valuation_date: Mapped[date] = mapped_column(primary_key=True)
+    epoch: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str]
+    attempt_count: Mapped[int]
+    failure_reason: Mapped[str | None]
+    version: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
 # Declarative types __table__ as a FromClause; these are Tables, which the writer needs.
 transactions = cast(Table, Transaction.__table__)
 position_history = cast(Table, PositionHistory.__table__)
 position_state = cast(Table, PositionState.__table__)
 pipeline_barriers = cast(Table, PipelineBarrier.__table__)
+daily_position_snapshots = cast(Table, DailyPositionSnapshot.__table__)
+portfolio_valuation_jobs = cast(Table, PortfolioValuationJob.__table__)
 
-ALL_TABLES = (transactions, position_history, position_state, pipeline_barriers)
+ALL_TABLES = (
+    transactions,
+    position_history,
+    position_state,
+    pipeline_barriers,
+    daily_position_snapshots,
+    portfolio_valuation_jobs,
+)

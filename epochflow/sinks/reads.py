@@ -6,13 +6,42 @@ share one vocabulary. Every filter is a bound parameter.
 
 from __future__ import annotations
 
+import hashlib
+from datetime import date
 from typing import Any
 
-from sqlalchemy import RowMapping, Select, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import (
+    BigInteger,
+    RowMapping,
+    Select,
+    Table,
+    Text,
+    and_,
+    cast,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from epochflow.schemas.results import PositionHistoryRow, PositionStateRow, TransactionRow
-from epochflow.sinks.models import pipeline_barriers, position_history, position_state, transactions
+from epochflow.schemas.results import (
+    PositionHistoryRow,
+    PositionStateRow,
+    SnapshotRow,
+    TransactionRow,
+    ValuationJobRow,
+)
+from epochflow.sinks.models import (
+    daily_position_snapshots,
+    pipeline_barriers,
+    portfolio_valuation_jobs,
+    position_history,
+    position_state,
+    transactions,
+)
 
 
 async def fetch_positions(
@@ -45,18 +74,68 @@ async def fetch_position_history(
 ) -> list[PositionHistoryRow]:
     """The key's history in `epoch`, or in its current epoch (from position_state) when
     None; empty when the key has no state yet."""
-    h, s = position_history.c, position_state.c
-    current = select(s.epoch).where(s.portfolio_id == portfolio_id, s.security_id == security_id)
+    h = position_history.c
     query = (
         select(position_history)
         .where(
             h.portfolio_id == portfolio_id,
             h.security_id == security_id,
-            h.epoch == (epoch if epoch is not None else current.scalar_subquery()),
+            h.epoch == (epoch if epoch is not None else _current_epoch(portfolio_id, security_id)),
         )
         .order_by(h.seq, h.transaction_id)
     )
     return [PositionHistoryRow.model_validate(row) for row in await _mappings(engine, query)]
+
+
+async def fetch_snapshots(
+    engine: AsyncEngine,
+    portfolio_id: str,
+    security_id: str,
+    epoch: int | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> list[SnapshotRow]:
+    """The key's daily snapshots of `epoch` (its current epoch when None) by date, from
+    `date_from` to `date_to` inclusive when given; empty when the key has no state yet and
+    no epoch is given."""
+    d = daily_position_snapshots.c
+    query = (
+        select(daily_position_snapshots)
+        .where(
+            d.portfolio_id == portfolio_id,
+            d.security_id == security_id,
+            d.epoch == (epoch if epoch is not None else _current_epoch(portfolio_id, security_id)),
+        )
+        .order_by(d.date)
+    )
+    if date_from is not None:
+        query = query.where(d.date >= date_from)
+    if date_to is not None:
+        query = query.where(d.date <= date_to)
+    return [SnapshotRow.model_validate(row) for row in await _mappings(engine, query)]
+
+
+async def fetch_valuation_jobs(
+    engine: AsyncEngine,
+    portfolio_id: str | None = None,
+    security_id: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[ValuationJobRow]:
+    """Valuation jobs of every epoch matching every filter given, by key, date, epoch."""
+    if limit < 0 or offset < 0:
+        raise ValueError("limit and offset must not be negative")
+    j = portfolio_valuation_jobs.c
+    query = select(portfolio_valuation_jobs).order_by(j.portfolio_id, j.security_id, j.valuation_date, j.epoch)
+    if portfolio_id is not None:
+        query = query.where(j.portfolio_id == portfolio_id)
+    if security_id is not None:
+        query = query.where(j.security_id == security_id)
+    if status is not None:
+        query = query.where(j.status == status)
+    query = query.limit(limit).offset(offset)
+    return [ValuationJobRow.model_validate(row) for row in await _mappings(engine, query)]
 
 
 async def count_position_history(
@@ -89,6 +168,12 @@ async def barriers_seen(engine: AsyncEngine, token: str) -> set[tuple[str, int]]
 async def _mappings(engine: AsyncEngine, query: Select[Any]) -> list[RowMapping]:
     async with engine.connect() as conn:
         return list((await conn.execute(query)).mappings())
+
+
+def _current_epoch(portfolio_id: str, security_id: str) -> Any:
+    """The key's current epoch (NULL, so matching nothing, when it has no state)."""
+    s = position_state.c
+    return select(s.epoch).where(s.portfolio_id == portfolio_id, s.security_id == security_id).scalar_subquery()
 
 
 # -- one row by identity, as plain dicts (what `epochflow scenario run` compares) ---------
@@ -127,6 +212,60 @@ async def history_count(
     return {"portfolio_id": portfolio_id, "security_id": security_id, "epoch": epoch, "count": count}
 
 
+async def snapshot(
+    engine: AsyncEngine, portfolio_id: str, security_id: str, date: date, epoch: int
+) -> dict[str, Any] | None:
+    """The key's snapshot of `date` in `epoch`."""
+    d = daily_position_snapshots.c
+    return await _one(
+        engine,
+        select(daily_position_snapshots).where(
+            d.portfolio_id == portfolio_id, d.security_id == security_id, d.date == date, d.epoch == epoch
+        ),
+    )
+
+
+async def snapshot_current_epoch(
+    engine: AsyncEngine, portfolio_id: str, security_id: str, date: date
+) -> dict[str, Any] | None:
+    """The key's snapshot of `date` in its current epoch (position_state's); None when the
+    key has no state or that epoch has no snapshot of the day."""
+    d = daily_position_snapshots.c
+    return await _one(
+        engine,
+        select(daily_position_snapshots).where(
+            d.portfolio_id == portfolio_id,
+            d.security_id == security_id,
+            d.date == date,
+            d.epoch == _current_epoch(portfolio_id, security_id),
+        ),
+    )
+
+
+async def valuation_job(
+    engine: AsyncEngine, portfolio_id: str, security_id: str, valuation_date: date, epoch: int
+) -> dict[str, Any] | None:
+    j = portfolio_valuation_jobs.c
+    return await _one(
+        engine,
+        select(portfolio_valuation_jobs).where(
+            j.portfolio_id == portfolio_id,
+            j.security_id == security_id,
+            j.valuation_date == valuation_date,
+            j.epoch == epoch,
+        ),
+    )
+
+
+async def earliest_job_date(engine: AsyncEngine, portfolio_id: str, security_id: str) -> date | None:
+    """The earliest valuation date of any job of the key, in any epoch (None: no job)."""
+    j = portfolio_valuation_jobs.c
+    query = select(func.min(j.valuation_date)).where(j.portfolio_id == portfolio_id, j.security_id == security_id)
+    async with engine.connect() as conn:
+        earliest: date | None = (await conn.execute(query)).scalar_one()
+        return earliest
+
+
 async def _one(engine: AsyncEngine, query: Select[Any]) -> dict[str, Any] | None:
     rows = await _mappings(engine, query)
     return dict(rows[0]) if rows else None
@@ -135,29 +274,47 @@ async def _one(engine: AsyncEngine, query: Select[Any]) -> dict[str, Any] | None
 # -- summaries (demo, reports) ------------------------------------------------------------
 
 
-async def positions_overview(engine: AsyncEngine, business_date=None) -> list[dict[str, Any]]:
-    """Every key's position with its realized P&L to date and, when a business date is
-    given, that day's snapshot of the key's current epoch."""
-    from sqlalchemy import text
-
-    query = text(
-        """
-        SELECT s.*, r.realized_gain_loss, r.realized_gain_loss_local,
-               d.market_value, d.unrealized_gain_loss, d.valuation_status
-        FROM position_state s
-        LEFT JOIN (SELECT portfolio_id, security_id,
-                          sum(realized_gain_loss) AS realized_gain_loss,
-                          sum(realized_gain_loss_local) AS realized_gain_loss_local
-                   FROM transactions GROUP BY portfolio_id, security_id) r
-               ON r.portfolio_id = s.portfolio_id AND r.security_id = s.security_id
-        LEFT JOIN daily_position_snapshots d
-               ON d.portfolio_id = s.portfolio_id AND d.security_id = s.security_id
-              AND d.epoch = s.epoch AND d.date = :business_date
-        ORDER BY s.portfolio_id, s.security_id
-        """
+async def positions_overview(engine: AsyncEngine, business_date: date | None = None) -> list[dict[str, Any]]:
+    """Every key's position with its realized P&L to date (base and local) and its
+    valuation: the current epoch's snapshot of `business_date` (of its latest day when
+    None; all valuation columns None when there is no such snapshot)."""
+    s, t, d = position_state.c, transactions.c, daily_position_snapshots.c
+    realized = (
+        select(
+            t.portfolio_id,
+            t.security_id,
+            func.sum(t.realized_gain_loss).label("realized_gain_loss"),
+            func.sum(t.realized_gain_loss_local).label("realized_gain_loss_local"),
+        )
+        .group_by(t.portfolio_id, t.security_id)
+        .subquery()
     )
-    async with engine.connect() as conn:
-        return [dict(row) for row in (await conn.execute(query, {"business_date": business_date})).mappings()]
+    snap_query = select(
+        d.date.label("snapshot_date"),
+        d.market_price,
+        d.market_value,
+        d.market_value_local,
+        d.unrealized_gain_loss,
+        d.unrealized_gain_loss_local,
+        d.fx_rate,
+        d.valuation_status,
+        d.price_date,
+    ).where(d.portfolio_id == s.portfolio_id, d.security_id == s.security_id, d.epoch == s.epoch)
+    if business_date is not None:
+        snap_query = snap_query.where(d.date == business_date)
+    snap = snap_query.order_by(d.date.desc()).limit(1).lateral("snap")
+    query = (
+        select(
+            position_state,
+            realized.c.realized_gain_loss,
+            realized.c.realized_gain_loss_local,
+            *(snap.c[name] for name in snap.c.keys()),
+        )
+        .join(realized, (realized.c.portfolio_id == s.portfolio_id) & (realized.c.security_id == s.security_id), isouter=True)
+        .join(snap, true(), isouter=True)
+        .order_by(s.portfolio_id, s.security_id)
+    )
+    return [dict(row) for row in await _mappings(engine, query)]
 
 
 async def flagged_transactions(engine: AsyncEngine) -> list[dict[str, Any]]:
@@ -165,3 +322,113 @@ async def flagged_transactions(engine: AsyncEngine) -> list[dict[str, Any]]:
     t = transactions.c
     query = select(transactions).where(t.flags != "").order_by(t.portfolio_id, t.security_id, t.transaction_date)
     return [dict(row) for row in await _mappings(engine, query)]
+
+
+# -- quiescence (the scenario runner's `settle`) ------------------------------------------
+
+NOT_SETTLED_SHOWN = 20
+
+
+async def pipeline_activity(engine: AsyncEngine, business_date: date) -> dict[str, Any]:
+    """What is still moving, read in one consistent snapshot of the database:
+
+    * `processing`, `runnable`, `blocked`: valuation jobs PROCESSING; PENDING with no
+      failure_reason (runnable); PENDING with a failure_reason (waiting for data). Only
+      jobs of the key's current epoch (or a newer one, or of a key without state yet):
+      the scheduler drops a superseded epoch's jobs without a final row, so those are
+      counted apart in `superseded_open`.
+    * `reprocessing`: keys whose status is REPROCESSING.
+    * `not_settled` (at most 20, by key) and `not_settled_count`: keys whose watermark is
+      NULL or before `business_date`, that have no blocked job in their current epoch,
+      whose first_open_date is on or before `business_date` (a key that never opened a
+      position is never scheduled) and whose `waiting_for` is empty; each with
+      portfolio_id, security_id, epoch, status, watermark_date.
+    * `fingerprint`: an opaque string that changes whenever a row of position_state,
+      daily_position_snapshots or portfolio_valuation_jobs is inserted, updated or deleted
+      (row count, max(updated_at) and the sum of the rows' xmin, per table).
+    """
+    s, j = position_state.c, portfolio_valuation_jobs.c
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            jobs = await _job_counts(conn)
+            reprocessing = (
+                await conn.execute(select(func.count()).select_from(position_state).where(s.status == "REPROCESSING"))
+            ).scalar_one()
+            blocked_here = exists().where(
+                j.portfolio_id == s.portfolio_id,
+                j.security_id == s.security_id,
+                j.epoch == s.epoch,
+                j.status == "PENDING",
+                j.failure_reason.is_not(None),
+            )
+            unsettled = and_(
+                or_(s.watermark_date.is_(None), s.watermark_date < business_date),
+                ~blocked_here,
+                s.first_open_date <= business_date,
+                s.waiting_for == "",
+            )
+            count = (await conn.execute(select(func.count()).select_from(position_state).where(unsettled))).scalar_one()
+            shown = await conn.execute(
+                select(s.portfolio_id, s.security_id, s.epoch, s.status, s.watermark_date)
+                .where(unsettled)
+                .order_by(s.portfolio_id, s.security_id)
+                .limit(NOT_SETTLED_SHOWN)
+            )
+            not_settled = [dict(row) for row in shown.mappings()]
+            fingerprint = await _fingerprint(conn)
+    return {
+        "business_date": business_date,
+        **jobs,
+        "reprocessing": int(reprocessing),
+        "not_settled": not_settled,
+        "not_settled_count": int(count),
+        "fingerprint": fingerprint,
+    }
+
+
+async def _job_counts(conn: AsyncConnection) -> dict[str, int]:
+    s, j = position_state.c, portfolio_valuation_jobs.c
+    live = or_(s.epoch.is_(None), j.epoch >= s.epoch)
+    pending = j.status == "PENDING"
+    query = (
+        select(
+            func.count().filter(and_(live, j.status == "PROCESSING")).label("processing"),
+            func.count().filter(and_(live, pending, j.failure_reason.is_(None))).label("runnable"),
+            func.count().filter(and_(live, pending, j.failure_reason.is_not(None))).label("blocked"),
+            func.count().filter(~live).label("superseded_open"),
+        )
+        .select_from(
+            portfolio_valuation_jobs.join(
+                position_state,
+                and_(s.portfolio_id == j.portfolio_id, s.security_id == j.security_id),
+                isouter=True,
+            )
+        )
+        .where(j.status.in_(("PENDING", "PROCESSING")))
+    )
+    row = (await conn.execute(query)).mappings().one()
+    return {name: int(value) for name, value in row.items()}
+
+
+def _table_fingerprint(table: Table) -> Any:
+    # xmin changes on every insert and update; with the row count, deletions show too
+    xmin = cast(cast(literal_column(f"{table.name}.xmin"), Text), BigInteger)
+    return (
+        select(
+            func.concat_ws(
+                "/",
+                func.count(),
+                func.max(table.c.updated_at),
+                func.coalesce(func.sum(xmin), 0),
+            )
+        )
+        .select_from(table)
+        .scalar_subquery()
+    )
+
+
+async def _fingerprint(conn: AsyncConnection) -> str:
+    tables = (position_state, daily_position_snapshots, portfolio_valuation_jobs)
+    parts = (await conn.execute(select(*(_table_fingerprint(t) for t in tables)))).one()
+    return hashlib.sha256("|".join(str(part) for part in parts).encode()).hexdigest()[:24]

@@ -11,47 +11,72 @@ Guarantees (at-least-once delivery makes every batch a candidate for redelivery)
   row differs, so a replayed batch does not even touch `updated_at`.
 * epoch-aware: a transaction row never replaces one of a higher epoch (an equal epoch
   replaces it, that is an amendment); a position_state row replaces the stored one only
-  when its (epoch, version) is greater or equal. position_history rows are keyed by
-  epoch, so they are plain upserts; barriers keep their first `seen_at`.
+  when its (epoch, version) is greater or equal; a valuation job row only when its
+  `version` is greater or equal (the scheduler numbers each job's updates).
+  position_history and daily_position_snapshots rows are keyed by epoch, so they are
+  plain upserts; barriers keep their first `seen_at`.
 * order-preserving: the result equals applying the batch's rows one by one in order.
   Rows of one kind are first reduced to one per primary key, keeping the row that would
   have won when applied in order (the last one of the highest (epoch[, version])).
+* `JobOutcome` rows travel on the results topic for the scheduler; they are skipped here.
 
-The ordering rule. transactions, position_state and pipeline_barriers do not depend on
-each other or on the history, so each is one statement per batch. position_history and
-history carry-overs do depend on each other: a carry-over copies the `from_epoch` rows,
-so the history rows of that key and epoch that came before it in the batch must be
-written first, and those that came after it must not be copied. History rows are
-therefore buffered and flushed just before a carry-over that reads one of them, and
-a carry-over runs at its place in the batch. Rows of other keys or epochs commute with a
-carry-over, including `to_epoch` rows: the copy never overwrites (DO NOTHING) and a
-`to_epoch` row overwrites a copied one, so either order ends with the explicit row.
+The ordering rule. transactions, position_state, valuation jobs and pipeline_barriers do
+not depend on each other or on the rest, so each is one statement per batch.
+position_history rows, snapshot rows and carry-overs do depend on each other: a carry-over
+copies the `from_epoch` history rows and snapshots before its date, so the rows of that
+key and epoch that came before it in the batch must be written first, those that came
+after it must not be copied, and a carry-over from an epoch that an earlier carry-over
+filled must see that copy. Rows of other keys or epochs commute with a carry-over,
+including `to_epoch` rows: the copy never overwrites (DO NOTHING) and a `to_epoch` row
+overwrites a copied one, so either order ends with the explicit row.
+
+So the batch is split into rounds: round 0 writes rows, then each round n >= 1 runs the
+copies of every carry-over of level n (one INSERT ... SELECT per table for all of them)
+and writes the rows that had to wait for those copies. A carry-over's level is the
+lowest that respects the rules above; rows of a key and epoch go to the round of the
+last carry-over from that key and epoch before them. The number of statements grows with
+the length of the longest chain of carry-overs of one key in the batch (one epoch bump ->
+one extra round), not with the number of rows, keys or carry-overs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import ARRAY, Table, and_, bindparam, column, func, literal, select, tuple_
+from sqlalchemy import ARRAY, Date, Integer, Table, Text, and_, bindparam, column, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ColumnElement, Executable
+from sqlalchemy.types import TypeEngine
 
 from epochflow.schemas.results import (
     Barrier,
     HistoryCarryOver,
+    JobOutcome,
     PositionHistoryRow,
     PositionStateRow,
     ResultRow,
+    SnapshotRow,
     TransactionRow,
+    ValuationJobRow,
 )
-from epochflow.sinks.models import pipeline_barriers, position_history, position_state, transactions
+from epochflow.sinks.models import (
+    daily_position_snapshots,
+    pipeline_barriers,
+    portfolio_valuation_jobs,
+    position_history,
+    position_state,
+    transactions,
+)
 from epochflow.sinks.schema import create_engine
 
 R = TypeVar("R")
 
-HistoryItem = PositionHistoryRow | HistoryCarryOver
+EpochRow = PositionHistoryRow | SnapshotRow
+OrderedItem = PositionHistoryRow | SnapshotRow | HistoryCarryOver
+KeyEpoch = tuple[str, str, int]
 
 
 class ResultWriter:
@@ -69,32 +94,39 @@ class ResultWriter:
 
     async def write(self, rows: Sequence[ResultRow]) -> None:
         """Write the batch atomically: all of it is visible, or (on error) none of it."""
-        if not rows:
-            return
         txs: list[TransactionRow] = []
         states: list[PositionStateRow] = []
+        jobs: list[ValuationJobRow] = []
         barriers: list[Barrier] = []
-        history: list[HistoryItem] = []
+        ordered: list[OrderedItem] = []
         for row in rows:
             match row:
                 case TransactionRow():
                     txs.append(row)
                 case PositionStateRow():
                     states.append(row)
+                case ValuationJobRow():
+                    jobs.append(row)
                 case Barrier():
                     barriers.append(row)
-                case PositionHistoryRow() | HistoryCarryOver():
-                    history.append(row)
+                case PositionHistoryRow() | SnapshotRow() | HistoryCarryOver():
+                    ordered.append(row)
+                case JobOutcome():
+                    continue  # a message for the scheduler, not for the database
                 case _:
                     raise TypeError(f"not a result row: {type(row).__name__}")
+        if not (txs or states or jobs or barriers or ordered):
+            return
 
         async with self.engine.begin() as conn:
             if txs:
                 await conn.execute(_transactions_upsert(txs))
-            if history:
-                await _write_history(conn, history)
+            if ordered:
+                await _write_ordered(conn, ordered)
             if states:
                 await conn.execute(_position_state_upsert(states))
+            if jobs:
+                await conn.execute(_valuation_jobs_upsert(jobs))
             # Last, so a barrier never becomes visible before what preceded it (the whole
             # batch commits at once anyway; this keeps it true if that ever changes).
             if barriers:
@@ -132,20 +164,52 @@ def _history_upsert(rows: list[PositionHistoryRow]) -> Executable:
     )
 
 
-def _carry_over(carry: HistoryCarryOver) -> Executable:
-    h = position_history
-    copied = select(
-        *(
-            literal(carry.to_epoch, h.c.epoch.type).label(c) if c == "epoch" else h.c[c]
-            for c in HISTORY_COLUMNS
-        )
-    ).where(
-        h.c.portfolio_id == carry.portfolio_id,
-        h.c.security_id == carry.security_id,
-        h.c.epoch == carry.from_epoch,
-        h.c.position_date < carry.before_date,
+def _snapshots_upsert(rows: list[SnapshotRow]) -> Executable:
+    """Same key, date and epoch: the later snapshot replaces the stored one."""
+    kept = _winners(rows, key=_snapshot_key, replaces=lambda new, old: True)
+    stmt = pg_insert(daily_position_snapshots).from_select(
+        SNAPSHOT_COLUMNS, _unnest(daily_position_snapshots, SNAPSHOT_COLUMNS, kept)
     )
-    return pg_insert(h).from_select(HISTORY_COLUMNS, copied).on_conflict_do_nothing(index_elements=HISTORY_PK)
+    content = [c for c in SNAPSHOT_COLUMNS if c not in SNAPSHOT_PK]
+    return stmt.on_conflict_do_update(
+        index_elements=SNAPSHOT_PK,
+        set_={**{c: stmt.excluded[c] for c in content}, "updated_at": func.now()},
+        where=_differs(daily_position_snapshots, stmt.excluded, content),
+    )
+
+
+def _carry_copy(table: Table, names: list[str], date_column: str, carries: list[HistoryCarryOver]) -> Executable:
+    """Every carry-over of one round at once: copy each one's `from_epoch` rows dated
+    before its `before_date` into its `to_epoch`, never overwriting a row already there."""
+    carry = _rowset(
+        "carry",
+        [
+            ("portfolio_id", Text(), [c.portfolio_id for c in carries]),
+            ("security_id", Text(), [c.security_id for c in carries]),
+            ("from_epoch", Integer(), [c.from_epoch for c in carries]),
+            ("to_epoch", Integer(), [c.to_epoch for c in carries]),
+            ("before_date", Date(), [c.before_date for c in carries]),
+        ],
+    )
+    t = table.c
+    pk = [col.name for col in table.primary_key.columns]
+    copied = (
+        select(*(carry.c.to_epoch.label(name) if name == "epoch" else t[name] for name in names))
+        .select_from(
+            table.join(
+                carry,
+                and_(
+                    t.portfolio_id == carry.c.portfolio_id,
+                    t.security_id == carry.c.security_id,
+                    t.epoch == carry.c.from_epoch,
+                    t[date_column] < carry.c.before_date,
+                ),
+            )
+        )
+        # the same lock order as the upserts (sorted by key)
+        .order_by(*(carry.c.to_epoch if name == "epoch" else t[name] for name in pk))
+    )
+    return pg_insert(table).from_select(names, copied).on_conflict_do_nothing(index_elements=pk)
 
 
 def _position_state_upsert(rows: list[PositionStateRow]) -> Executable:
@@ -167,6 +231,23 @@ def _position_state_upsert(rows: list[PositionStateRow]) -> Executable:
     )
 
 
+def _valuation_jobs_upsert(rows: list[ValuationJobRow]) -> Executable:
+    """A job row replaces the stored one only when its version is greater or equal."""
+    kept = _winners(rows, key=_job_key, replaces=lambda new, old: new.version >= old.version)
+    stmt = pg_insert(portfolio_valuation_jobs).from_select(
+        JOB_COLUMNS, _unnest(portfolio_valuation_jobs, JOB_COLUMNS, kept)
+    )
+    content = [c for c in JOB_COLUMNS if c not in JOB_PK]
+    return stmt.on_conflict_do_update(
+        index_elements=JOB_PK,
+        set_={c: stmt.excluded[c] for c in content},
+        where=and_(
+            portfolio_valuation_jobs.c.version <= stmt.excluded.version,
+            _differs(portfolio_valuation_jobs, stmt.excluded, content),
+        ),
+    )
+
+
 def _barriers_insert(rows: list[Barrier]) -> Executable:
     kept = _winners(rows, key=lambda r: (r.token, r.stage, r.partition), replaces=lambda new, old: False)
     return (
@@ -176,31 +257,77 @@ def _barriers_insert(rows: list[Barrier]) -> Executable:
     )
 
 
-async def _write_history(conn: AsyncConnection, items: list[HistoryItem]) -> None:
-    pending: list[PositionHistoryRow] = []
-    pending_epochs: set[tuple[str, str, int]] = set()
+# -- history, snapshots and carry-overs, in rounds ----------------------------------------
+
+
+@dataclass
+class _Round:
+    carries: list[HistoryCarryOver] = field(default_factory=list)  # run first
+    history: list[PositionHistoryRow] = field(default_factory=list)  # then these
+    snapshots: list[SnapshotRow] = field(default_factory=list)
+
+
+def _rounds(items: Iterable[OrderedItem]) -> list[_Round]:
+    """Assign every row and carry-over to a round (see the module docstring).
+
+    A carry-over of level n runs at the start of round n. It must see the rows of its
+    source (key, epoch) that came before it (level > their round) and the copies into its
+    source made before it (level > theirs); it must keep "the first copy wins" against
+    an earlier carry-over into the same target (level > theirs) and must not be seen by
+    an earlier carry-over from its target (level >= theirs: the copies of one round run as
+    one statement per table, which reads the table as it was before that statement). A
+    row goes to the round of the latest carry-over from its (key, epoch) before it: after
+    that copy, and before any later one.
+    """
+    carried_from: dict[KeyEpoch, int] = {}  # highest level of a carry-over from (key, epoch)
+    carried_into: dict[KeyEpoch, int] = {}  # highest level of a carry-over into (key, epoch)
+    written: dict[KeyEpoch, int] = {}  # highest round of a row of (key, epoch)
+    rounds: list[_Round] = [_Round()]
     for item in items:
-        if isinstance(item, PositionHistoryRow):
-            pending.append(item)
-            pending_epochs.add((item.portfolio_id, item.security_id, item.epoch))
+        if isinstance(item, HistoryCarryOver):
+            source = (item.portfolio_id, item.security_id, item.from_epoch)
+            target = (item.portfolio_id, item.security_id, item.to_epoch)
+            level = max(
+                1,
+                written.get(source, -1) + 1,
+                carried_into.get(source, 0) + 1,
+                carried_into.get(target, 0) + 1,
+                carried_from.get(target, 0),
+            )
+            carried_from[source] = max(carried_from.get(source, 0), level)
+            carried_into[target] = max(carried_into.get(target, 0), level)
+            while len(rounds) <= level:
+                rounds.append(_Round())
+            rounds[level].carries.append(item)
             continue
-        if (item.portfolio_id, item.security_id, item.from_epoch) in pending_epochs:
-            await conn.execute(_history_upsert(pending))
-            pending, pending_epochs = [], set()
-        await conn.execute(_carry_over(item))
-    if pending:
-        await conn.execute(_history_upsert(pending))
+        ke = (item.portfolio_id, item.security_id, item.epoch)
+        at = carried_from.get(ke, 0)
+        written[ke] = max(written.get(ke, -1), at)
+        if isinstance(item, PositionHistoryRow):
+            rounds[at].history.append(item)
+        else:
+            rounds[at].snapshots.append(item)
+    return rounds
+
+
+async def _write_ordered(conn: AsyncConnection, items: list[OrderedItem]) -> None:
+    for round_ in _rounds(items):
+        if round_.carries:
+            await conn.execute(_carry_copy(position_history, HISTORY_COLUMNS, "position_date", round_.carries))
+            await conn.execute(_carry_copy(daily_position_snapshots, SNAPSHOT_COLUMNS, "date", round_.carries))
+        if round_.history:
+            await conn.execute(_history_upsert(round_.history))
+        if round_.snapshots:
+            await conn.execute(_snapshots_upsert(round_.snapshots))
 
 
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _columns(model: type[Any]) -> list[str]:
-    return [name for name in model.model_fields if name != "kind"]
-
-
-def _table_columns(table: Table, model: type[Any]) -> list[str]:
-    names = _columns(model)
+def _table_columns(table: Table, model: type[Any], not_stored: tuple[str, ...] = ()) -> list[str]:
+    """The model's fields that the table stores: all of them but `kind` and `not_stored`
+    (fields that only other roles read off the topic)."""
+    names = [n for n in model.model_fields if n != "kind" and n not in not_stored]
     missing = [n for n in names if n not in table.c]
     if missing:  # a field added to a result row without a migration
         raise RuntimeError(f"table {table.name} has no column for {model.__name__}.{missing}")
@@ -209,13 +336,26 @@ def _table_columns(table: Table, model: type[Any]) -> list[str]:
 
 TRANSACTION_COLUMNS = _table_columns(transactions, TransactionRow)
 HISTORY_COLUMNS = _table_columns(position_history, PositionHistoryRow)
-STATE_COLUMNS = _table_columns(position_state, PositionStateRow)
+# txn_count and changed_from are for the scheduler and the valuation cache, not stored
+STATE_COLUMNS = _table_columns(position_state, PositionStateRow, not_stored=("txn_count", "changed_from"))
+SNAPSHOT_COLUMNS = _table_columns(daily_position_snapshots, SnapshotRow)
+JOB_COLUMNS = _table_columns(portfolio_valuation_jobs, ValuationJobRow)
 BARRIER_COLUMNS = _table_columns(pipeline_barriers, Barrier)
 HISTORY_PK = [c.name for c in position_history.primary_key.columns]
+SNAPSHOT_PK = [c.name for c in daily_position_snapshots.primary_key.columns]
+JOB_PK = [c.name for c in portfolio_valuation_jobs.primary_key.columns]
 
 
 def _history_key(row: PositionHistoryRow) -> tuple[str, str, int, str]:
     return (row.portfolio_id, row.security_id, row.epoch, row.transaction_id)
+
+
+def _snapshot_key(row: SnapshotRow) -> tuple[Any, ...]:
+    return (row.portfolio_id, row.security_id, row.date, row.epoch)
+
+
+def _job_key(row: ValuationJobRow) -> tuple[Any, ...]:
+    return (row.portfolio_id, row.security_id, row.valuation_date, row.epoch)
 
 
 def _winners(rows: Iterable[R], key: Callable[[R], Hashable], replaces: Callable[[R, R], bool]) -> list[R]:
@@ -230,17 +370,19 @@ def _winners(rows: Iterable[R], key: Callable[[R], Hashable], replaces: Callable
     return [kept[k] for k in sorted(kept)]
 
 
-def _unnest(table: Table, names: list[str], rows: Sequence[Any]) -> Any:
-    """`SELECT * FROM unnest(:a::type[], :b::type[], ...)`: one array parameter per column."""
-    arrays = [
-        bindparam(f"u_{name}", [getattr(row, name) for row in rows], type_=ARRAY(table.c[name].type))
-        for name in names
-    ]
-    rowset = (
+def _rowset(name: str, columns: list[tuple[str, TypeEngine[Any], list[Any]]]) -> Any:
+    """`unnest(:a::type[], :b::type[], ...) AS name(a, b, ...)`: one array parameter per column."""
+    arrays = [bindparam(f"u_{col}", values, type_=ARRAY(type_)) for col, type_, values in columns]
+    return (
         func.unnest(*arrays)
-        .table_valued(*(column(name, table.c[name].type) for name in names))
-        .render_derived(name="incoming")  # AS incoming(col, ...): unnest's columns are unnamed
+        .table_valued(*(column(col, type_) for col, type_, _ in columns))
+        .render_derived(name=name)  # unnest's columns are unnamed
     )
+
+
+def _unnest(table: Table, names: list[str], rows: Sequence[Any]) -> Any:
+    """`SELECT * FROM unnest(...) AS incoming(...)` with the table's columns `names`."""
+    rowset = _rowset("incoming", [(n, table.c[n].type, [getattr(row, n) for row in rows]) for n in names])
     return select(*(rowset.c[name] for name in names))
 
 

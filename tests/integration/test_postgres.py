@@ -158,7 +158,7 @@ async def test_migrate_twice_and_concurrently(postgres_url: str) -> None:
             versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
     finally:
         await engine.dispose()
-    assert versions == ["0001"]
+    assert versions == ["0002"]
 
 
 async def test_migrations_match_the_models(postgres_url: str) -> None:
