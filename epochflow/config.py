@@ -29,11 +29,12 @@ class Settings:
     commit_interval_s: float = 0.5
     batch_size: int = 1000
     batch_within_s: float = 0.1
+    follow_within_s: float = 0.03  # scheduler, valuation, sink: latency of the valuation loop
     log_level: str = "WARNING"
     retry_backoff_s: float = 60.0
     max_attempts: int = 5
     processing_timeout_s: float = 60.0
-    tick_s: float = 0.5
+    tick_s: float = 0.25
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -72,9 +73,10 @@ def load_settings() -> Settings:
         commit_interval_s=float(_env("EPOCHFLOW_COMMIT_INTERVAL_S", "0.5")),
         batch_size=int(_env("EPOCHFLOW_BATCH_SIZE", "1000")),
         batch_within_s=float(_env("EPOCHFLOW_BATCH_WITHIN_S", "0.1")),
+        follow_within_s=float(_env("EPOCHFLOW_FOLLOW_WITHIN_S", "0.03")),
         log_level=_env("EPOCHFLOW_LOG_LEVEL", "WARNING"),
         retry_backoff_s=float(_env("EPOCHFLOW_RETRY_BACKOFF_S", "60")),
         max_attempts=int(_env("EPOCHFLOW_MAX_ATTEMPTS", "5")),
         processing_timeout_s=float(_env("EPOCHFLOW_PROCESSING_TIMEOUT_S", "60")),
-        tick_s=float(_env("EPOCHFLOW_TICK_S", "0.5")),
+        tick_s=float(_env("EPOCHFLOW_TICK_S", "0.25")),
     )

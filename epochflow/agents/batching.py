@@ -122,32 +122,45 @@ def run_partition(
 MAX_ROWS_PER_MESSAGE = 500  # a replay of a long history must not exceed the broker's message size
 
 
+def _row_identity(row: Any) -> tuple | None:
+    """Rows of which only the latest in a batch matters (the sink keeps the highest version)."""
+    if row.kind == "position_state":
+        return ("state", row.portfolio_id, row.security_id)
+    if row.kind == "valuation_job":
+        return ("job", row.portfolio_id, row.security_id, row.valuation_date, row.epoch)
+    return None
+
+
 def latest_state_only(rows: list[Any]) -> list[Any]:
-    """Within one batch only a key's last position_state row matters (the sink keeps the
-    highest version anyway); dropping the others cuts what the sink writes for a busy key.
-    The kept row carries the earliest `changed_from` of the rows it replaces. Barriers bound
-    the dedupe, so a barrier never overtakes the state it vouches for."""
+    """Within one batch only the last position_state row of a key (and the last row of a
+    valuation job) matters; dropping the others cuts what the sink writes for a busy key.
+    A kept position_state row carries the earliest `changed_from` of the rows it replaces.
+    Barriers bound the dedupe, so a barrier never overtakes the state it vouches for."""
     last: dict[tuple, int] = {}
     earliest: dict[tuple, Any] = {}
     segment = 0
     for i, row in enumerate(rows):
         if row.kind == "barrier":
             segment += 1
-        elif row.kind == "position_state":
-            key = (segment, row.portfolio_id, row.security_id)
+            continue
+        identity = _row_identity(row)
+        if identity is not None:
+            key = (segment, identity)
             last[key] = i
-            if row.changed_from is not None:
+            if row.kind == "position_state" and row.changed_from is not None:
                 earliest[key] = min(row.changed_from, earliest.get(key, row.changed_from))
     keep, segment = [], 0
     for i, row in enumerate(rows):
         if row.kind == "barrier":
             segment += 1
-        elif row.kind == "position_state":
-            key = (segment, row.portfolio_id, row.security_id)
-            if last[key] != i:
-                continue
-            if earliest.get(key) is not None and earliest[key] != row.changed_from:
-                row = row.model_copy(update={"changed_from": earliest[key]})
+        else:
+            identity = _row_identity(row)
+            if identity is not None:
+                key = (segment, identity)
+                if last[key] != i:
+                    continue
+                if key in earliest and earliest[key] != row.changed_from:
+                    row = row.model_copy(update={"changed_from": earliest[key]})
         keep.append(row)
     return keep
 

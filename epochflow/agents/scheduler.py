@@ -66,8 +66,9 @@ def _results(handler: SchedulerHandler, raw: bytes, partition: int, now: float) 
     for row in rows:
         if isinstance(row, PositionStateRow):
             out += handler.on_position_state(row, partition, now)
-        elif isinstance(row, JobOutcome):
-            out += handler.on_outcome(row, partition, now)
+    outcomes = [row for row in rows if isinstance(row, JobOutcome)]
+    if outcomes:
+        out += handler.on_outcomes(outcomes, partition, now)
     return out + forwarded_barriers(rows, "scheduler", partition)
 
 
@@ -84,13 +85,13 @@ def _tick(handler: SchedulerHandler, raw: bytes, partition: int, now: float) -> 
 
 @app.agent(topics.results, name="scheduler.results")
 async def follow_results(stream):
-    async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
+    async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
         await _run("scheduler.results", events, _results)
 
 
 @app.agent(topics.reference, name="scheduler.reference")
 async def follow_reference(stream):
-    async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
+    async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
         await _run("scheduler.reference", events, _reference)
 
 

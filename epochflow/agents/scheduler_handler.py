@@ -121,27 +121,38 @@ class SchedulerHandler:
         self._add(f"all|p{partition}", key)
         return self._emit(sk, outputs, partition) + self._work(key, partition, now, sk)
 
-    def on_outcome(self, row: JobOutcome, partition: int, now: float) -> list:
-        key = f"{row.portfolio_id}|{row.security_id}"
-        sk = self.keys.get(key)
-        if sk is None:
-            return []
-        if row.outcome == "STALE":
-            metrics.STALE_EPOCH_DROPPED.labels("scheduler.outcomes").inc()
+    def on_outcomes(self, rows: list[JobOutcome], partition: int, now: float) -> list:
+        """A batch of the valuation role's answers, applied per key in one pass."""
+        by_key: dict[str, list[JobOutcome]] = {}
+        for row in rows:
+            by_key.setdefault(f"{row.portfolio_id}|{row.security_id}", []).append(row)
 
         def arrived_since(what: str, offset: int) -> bool:
             seen = self.counters.get(f"arrived|{what}|p{partition}")
             return seen is not None and seen > offset
 
-        if row.waiting_on is not None:
-            self._add(f"wait|{row.waiting_on}|p{partition}", key)
-        sk, outputs = sched.on_outcome(sk, row.valuation_date, row.epoch, row.job_version, row.outcome, row.reason,
-                                       row.waiting_on, now, self.cfg, arrived_since)
-        if row.outcome == "BLOCKED":
-            metrics.JOBS.labels("RETRIED").inc()
-            metrics.JOB_ATTEMPTS.observe(next((j.attempt_count for j in sk.jobs if j.day == row.valuation_date), 0))
-        emitted = self._emit(sk, outputs, partition)
-        return emitted + self._work(key, partition, now, sk)
+        out: list = []
+        for key, answers in by_key.items():
+            sk = self.keys.get(key)
+            if sk is None:
+                continue
+            for row in answers:
+                if row.outcome == "STALE":
+                    metrics.STALE_EPOCH_DROPPED.labels("scheduler.outcomes").inc()
+                if row.waiting_on is not None:
+                    self._add(f"wait|{row.waiting_on}|p{partition}", key)
+                if row.outcome == "BLOCKED":
+                    metrics.JOBS.labels("RETRIED").inc()
+            outcomes = [sched.Outcome(r.valuation_date, r.epoch, r.job_version, r.outcome, r.reason, r.waiting_on) for r in answers]
+            sk, outputs = sched.on_outcomes(sk, outcomes, now, self.cfg, arrived_since)
+            for job in (o.job for o in outputs if isinstance(o, sched.JobChanged)):
+                if job.status is sched.JobStatus.PENDING and job.failure_reason:
+                    metrics.JOB_ATTEMPTS.observe(job.attempt_count)
+            out += self._emit(sk, outputs, partition) + self._work(key, partition, now, sk)
+        return out
+
+    def on_outcome(self, row: JobOutcome, partition: int, now: float) -> list:
+        return self.on_outcomes([row], partition, now)
 
     def on_reference(self, event, partition: int, offset: int, now: float) -> list:
         self.counters.put(f"ref_offset|p{partition}", offset)

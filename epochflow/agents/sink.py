@@ -42,7 +42,7 @@ async def _write(writer: ResultWriter, rows: list) -> None:
 async def write_results(stream):
     writer = ResultWriter(settings.database_url)
     try:
-        async for events in stream.take_events(SINK_BATCH, settings.batch_within_s):
+        async for events in stream.take_events(SINK_BATCH, settings.follow_within_s):
             started = time.perf_counter()
             rows: list = []
             for event in events:

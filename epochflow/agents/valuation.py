@@ -73,17 +73,17 @@ def _value(handler: ValuationHandler, progress, raw: bytes, partition: int) -> l
 
 @app.agent(topics.results, name="valuation.positions")
 async def follow_positions(stream):
-    async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
+    async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
         await _run("valuation.positions", events, _positions)
 
 
 @app.agent(topics.reference, name="valuation.reference")
 async def follow_reference(stream):
-    async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
+    async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
         await _run("valuation.reference", events, _reference)
 
 
 @app.agent(topics.valuation_jobs, name="valuation.value")
 async def value_jobs(stream):
-    async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
+    async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
         await _run("valuation.value", events, _value)

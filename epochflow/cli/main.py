@@ -171,6 +171,19 @@ def bench_ingest(n: int, k: int, as_json: bool) -> None:
         click.echo(json.dumps(figures))
 
 
+@bench.command("replay")
+@click.option("--histories", default="1000,5000,20000", show_default=True, help="Transactions per key (H), comma-separated.")
+@click.option("--json", "as_json", is_flag=True, help="Last line: the figures as one JSON object.")
+def bench_replay(histories: str, as_json: bool) -> None:
+    """Time until a key is CURRENT again after a back-dated trade near the start, middle
+    and end of histories of several lengths."""
+    from epochflow.cli.bench import bench_replay as run
+
+    figures = asyncio.run(run(tuple(int(h) for h in histories.split(",")), click.echo))
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
 @cli.command(hidden=True)
 @click.argument("role", type=click.Choice(list(ROLES) + ["naive"]))
 def worker(role: str) -> None:

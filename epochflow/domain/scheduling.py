@@ -33,7 +33,7 @@ class SchedulerConfig:
     max_attempts: int = 5  # past this, the job alerts (and still waits for its data)
     processing_timeout_s: float = 60.0  # a PROCESSING job older than this is reclaimed
     not_ready_delay_s: float = 0.2  # valuation had not seen the positions the job needs yet
-    max_in_flight_per_key: int = 400  # jobs not yet ended, per key
+    max_in_flight_per_key: int = 1000  # jobs not yet ended, per key
     max_dispatch_per_tick: int = 2000  # per partition and tick, so a backlog never starves live work
 
 
@@ -201,43 +201,61 @@ def reclaim(sk: ScheduleKey, now: float, cfg: SchedulerConfig) -> tuple[Schedule
     return (replace(sk, jobs=tuple(jobs), job_clock=clock.value), outputs) if outputs else (sk, [])
 
 
-def on_outcome(sk: ScheduleKey, day: date, epoch: int, job_version: int, outcome: str, reason: str | None,
-               waiting_on: str | None, now: float, cfg: SchedulerConfig,
-               arrived_since: Callable[[str, int], bool] = lambda what, offset: False) -> tuple[ScheduleKey, list[Output]]:
-    """Apply the valuation role's answer; advance the watermark across contiguous ended days.
-    `arrived_since(what, ref_offset)` tells whether data the job waits on arrived after it
-    was dispatched (then it is retried at once)."""
-    if epoch != sk.epoch:
-        return sk, []
-    index = next((i for i, j in enumerate(sk.jobs) if j.day == day), None)
-    if index is None:
-        return sk, []
-    job = sk.jobs[index]
-    if job.status is not JobStatus.PROCESSING or job.version != job_version:
-        return sk, []  # an answer to a dispatch that was reclaimed or superseded
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The valuation role's answer to one dispatch."""
+
+    day: date
+    epoch: int
+    job_version: int
+    outcome: str  # COMPLETE, SKIPPED_NO_POSITION, BLOCKED, NOT_READY, FAILED, STALE
+    reason: str | None = None
+    waiting_on: str | None = None
+
+
+def on_outcomes(sk: ScheduleKey, outcomes: list[Outcome], now: float, cfg: SchedulerConfig,
+                arrived_since: Callable[[str, int], bool] = lambda what, offset: False) -> tuple[ScheduleKey, list[Output]]:
+    """Apply the valuation role's answers (one pass for a whole batch); then advance the
+    watermark across contiguous ended days. `arrived_since(what, ref_offset)` tells whether
+    data a job waits on arrived after it was dispatched (then it is retried at once)."""
+    by_day = {j.day: j for j in sk.jobs}
     clock = _Clock(sk)
-    _bump = clock.bump
-    if outcome == "COMPLETE":
-        job = _bump(job, status=JobStatus.COMPLETE, failure_reason=None, waiting_on=None)
-    elif outcome == "SKIPPED_NO_POSITION":
-        job = _bump(job, status=JobStatus.SKIPPED_NO_POSITION, failure_reason=None, waiting_on=None)
-    elif outcome == "BLOCKED":
-        changed = sk.state_version > job.state_version or (waiting_on is not None and arrived_since(waiting_on, job.ref_offset))
-        job = _bump(job, status=JobStatus.PENDING, attempt_count=job.attempt_count + 1, failure_reason=reason,
-                    waiting_on=waiting_on, not_before=now if changed else now + cfg.backoff_s, dispatched_at=None)
-    elif outcome == "NOT_READY":
-        job = _bump(job, status=JobStatus.PENDING, not_before=now + cfg.not_ready_delay_s, dispatched_at=None)
-    elif outcome == "FAILED":
-        job = _bump(job, status=JobStatus.FAILED, attempt_count=job.attempt_count + 1, failure_reason=reason)
-    else:
+    outputs: list[Output] = []
+    for o in outcomes:
+        job = by_day.get(o.day)
+        if o.epoch != sk.epoch or job is None or job.status is not JobStatus.PROCESSING or job.version != o.job_version:
+            continue  # an answer for another epoch, or to a dispatch that was reclaimed or superseded
+        if o.outcome == "COMPLETE":
+            job = clock.bump(job, status=JobStatus.COMPLETE, failure_reason=None, waiting_on=None)
+        elif o.outcome == "SKIPPED_NO_POSITION":
+            job = clock.bump(job, status=JobStatus.SKIPPED_NO_POSITION, failure_reason=None, waiting_on=None)
+        elif o.outcome == "BLOCKED":
+            changed = sk.state_version > job.state_version or (
+                o.waiting_on is not None and arrived_since(o.waiting_on, job.ref_offset))
+            job = clock.bump(job, status=JobStatus.PENDING, attempt_count=job.attempt_count + 1, failure_reason=o.reason,
+                             waiting_on=o.waiting_on, not_before=now if changed else now + cfg.backoff_s, dispatched_at=None)
+        elif o.outcome == "NOT_READY":
+            job = clock.bump(job, status=JobStatus.PENDING, not_before=now + cfg.not_ready_delay_s, dispatched_at=None)
+        elif o.outcome == "FAILED":
+            job = clock.bump(job, status=JobStatus.FAILED, attempt_count=job.attempt_count + 1, failure_reason=o.reason)
+        else:
+            continue
+        by_day[o.day] = job
+        outputs.append(JobChanged(job))
+    if not outputs:
         return sk, []
-    jobs = sk.jobs[:index] + (job,) + sk.jobs[index + 1 :]
-    outputs: list[Output] = [JobChanged(job)]
-    sk = replace(sk, jobs=jobs, job_clock=clock.value)
+    sk = replace(sk, jobs=tuple(by_day[j.day] for j in sk.jobs), job_clock=clock.value)
     sk, advanced = _advance(sk)
     if advanced:
         outputs.append(Advance(sk.watermark))
     return sk, outputs
+
+
+def on_outcome(sk: ScheduleKey, day: date, epoch: int, job_version: int, outcome: str, reason: str | None,
+               waiting_on: str | None, now: float, cfg: SchedulerConfig,
+               arrived_since: Callable[[str, int], bool] = lambda what, offset: False) -> tuple[ScheduleKey, list[Output]]:
+    """One answer (see `on_outcomes`)."""
+    return on_outcomes(sk, [Outcome(day, epoch, job_version, outcome, reason, waiting_on)], now, cfg, arrived_since)
 
 
 def _advance(sk: ScheduleKey) -> tuple[ScheduleKey, bool]:

@@ -432,3 +432,12 @@ async def _fingerprint(conn: AsyncConnection) -> str:
     tables = (position_state, daily_position_snapshots, portfolio_valuation_jobs)
     parts = (await conn.execute(select(*(_table_fingerprint(t) for t in tables)))).one()
     return hashlib.sha256("|".join(str(part) for part in parts).encode()).hexdigest()[:24]
+
+
+async def count_snapshots(engine: AsyncEngine, portfolio_id: str, security_id: str, epoch: int) -> int:
+    """Number of daily snapshots the key has in `epoch`."""
+    from sqlalchemy import text
+
+    query = text("SELECT count(*) FROM daily_position_snapshots WHERE portfolio_id = :p AND security_id = :s AND epoch = :e")
+    async with engine.connect() as conn:
+        return int((await conn.execute(query, {"p": portfolio_id, "s": security_id, "e": epoch})).scalar_one())

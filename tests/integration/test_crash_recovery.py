@@ -1,0 +1,262 @@
+"""The positions, scheduler and valuation workers SIGKILLed at random moments while back-dated
+transactions are replayed and revalued, restarted by the supervisor: once the pipeline
+settles, PostgreSQL holds exactly what an undisturbed run of the same events gives.
+
+Three keys (two portfolios on one security, a third on another), 200 transactions each
+over 150 days (BUYs with regular SELLs), daily prices with a gap every week; valued in
+epoch 0 up to the business date. Then three rounds: a back-dated BUY for every key, each
+round earlier than the last (so each one bumps the epoch whatever the progress of the
+previous replay: 0 -> 1 -> 2 -> 3) and a SIGKILL of a worker picked at random after a
+random delay (seeded). Every back-dated BUY goes in front of nearly every lot, so FIFO
+re-costs every SELL, and each key is revalued from the BUY's date to the business date.
+
+The expected state comes from the pure core, not from the engine: the same transactions
+in date order through `PositionsHandler` over in-memory stores (final history, position
+and transaction figures), and every day valued with `domain.valuation.value_position`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+from epochflow.agents.positions_handler import PositionsHandler
+from epochflow.cli.pipeline import Pipeline
+from epochflow.cli.stack import EmbeddedStack
+from epochflow.config import ROLES
+from epochflow.domain.valuation import DailyPosition, Price, value_position
+from epochflow.schemas.events import TransactionEvent
+from epochflow.schemas.results import PositionHistoryRow, PositionStateRow, TransactionRow
+from epochflow.sinks import reads
+from epochflow.sinks.models import daily_position_snapshots, portfolio_valuation_jobs, position_history, position_state
+from epochflow.streams.partitioning import partition_for
+from epochflow.tables.reference import ReferenceData
+from epochflow.tables.store import MemoryStore
+from tests.fixtures.stack import key_of, log_tail, running_stack, transaction
+from tests.fixtures.valuation import DAY, business_dates, days, instrument, portfolio, price, snap
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+SEED = 20250917
+FIRST_DAY = date(2024, 3, 4)
+SPAN_DAYS = 150
+BUSINESS_DATE = FIRST_DAY + (SPAN_DAYS - 1) * DAY
+TXNS_PER_KEY = 200
+KEYS = (("CRR_P1", "CRR_S1"), ("CRR_P2", "CRR_S1"), ("CRR_P3", "CRR_S2"))
+SECURITIES = ("CRR_S1", "CRR_S2")
+# one back-dated BUY per key and round; each round earlier than the previous minus a day
+ROUND_DAYS = (FIRST_DAY + 40 * DAY, FIRST_DAY + 20 * DAY, FIRST_DAY + 5 * DAY)
+VICTIMS = ("positions-0", "scheduler-0", "valuation-0")
+MAX_KILL_DELAY_S = 4.0
+# a job dispatched to a valuation worker that died is reclaimed after this (default 60 s)
+PROCESSING_TIMEOUT_S = 20
+SETTLE_S = 180.0
+
+
+# ---- the events -----------------------------------------------------------------------------
+
+
+def key_history(index: int, portfolio_id: str, security_id: str) -> list[TransactionEvent]:
+    """BUYs of 10..16 with a SELL of 15 every fourth transaction (never an oversell: the
+    three BUYs before it add at least 30)."""
+    events = []
+    for n in range(TXNS_PER_KEY):
+        day = FIRST_DAY + (n * SPAN_DAYS // TXNS_PER_KEY) * DAY
+        hour = 9 + n % 2 * 4
+        tid = f"CRR{index}_{n:04d}"
+        if n % 4 == 3:
+            events.append(transaction(tid, portfolio_id, security_id, "SELL", day, 15,
+                                      Decimal(30) + Decimal((n + index) % 9) / 4, hour=hour, fee="2.5"))
+        else:
+            events.append(transaction(tid, portfolio_id, security_id, "BUY", day, 10 + (n + index) % 7,
+                                      Decimal(20) + Decimal((n * 3 + index) % 13) / 2, hour=hour, fee=n % 3))
+    return events
+
+
+HISTORIES = {key_of(p, s): key_history(i, p, s) for i, (p, s) in enumerate(KEYS)}
+BACKDATED = [
+    [transaction(f"CRR{i}_LATE{r}", p, s, "BUY", day, 7 + r, 15 + r, hour=11) for i, (p, s) in enumerate(KEYS)]
+    for r, day in enumerate(ROUND_DAYS)
+]
+PRICES = {
+    security: {
+        day: Decimal(25) + Decimal((n * (5 + j)) % 17) / 2
+        for n, day in enumerate(days(FIRST_DAY, BUSINESS_DATE))
+        if n % 7 != 4  # a weekly gap: that day is valued with the previous price (stale)
+    }
+    for j, security in enumerate(SECURITIES)
+}
+REFERENCE = [
+    *(portfolio(p, FIRST_DAY - 60 * DAY) for p, _ in KEYS),
+    *(instrument(s) for s in SECURITIES),
+    *(price(s, day, value) for s, series in PRICES.items() for day, value in series.items()),
+    *business_dates(BUSINESS_DATE - 2 * DAY, BUSINESS_DATE),
+]
+
+
+# ---- the expected state: the pure core ------------------------------------------------------
+
+
+@dataclass
+class Expected:
+    state: PositionStateRow
+    history: list[PositionHistoryRow]  # in seq order
+    transactions: dict[str, TransactionRow]
+    snapshots: list[tuple]  # `snap` tuples, one per day from the first transaction date
+
+
+def expected_for(portfolio_id: str, security_id: str, events: list[TransactionEvent], partitions: int) -> Expected:
+    handler = PositionsHandler(
+        MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(),
+        ReferenceData(MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore()),
+        clock=lambda: datetime(2025, 1, 1, tzinfo=timezone.utc),
+    )
+    partition = partition_for(key_of(portfolio_id, security_id), partitions)
+    for event in REFERENCE:
+        handler.on_reference(event, partition)
+    state, history, txns = None, {}, {}
+    # in order, and never valued in between: one epoch, nothing back-dated
+    for event in sorted(events, key=lambda e: (e.transaction_date, e.transaction_id)):
+        for row in handler.on_transaction(event, partition):
+            if isinstance(row, PositionStateRow):
+                state = row
+            elif isinstance(row, PositionHistoryRow):
+                history[row.transaction_id] = row
+            elif isinstance(row, TransactionRow):
+                txns[row.transaction_id] = row
+    assert state is not None and state.epoch == 0
+    rows = sorted(history.values(), key=lambda r: (r.seq, r.transaction_id))
+    snapshots = []
+    series = PRICES[security_id]
+    for day in days(rows[0].position_date, BUSINESS_DATE):
+        last = [r for r in rows if r.position_date <= day][-1]
+        eod = DailyPosition(last.position_date, last.quantity, last.cost_basis_local, last.cost_basis)
+        priced = max((d for d in series if d <= day), default=None)
+        quote = None if priced is None else Price(priced, series[priced], "USD")
+        valued = value_position(day, security_id, portfolio_id, eod, quote, "USD", "USD", Decimal(1))
+        assert not valued.blocked, valued
+        s = valued.snapshot
+        snapshots.append((day, s.quantity, s.cost_base, s.cost_local, s.market_price, s.market_value,
+                          s.market_value_local, s.unrealized, s.unrealized_local, s.status.value))
+    return Expected(state, rows, txns, snapshots)
+
+
+# ---- the run --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[EmbeddedStack]:
+    with running_stack(ROLES, worker_env={"EPOCHFLOW_PROCESSING_TIMEOUT_S": str(PROCESSING_TIMEOUT_S)}) as running:
+        yield running
+
+
+@pytest.fixture
+async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
+    pipeline = await Pipeline.connect(stack.settings)
+    try:
+        yield pipeline
+    finally:
+        await pipeline.close()
+
+
+async def statuses(pipeline: Pipeline) -> dict[str, tuple[int, str]]:
+    return {key_of(r.portfolio_id, r.security_id): (r.epoch, r.status) for r in await reads.fetch_positions(pipeline.engine)}
+
+
+async def chaos(stack: EmbeddedStack, pipeline: Pipeline, rng: random.Random) -> list[str]:
+    """Each round: publish the round's back-dated BUYs, wait a random delay, SIGKILL a
+    random worker and wait until the supervisor has restarted it. Returns what happened."""
+    supervisor = stack.supervisor
+    story = []
+    for r, events in enumerate(BACKDATED):
+        await pipeline.publish(events)
+        delay = rng.uniform(0.0, MAX_KILL_DELAY_S)
+        victim = rng.choice(VICTIMS)
+        await asyncio.sleep(delay)
+        seen = await statuses(pipeline)
+        pid = supervisor.kill(victim)
+        await asyncio.to_thread(supervisor.wait_for_pid, victim, pid, 30)
+        story.append(f"round {r}: killed {victim} {delay:.2f}s after the back-dated BUYs; keys then {seen}")
+    return story
+
+
+async def test_workers_killed_during_replays_end_like_an_undisturbed_run(stack: EmbeddedStack, pipeline: Pipeline) -> None:
+    started = time.monotonic()
+    await pipeline.publish(REFERENCE)
+    await pipeline.publish([e for events in HISTORIES.values() for e in events])
+    await pipeline.settle(SETTLE_S)
+    assert await statuses(pipeline) == {key_of(p, s): (0, "CURRENT") for p, s in KEYS}
+    loaded = time.monotonic()
+
+    story = await chaos(stack, pipeline, random.Random(SEED))
+    try:
+        await pipeline.settle(SETTLE_S)
+    finally:
+        print(f"\ninitial load {loaded - started:.1f}s; " + "; ".join(story)
+              + f"; settled {time.monotonic() - loaded:.1f}s after the first round")
+    restarts = {name: stack.supervisor.status(name).restarts for name in VICTIMS}
+    assert sum(restarts.values()) >= len(BACKDATED), restarts
+    for name in VICTIMS + ("sink-0",):
+        assert stack.supervisor.status(name).state == "running", f"{name}:\n{log_tail(stack, name)}"
+
+    engine = pipeline.engine
+    final_epoch = len(BACKDATED)
+    async with engine.connect() as conn:
+        reprocessing = (await conn.execute(
+            select(func.count()).select_from(position_state).where(position_state.c.status == "REPROCESSING"))).scalar_one()
+    assert reprocessing == 0
+
+    for index, (p, s) in enumerate(KEYS):
+        key = key_of(p, s)
+        events = HISTORIES[key] + [round_events[index] for round_events in BACKDATED]
+        expected = expected_for(p, s, events, pipeline.settings.partitions)
+
+        # position_state
+        state = await reads.position(engine, p, s)
+        assert (state["epoch"], state["status"], state["watermark_date"]) == (final_epoch, "CURRENT", BUSINESS_DATE), key
+        figures = ("quantity", "cost_basis", "cost_basis_local", "held_since_date", "first_open_date", "last_transaction_date")
+        assert {f: state[f] for f in figures} == {f: getattr(expected.state, f) for f in figures}, key
+
+        # the current epoch's history: one row per transaction, equal to the core's
+        history = await reads.fetch_position_history(engine, p, s)
+        assert await reads.count_position_history(engine, p, s, epoch=final_epoch) == len(events) == len(history), key
+        view = lambda r: (r.transaction_id, r.position_date, r.quantity, r.cost_basis, r.cost_basis_local, r.held_since_date)  # noqa: E731
+        assert [view(r) for r in history] == [view(r) for r in expected.history], key
+
+        # every transaction's cost and realized P&L
+        money = ("net_cost", "net_cost_local", "realized_gain_loss", "realized_gain_loss_local", "flags")
+        stored = {t.transaction_id: t for t in await reads.fetch_transactions(engine, p, s)}
+        assert set(stored) == {e.transaction_id for e in events}, key
+        wrong = {
+            tid: ([getattr(stored[tid], m) for m in money], [getattr(want, m) for m in money])
+            for tid, want in expected.transactions.items()
+            if [getattr(stored[tid], m) for m in money] != [getattr(want, m) for m in money]
+        }
+        assert not wrong, f"{key}: {len(wrong)} transactions differ, e.g. {list(wrong.items())[:3]}"
+
+        # one snapshot per day of the current epoch, each equal to the core's valuation
+        snapshots = [snap(r) for r in await reads.fetch_snapshots(engine, p, s, epoch=final_epoch)]
+        assert [row[0] for row in snapshots] == days(expected.history[0].position_date, BUSINESS_DATE), key
+        wrong_days = [(want, got) for want, got in zip(expected.snapshots, snapshots) if want != got]
+        assert not wrong_days, f"{key}: {len(wrong_days)} snapshots differ, e.g. {wrong_days[:2]}"
+
+        # no job of the current epoch left open
+        async with engine.connect() as conn:
+            j = portfolio_valuation_jobs.c
+            open_jobs = (await conn.execute(select(func.count()).select_from(portfolio_valuation_jobs).where(
+                j.portfolio_id == p, j.security_id == s, j.epoch == final_epoch,
+                j.status.in_(("PENDING", "PROCESSING", "FAILED"))))).scalar_one()
+        assert open_jobs == 0, key
+
+    # nothing of an epoch past the final one
+    async with engine.connect() as conn:
+        for table in (position_history, daily_position_snapshots, portfolio_valuation_jobs):
+            assert (await conn.execute(select(func.max(table.c.epoch)))).scalar_one() == final_epoch, table.name
