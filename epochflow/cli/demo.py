@@ -54,7 +54,7 @@ async def run_demo(echo: Callable[[str], None] = print) -> int:
 async def _print_book(pipeline: Pipeline, echo: Callable[[str], None]) -> None:
     rows = await reads.positions_overview(pipeline.engine, pipeline.business_date)
     header = (f"{'portfolio':<20}{'security':<9}{'quantity':>9}{'cost (base)':>15}{'market value':>15}"
-              f"{'unrealized':>13}{'realized':>12}  {'status':<10}held since")
+              f"{'unrealized':>13}{'realized':>12}  {'status':<16}held since")
     echo("")
     echo(f"the book on {pipeline.business_date} (base currency of each portfolio)")
     echo(header)
@@ -66,7 +66,7 @@ async def _print_book(pipeline: Pipeline, echo: Callable[[str], None]) -> None:
         echo(
             f"{portfolio:<20}{row['security_id']:<9}{_qty(row['quantity']):>9}{_money(row['cost_basis']):>15}"
             f"{_money(row['market_value']):>15}{_money(row['unrealized_gain_loss']):>13}"
-            f"{_money(row['realized_gain_loss']):>12}  {row['valuation_status'] or '-':<10}{row['held_since_date'] or '-'}"
+            f"{_money(row['realized_gain_loss']):>12}  {row['valuation_status'] or '-':<16}{row['held_since_date'] or '-'}"
         )
     flagged = await reads.flagged_transactions(pipeline.engine)
     echo(f"{len(rows)} positions; transactions still flagged (oversold or waiting for FX): {len(flagged)}")

@@ -93,6 +93,6 @@ def late_trade() -> TransactionEvent:
     return TransactionEvent(
         transaction_id="LATE-0001", portfolio_id="GLOBAL_GROWTH_USD", security_id="MSFT", instrument_id="MSFT",
         transaction_type="SELL", transaction_date=datetime.combine(day, time(15, 45), tzinfo=timezone.utc),
-        quantity=Decimal(100), price=Decimal("425.10"), gross_amount=Decimal("42510.00"), trade_fee=Decimal("4.95"),
+        quantity=Decimal(20), price=Decimal("425.10"), gross_amount=Decimal("8502.00"), trade_fee=Decimal("4.95"),
         trade_currency="USD", currency="USD",
     )

@@ -1,0 +1,48 @@
+"""Batch output shaping: one state row per key per batch (bounded by barriers), chunking."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+from epochflow.agents.batching import MAX_ROWS_PER_MESSAGE, BatchOutcome, latest_state_only, send_outcome
+from epochflow.schemas.results import Barrier, PositionStateRow
+
+
+def state(version: int, changed_from: date | None = None, key: str = "S") -> PositionStateRow:
+    return PositionStateRow(
+        portfolio_id="P", security_id=key, epoch=0, version=version, status="CURRENT", watermark_date=None,
+        quantity=Decimal(version), cost_basis=Decimal(0), cost_basis_local=Decimal(0), held_since_date=None,
+        first_open_date=None, last_transaction_date=None, updated_at=datetime(2025, 1, 1, tzinfo=timezone.utc),
+        changed_from=changed_from,
+    )
+
+
+def test_only_the_last_state_row_of_a_key_is_kept_with_the_earliest_change() -> None:
+    rows = [state(1, date(2025, 1, 5)), state(1, key="T"), state(2, date(2025, 1, 3)), state(3)]
+    kept = latest_state_only(rows)
+    assert [(r.security_id, r.version) for r in kept] == [("T", 1), ("S", 3)]
+    assert kept[1].changed_from == date(2025, 1, 3)
+
+
+def test_a_barrier_bounds_the_dedupe() -> None:
+    rows = [state(1), Barrier(token="t", stage="positions.apply", partition=0), state(2)]
+    kept = latest_state_only(rows)
+    assert [getattr(r, "version", "barrier") for r in kept] == [1, "barrier", 2]
+
+
+class FakeTopic:
+    def __init__(self) -> None:
+        self.sent: list[tuple] = []
+
+    def send_soon(self, key, value, partition):
+        self.sent.append((key, value, partition))
+
+
+def test_outputs_are_chunked_and_keyed_by_their_source() -> None:
+    outcome = BatchOutcome()
+    outcome.add(2, [Barrier(token=str(i), stage="s", partition=2) for i in range(MAX_ROWS_PER_MESSAGE + 1)])
+    results, dead = FakeTopic(), FakeTopic()
+    send_outcome(outcome, results, dead, source=b"positions")
+    assert [(k, p) for k, _, p in results.sent] == [(b"positions", 2), (b"positions", 2)]
+    assert dead.sent == []
