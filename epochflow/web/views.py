@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from faust.web import View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from epochflow.app import ROLE, app, settings
@@ -46,23 +47,28 @@ def validate_all(raw_events: list) -> tuple[list, list[dict]]:
 
 
 @app.page("/ingest/")
-async def ingest(web, request):
-    if request.method != "POST":
-        return web.json({"error": "POST events as JSON"}, status=405)
-    body = await request.read()
-    if len(body) > MAX_BODY_BYTES:
-        return web.json({"error": f"body larger than {MAX_BODY_BYTES} bytes"}, status=413)
-    try:
-        doc = json.loads(body)
-    except ValueError as error:
-        return web.json({"error": f"body is not JSON: {error}"}, status=422)
-    parsed, errors = validate_all(events_from_body(doc))
-    if errors:
-        return web.json({"error": "invalid events; nothing was published", "invalid": errors}, status=422)
+class Ingest(View):
+    """POST events (a scenario file, a list or one event): all are validated first; any
+    invalid one answers 422 with its index, field and reason, and nothing is published."""
 
-    async def send(topic: str, partition: int, key: bytes, value: bytes):
-        await app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
+    async def get(self, request):
+        return self.json({"error": "POST events as JSON"}, status=405)
 
-    count = await publish(parsed, settings, send)
-    await app.producer.flush()
-    return web.json({"published": count})
+    async def post(self, request):
+        body = await request.read()
+        if len(body) > MAX_BODY_BYTES:
+            return self.json({"error": f"body larger than {MAX_BODY_BYTES} bytes"}, status=413)
+        try:
+            doc = json.loads(body)
+        except ValueError as error:
+            return self.json({"error": f"body is not JSON: {error}"}, status=422)
+        parsed, errors = validate_all(events_from_body(doc))
+        if errors:
+            return self.json({"error": "invalid events; nothing was published", "invalid": errors}, status=422)
+
+        async def send(topic: str, partition: int, key: bytes, value: bytes):
+            await app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
+
+        count = await publish(parsed, settings, send)
+        await app.producer.flush()
+        return self.json({"published": count})

@@ -1,0 +1,104 @@
+"""The two ways in: `epochflow ingest FILE` and `POST /ingest/`, validating every event and
+publishing only when all are valid."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from epochflow.cli.pipeline import Pipeline
+from epochflow.sinks import reads
+from tests.fixtures.stack import running_stack
+
+pytestmark = pytest.mark.integration
+
+PORTFOLIO = {"type": "portfolio", "portfolio_id": "P_IN", "base_currency": "USD", "open_date": "2025-01-01"}
+
+
+def txn(tid: str, **change) -> dict:
+    return {"type": "transaction", "transaction_id": tid, "portfolio_id": "P_IN", "security_id": "S_IN",
+            "transaction_type": "BUY", "transaction_date": "2025-08-01T10:00:00Z", "quantity": "10", "price": "5",
+            "gross_amount": "50", "trade_fee": "0", "trade_currency": "USD", **change}
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with running_stack() as running:
+        yield running
+
+
+def _cli(stack, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("EPOCHFLOW_KAFKA_URL", "DATABASE_URL")}
+    env["EPOCHFLOW_DATA_DIR"] = str(stack.data_dir)  # finds the running stack through its run file
+    return subprocess.run([sys.executable, "-m", "epochflow", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def _post(port: int, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/ingest/", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+async def _positions(stack) -> list:
+    pipeline = await Pipeline.connect(stack.settings, roles=stack.roles)
+    try:
+        await pipeline.quiesce(120)
+        return await reads.fetch_positions(pipeline.engine, "P_IN")
+    finally:
+        await pipeline.close()
+
+
+def test_cli_rejects_a_file_with_an_invalid_event_and_publishes_nothing(stack, tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in [PORTFOLIO, txn("CLI_BAD", quantity="ten")]) + "\n")
+    done = _cli(stack, "ingest", str(path))
+    assert done.returncode != 0
+    assert "line 2" in done.stderr and "quantity" in done.stderr
+    assert asyncio.run(_positions(stack)) == []
+
+
+def test_cli_publishes_a_valid_file(stack, tmp_path: Path) -> None:
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps({"events": [PORTFOLIO, txn("CLI_OK")]}))
+    done = _cli(stack, "ingest", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "published 2 events" in done.stdout
+    [position] = asyncio.run(_positions(stack))
+    assert position.quantity == 10
+
+
+def test_http_ingest_answers_422_with_the_field(stack) -> None:
+    port = next(w["web_port"] for w in stack.describe()["workers"] if w["role"] == "positions")
+    status, body = _post(port, json.dumps([txn("HTTP_BAD", transaction_type="GIFT")]).encode())
+    assert status == 422
+    assert body["invalid"][0]["index"] == 0 and "transaction_type" in body["invalid"][0]["reason"]
+    status, body = _post(port, b"{not json")
+    assert status == 422
+
+
+def test_http_ingest_publishes_valid_events(stack) -> None:
+    port = next(w["web_port"] for w in stack.describe()["workers"] if w["role"] == "positions")
+    status, body = _post(port, json.dumps([PORTFOLIO, txn("HTTP_OK", transaction_date="2025-08-02T10:00:00Z")]).encode())
+    assert (status, body) == (200, {"published": 2})
+    [position] = asyncio.run(_positions(stack))
+    assert position.quantity == 20
+
+
+def test_status_reports_roles_and_lag(stack) -> None:
+    done = _cli(stack, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report["roles"]) >= {"positions", "sink"}
+    assert all(w["alive"] for w in report["roles"]["positions"]["workers"])
