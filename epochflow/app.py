@@ -17,6 +17,11 @@ def app_id(role: str) -> str:
     return f"{settings.topic_prefix}-{role}"
 
 
+if settings.kafka_url:
+    from epochflow.streams.highwater import install_fetch_highwaters
+
+    install_fetch_highwaters(settings.kafka_bootstrap)
+
 DATA_DIR = settings.data_dir / f"{ROLE}-{settings.worker_id}"
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 

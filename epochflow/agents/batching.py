@@ -8,6 +8,7 @@ with one of its own events set as the current one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import traceback
@@ -170,19 +171,31 @@ def encode_rows(rows: list[Any]) -> bytes:
 
 
 def send_outcome(outcome: BatchOutcome, results_topic: Any, dead_letter_topic: Any, source: bytes,
-                 topic_for: Callable[[str], Any] | None = None) -> None:
-    """Enqueue the batch's output without yielding to the event loop: outputs leave in the
-    order their steps changed the tables, even across agents of one worker. Faust flushes
-    the producer before it commits offsets, so nothing is committed before it is sent."""
+                 topic_for: Callable[[str], Any] | None = None) -> list[Any]:
+    """Enqueue the batch's output without yielding to the event loop, so outputs leave in
+    the order their steps changed the tables, even across agents of one worker. Returns
+    the send futures: the agent awaits them (and a producer flush) before it takes the
+    next batch, so an input offset is never committed before its outputs and its table
+    changelog writes are on the broker."""
+    futures: list[Any] = []
     for partition, rows in outcome.rows.items():
         rows = latest_state_only(rows)
         for start in range(0, len(rows), MAX_ROWS_PER_MESSAGE):
             chunk = rows[start : start + MAX_ROWS_PER_MESSAGE]
-            results_topic.send_soon(key=source, value=encode_rows(chunk), partition=partition)
+            futures.append(results_topic.send_soon(key=source, value=encode_rows(chunk), partition=partition))
     for message in outcome.messages:
-        topic_for(message.topic).send_soon(key=message.key, value=message.value, partition=message.partition)
+        futures.append(topic_for(message.topic).send_soon(key=message.key, value=message.value, partition=message.partition))
     for record in outcome.dead:
-        dead_letter_topic.send_soon(key=b"dead", value=record, partition=0)
+        futures.append(dead_letter_topic.send_soon(key=b"dead", value=record, partition=0))
+    return futures
+
+
+async def delivered(futures: list[Any], producer: Any) -> None:
+    """Wait until the batch's outputs, and every table write enqueued before them, have
+    reached the broker."""
+    if futures:
+        await asyncio.gather(*futures)
+    await producer.flush()
 
 
 def die(stage: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from epochflow import metrics
-from epochflow.agents.batching import BatchOutcome, by_partition, die, event_context, run_partition, send_outcome
+from epochflow.agents.batching import BatchOutcome, by_partition, delivered, die, event_context, run_partition, send_outcome
 from epochflow.agents.positions_handler import PositionsHandler
 from epochflow.app import app, settings
 from epochflow.schemas.commands import parse_command
@@ -33,12 +33,13 @@ def _handler() -> tuple[PositionsHandler, list[CachedStore]]:
 
 async def _run(stage: str, events, handle) -> None:
     try:
-        _run_batch(stage, events, handle)
+        futures = _run_batch(stage, events, handle)
+        await delivered(futures, app.producer)
     except Exception:
         die(stage)
 
 
-def _run_batch(stage: str, events, handle) -> None:
+def _run_batch(stage: str, events, handle) -> list:
     started = time.perf_counter()
     outcome = BatchOutcome()
     for partition_events in by_partition(events).values():
@@ -47,8 +48,9 @@ def _run_batch(stage: str, events, handle) -> None:
         with event_context(partition_events[-1]):
             for cache in caches:
                 cache.flush()
-    send_outcome(outcome, topics.results, topics.dead_letter, source=b"positions")
+    futures = send_outcome(outcome, topics.results, topics.dead_letter, source=b"positions")
     metrics.BATCH_SECONDS.labels(stage).observe(time.perf_counter() - started)
+    return futures
 
 
 @app.agent(topics.transactions, name="positions.apply")

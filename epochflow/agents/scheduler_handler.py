@@ -91,26 +91,47 @@ class SchedulerHandler:
                 out.append(Message("position-commands", partition, sk.key.encode(), command.model_dump_json().encode()))
         return out
 
-    def _work(self, key: str, partition: int, now: float, sk: ScheduleKey | None = None) -> list:
-        """Plan, reclaim and dispatch for one key; keep the active index in step."""
+    def _work(self, key: str, partition: int, now: float, sk: ScheduleKey | None = None,
+              limit: int | None = None) -> list:
+        """Plan, reclaim and dispatch (at most `limit`, by default max_dispatch_per_tick) for
+        one key; keep the active index in step."""
         sk = sk or self.keys.get(key)
         if sk is None:
             return []
         outputs: list = []
         sk, planned = sched.plan(sk, self.business_date(), self.cfg)
         sk, reclaimed = sched.reclaim(sk, now, self.cfg)
-        sk, dispatched = sched.dispatch(sk, now, self.cfg.max_dispatch_per_tick, self.ref_offset(partition))
+        limit = self.cfg.max_dispatch_per_tick if limit is None else limit
+        sk, dispatched = sched.dispatch(sk, now, limit, self.ref_offset(partition))
         outputs = planned + reclaimed + dispatched
         self.keys.put(key, sk)
         if sk.idle(self.business_date()):
             self._remove(f"active|p{partition}", key)
         else:
             self._add(f"active|p{partition}", key)
-        if sched.over_attempts(sk, self.cfg) and not sk.alerted:
-            metrics.JOBS_OVER_ATTEMPTS.inc()
-            self.keys.put(key, replace(sk, alerted=True))
-            log.warning("scheduler: %s has jobs past %d attempts", key, self.cfg.max_attempts)
+        over = sched.over_attempts(sk, self.cfg) > 0
+        if over != sk.alerted:
+            # alert once per episode: re-armed when no job of the key is past the limit any more
+            self.keys.put(key, replace(sk, alerted=over))
+            if over:
+                metrics.JOBS_OVER_ATTEMPTS.inc()
+                log.warning("scheduler: %s has jobs past %d attempts", key, self.cfg.max_attempts)
         return self._emit(sk, outputs, partition)
+
+    def _work_keys(self, keys, partition: int, now: float, prepare=lambda sk: sk) -> list:
+        """Work several keys of the partition (a tick, a new business date, data arriving)
+        with one dispatch budget of max_dispatch_per_tick between them, so a backlog is sent
+        a bounded slice at a time; the rest stays PENDING for the next tick."""
+        budget = self.cfg.max_dispatch_per_tick
+        out: list = []
+        for key in keys:
+            sk = self.keys.get(key)
+            if sk is None:
+                continue
+            rows = self._work(key, partition, now, prepare(sk), limit=budget)
+            budget -= sum(1 for r in rows if isinstance(r, Message) and r.topic == "valuation-jobs")
+            out += rows
+        return out
 
     # -- inputs --------------------------------------------------------------------------
     def on_position_state(self, row: PositionStateRow, partition: int, now: float) -> list:
@@ -160,10 +181,7 @@ class SchedulerHandler:
             current = self.business_date()
             if current is None or event.date > current:
                 self.counters.put("business_date", event.date.toordinal())
-                out: list = []
-                for key in (self.index.get(f"all|p{partition}") or KeySet()).keys:
-                    out += self._work(key, partition, now)
-                return out
+                return self._work_keys((self.index.get(f"all|p{partition}") or KeySet()).keys, partition, now)
             return []
         if isinstance(event, MarketPriceEvent):
             return self._arrived(f"price|{event.security_id}", partition, offset, now)
@@ -173,19 +191,12 @@ class SchedulerHandler:
 
     def _arrived(self, what: str, partition: int, offset: int, now: float) -> list:
         self.counters.put(f"arrived|{what}|p{partition}", offset)
-        out: list = []
         waiting = self.index.get(f"wait|{what}|p{partition}")
         if waiting is None:
-            return out
-        for key in waiting.keys:
-            sk = self.keys.get(key)
-            if sk is not None:
-                out += self._work(key, partition, now, sched.on_data_arrived(sk, what))
+            return []
+        out = self._work_keys(waiting.keys, partition, now, lambda sk: sched.on_data_arrived(sk, what))
         self.index.delete(f"wait|{what}|p{partition}")
         return out
 
     def on_tick(self, partition: int, now: float) -> list:
-        out: list = []
-        for key in (self.index.get(f"active|p{partition}") or KeySet()).keys:
-            out += self._work(key, partition, now)
-        return out
+        return self._work_keys((self.index.get(f"active|p{partition}") or KeySet()).keys, partition, now)

@@ -12,7 +12,7 @@ import time
 from faust.streams import current_event
 
 from epochflow import metrics
-from epochflow.agents.batching import BatchOutcome, by_partition, die, event_context, run_partition, send_outcome
+from epochflow.agents.batching import BatchOutcome, by_partition, delivered, die, event_context, run_partition, send_outcome
 from epochflow.agents.results_feed import decode_rows, forwarded_barriers
 from epochflow.agents.valuation_handler import ValuationHandler
 from epochflow.app import app, settings
@@ -32,12 +32,13 @@ def _handler() -> tuple[ValuationHandler, CachedStore, list[CachedStore]]:
 
 async def _run(stage: str, events, handle) -> None:
     try:
-        _run_batch(stage, events, handle)
+        futures = _run_batch(stage, events, handle)
+        await delivered(futures, app.producer)
     except Exception:
         die(stage)
 
 
-def _run_batch(stage: str, events, handle) -> None:
+def _run_batch(stage: str, events, handle) -> list:
     started = time.perf_counter()
     outcome = BatchOutcome()
     for partition_events in by_partition(events).values():
@@ -46,8 +47,9 @@ def _run_batch(stage: str, events, handle) -> None:
         with event_context(partition_events[-1]):
             for cache in caches:
                 cache.flush()
-    send_outcome(outcome, topics.results, topics.dead_letter, source=b"valuation", topic_for=topics.by_short_name)
+    futures = send_outcome(outcome, topics.results, topics.dead_letter, source=b"valuation", topic_for=topics.by_short_name)
     metrics.BATCH_SECONDS.labels(stage).observe(time.perf_counter() - started)
+    return futures
 
 
 def _positions(handler: ValuationHandler, progress, raw: bytes, partition: int) -> list:

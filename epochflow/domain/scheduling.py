@@ -144,7 +144,10 @@ def on_position_state(sk: ScheduleKey, epoch: int, generation: int, version: int
         if changed_from is not None:
             if watermark is not None and changed_from <= watermark:
                 outputs.append(Reset(changed_from - DAY))
-            jobs = tuple(j for j in jobs if j.day < changed_from or j.status not in DONE)
+            # a dispatch in flight may be valued on the old history (jobs and positions reach
+            # the valuation role on different topics): drop it with the ended days, so its
+            # answer is ignored and the day is planned and valued again
+            jobs = tuple(j for j in jobs if j.day < changed_from or j.status not in (*DONE, JobStatus.PROCESSING))
     if watermark is not None:
         jobs = tuple(j for j in jobs if j.day > watermark)
     jobs = tuple(replace(j, not_before=0.0) if j.status is JobStatus.PENDING and j.waiting_on else j for j in jobs)
@@ -283,4 +286,5 @@ def on_data_arrived(sk: ScheduleKey, what: str) -> ScheduleKey:
 
 
 def over_attempts(sk: ScheduleKey, cfg: SchedulerConfig) -> int:
-    return sum(1 for j in sk.jobs if j.attempt_count >= cfg.max_attempts and j.status is not JobStatus.COMPLETE)
+    """Jobs past (more than) `max_attempts` attempts that have not ended well: they alert."""
+    return sum(1 for j in sk.jobs if j.attempt_count > cfg.max_attempts and j.status is not JobStatus.COMPLETE)

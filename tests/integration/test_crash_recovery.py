@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 
 from epochflow.agents.positions_handler import PositionsHandler
 from epochflow.cli.broker import port_open
-from epochflow.cli.pipeline import Pipeline
+from epochflow.cli.pipeline import NotQuiescent, Pipeline
 from epochflow.cli.stack import EmbeddedStack
 from epochflow.config import ROLES
 from epochflow.domain.valuation import DailyPosition, Price, value_position
@@ -61,6 +61,7 @@ MAX_KILL_DELAY_S = 4.0
 # a job dispatched to a valuation worker that died is reclaimed after this (default 60 s)
 PROCESSING_TIMEOUT_S = 20
 SETTLE_S = 180.0
+STALLED_AFTER_S = 60.0
 
 
 # ---- the events -----------------------------------------------------------------------------
@@ -222,15 +223,42 @@ class Chaos:
             self.story.append(f"round {r}: {victim} killed {delay:.2f}s after the back-dated BUYs (keys: {seen})")
 
     async def settle(self, timeout_s: float) -> float:
-        """`pipeline.settle`, failing fast when a worker crash-loops."""
+        """`pipeline.settle`, failing fast when a worker crash-loops or when nothing has
+        moved in PostgreSQL for STALLED_AFTER_S while keys are still not valued (longer
+        than a group rejoin plus a job reclaim), and saying what is stuck."""
         task = asyncio.ensure_future(self.pipeline.settle(timeout_s))
+        fingerprint, since = None, time.monotonic()
         try:
             while not task.done():
                 self.check_alive()
-                await asyncio.wait([task], timeout=0.5)
+                await asyncio.wait([task], timeout=1.0)
+                activity = await reads.pipeline_activity(self.pipeline.engine, BUSINESS_DATE)
+                if activity["fingerprint"] != fingerprint or not activity["not_settled_count"]:
+                    fingerprint, since = activity["fingerprint"], time.monotonic()
+                elif time.monotonic() - since > STALLED_AFTER_S:
+                    pytest.fail(f"stalled: nothing changed in PostgreSQL for {STALLED_AFTER_S:.0f}s\n"
+                                f"{await describe_pipeline(self.pipeline)}")
         finally:
             task.cancel()
-        return await task
+        try:
+            return await task
+        except NotQuiescent as error:
+            pytest.fail(f"{error}\n{await describe_pipeline(self.pipeline)}")
+
+
+async def describe_pipeline(pipeline: Pipeline) -> str:
+    """Keys (epoch, status, watermark) and their jobs by (epoch, status), for a failure message."""
+    engine = pipeline.engine
+    lines = [f"activity: {await reads.pipeline_activity(engine, BUSINESS_DATE)}"]
+    for state in await reads.fetch_positions(engine):
+        jobs = await reads.fetch_valuation_jobs(engine, state.portfolio_id, state.security_id, limit=100_000)
+        by_status: dict[tuple[int, str], list[date]] = {}
+        for job in jobs:
+            by_status.setdefault((job.epoch, job.status), []).append(job.valuation_date)
+        summary = {k: f"{len(v)} ({min(v)}..{max(v)})" for k, v in sorted(by_status.items())}
+        lines.append(f"{state.portfolio_id}|{state.security_id}: epoch {state.epoch} version {state.version} "
+                     f"generation {state.generation} {state.status} watermark {state.watermark_date}; jobs {summary}")
+    return "\n".join(lines)
 
 
 async def test_workers_killed_during_replays_end_like_an_undisturbed_run(stack: EmbeddedStack, pipeline: Pipeline) -> None:

@@ -9,8 +9,8 @@ is killed twice while that replay is in flight:
 1. right after the back-dated BUY is published (before or while the worker works on it;
    its offset is not committed, so the restarted worker gets it again);
 2. once the restarted worker's replay output reaches the results topic (the step's table
-   writes, changelog records and result messages sent, the input not committed, the sink
-   not done): the next worker recovers the tables and gets the BUY yet again.
+   writes, changelog records and result messages sent, the input normally not committed
+   yet, the sink not done): the next worker recovers the tables and gets the BUY again.
 
 The expected state is computed by the pure core: the same events through
 `PositionsHandler` over in-memory stores, its result rows applied to a model of the
@@ -18,8 +18,9 @@ sink's upserts (`sinks/writer.py`).
 
 Two restart flavours: a worker that rebuilds its tables from the changelog topics alone
 (local RocksDB state wiped at every start, like a container without a persistent disk),
-and one that keeps its local state, as `epochflow up` does. The second one is known to
-fail on the embedded broker (see KEPT_STATE_BUG).
+and one that keeps its local state, as `epochflow up` does. Both are marked xfail for
+epochflow bugs this test found (the reasons below); remove the marks once they are fixed:
+the test must then pass every time.
 """
 
 from __future__ import annotations
@@ -149,6 +150,15 @@ KEPT_STATE_BUG = (
     "because faust's recovery takes the highwater from ListOffsets(LATEST), which Tansu "
     "answers with the start of the last batch"
 )
+RECOVERY_BUGS = (
+    "epochflow bugs, intermittent: (1) changelog recovery ends at Tansu's under-reported "
+    "highwater (ListOffsets(LATEST) = start of the last batch), so the tail of a changelog is "
+    "not restored (e.g. the back-dated BUY's transaction ref while state and history have it) "
+    "and the re-delivered BUY is applied twice; (2) offsets are committed before all of a "
+    "step's output reached the broker (faust's ProducerBuffer.flush returns while the last "
+    "message is still being handed to aiokafka), so a kill right after the commit loses the "
+    "tail of the replay, position_state row included"
+)
 
 
 class WorkerCrashed(AssertionError):
@@ -167,7 +177,8 @@ WORKER_ENV = {
 
 
 @pytest.fixture(params=[
-    pytest.param("changelog_only", id="restart_from_changelog"),
+    pytest.param("changelog_only", id="restart_from_changelog",
+                 marks=pytest.mark.xfail(reason=RECOVERY_BUGS, strict=False)),
     pytest.param("local_state_kept", id="restart_with_local_state",
                  marks=pytest.mark.xfail(reason=KEPT_STATE_BUG, raises=WorkerCrashed, strict=True)),
 ])
@@ -278,15 +289,12 @@ async def test_a_worker_killed_during_a_replay_ends_like_an_undisturbed_run(stac
         await pipeline.publish([LATE])
         lag_1 = await watch.kill()  # 1. right after publishing
         rows_1 = await epoch1_rows(pipeline)
-        t1 = time.monotonic()
         await watch.catch_up()
         await watch.new_results()  # the restarted worker's replay is on the results topic
         lag_2 = await watch.kill()  # 2. in the middle of delivering it
         rows_2 = await epoch1_rows(pipeline)
-        t2 = time.monotonic()
         await watch.quiesce(120)
         watch.check_alive()
-        print(f"\nphases: kill1->kill2 {t2 - t1:.1f}s, kill2->quiet {time.monotonic() - t2:.1f}s")
     print(f"\nload {loaded - started:.1f}s, kills and recovery {time.monotonic() - loaded:.1f}s; "
           f"at kill 1: {lag_1} uncommitted, {rows_1} epoch-1 rows in PostgreSQL; "
           f"at kill 2: {lag_2} uncommitted, {rows_2} epoch-1 rows")

@@ -1,0 +1,40 @@
+"""Fixtures for the Faust test-agent tests: the app with in-memory tables, fake topics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fixtures.agents import FakeTopic, FakeTopics, load_app
+
+_app = load_app("positions")  # before any test module imports epochflow.app
+
+
+@pytest.fixture(scope="session")
+def agent_app():
+    """The app as faust's testing docs set it up: finalized, in-memory tables (before any
+    table is touched), flow control resumed."""
+    _app.finalize()
+    _app.conf.store = "memory://"
+    _app.flow_control.resume()
+    return _app
+
+
+@pytest.fixture
+def fake_topics(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTopics]:
+    """`streams.topics.results` and `.dead_letter` replaced by recorders (the agents look
+    them up on the module at send time)."""
+    from epochflow.streams import topics
+
+    from epochflow.app import app
+
+    fakes = FakeTopics(FakeTopic("results"), FakeTopic("dead-letter"))
+    monkeypatch.setattr(topics, "results", fakes.results)
+    monkeypatch.setattr(topics, "dead_letter", fakes.dead_letter)
+
+    async def flushed() -> None:  # nothing was produced: the fakes recorded it
+        return None
+
+    monkeypatch.setattr(app.producer, "flush", flushed)
+    yield fakes
