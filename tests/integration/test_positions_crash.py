@@ -18,9 +18,7 @@ sink's upserts (`sinks/writer.py`).
 
 Two restart flavours: a worker that rebuilds its tables from the changelog topics alone
 (local RocksDB state wiped at every start, like a container without a persistent disk),
-and one that keeps its local state, as `epochflow up` does. Both are marked xfail for
-epochflow bugs this test found (the reasons below); remove the marks once they are fixed:
-the test must then pass every time.
+and one that keeps its local state, as `epochflow up` does. Both must pass every time.
 """
 
 from __future__ import annotations
@@ -144,23 +142,6 @@ def expected_sink(generation: int, partitions: int) -> SinkModel:
 
 # ---- the run ------------------------------------------------------------------------------
 
-KEPT_STATE_BUG = (
-    "epochflow bug: a positions worker restarted with its local RocksDB state crash-loops "
-    "on the embedded broker (faust ConsistencyError: persisted changelog offset > highwater), "
-    "because faust's recovery takes the highwater from ListOffsets(LATEST), which Tansu "
-    "answers with the start of the last batch"
-)
-RECOVERY_BUGS = (
-    "epochflow bugs, intermittent: (1) changelog recovery ends at Tansu's under-reported "
-    "highwater (ListOffsets(LATEST) = start of the last batch), so the tail of a changelog is "
-    "not restored (e.g. the back-dated BUY's transaction ref while state and history have it) "
-    "and the re-delivered BUY is applied twice; (2) offsets are committed before all of a "
-    "step's output reached the broker (faust's ProducerBuffer.flush returns while the last "
-    "message is still being handed to aiokafka), so a kill right after the commit loses the "
-    "tail of the replay, position_state row included"
-)
-
-
 class WorkerCrashed(AssertionError):
     """The worker under test died without being killed (its log says why)."""
 
@@ -177,10 +158,8 @@ WORKER_ENV = {
 
 
 @pytest.fixture(params=[
-    pytest.param("changelog_only", id="restart_from_changelog",
-                 marks=pytest.mark.xfail(reason=RECOVERY_BUGS, strict=False)),
-    pytest.param("local_state_kept", id="restart_with_local_state",
-                 marks=pytest.mark.xfail(reason=KEPT_STATE_BUG, raises=WorkerCrashed, strict=True)),
+    pytest.param("changelog_only", id="restart_from_changelog"),
+    pytest.param("local_state_kept", id="restart_with_local_state"),
 ])
 def stack(request) -> Iterator[EmbeddedStack]:
     options = {"command": ephemeral_command} if request.param == "changelog_only" else {}
