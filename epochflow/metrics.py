@@ -38,7 +38,7 @@ KEYS_WAITING = Gauge(
 
 JOBS = Counter(
     "epochflow_valuation_jobs_total",
-    "Valuation job transitions: DISPATCHED, COMPLETE, SKIPPED_NO_POSITION, RETRIED (blocked on data)",
+    "Valuation job transitions: CREATED, DISPATCHED, COMPLETE, SKIPPED_NO_POSITION, FAILED, RETRIED (blocked on data)",
     ["event"],
     registry=REGISTRY,
 )

@@ -21,6 +21,31 @@ from epochflow.tables.store import Store
 log = logging.getLogger("epochflow.scheduler")
 
 
+class KeyHealth:
+    """What the gauges show, from the keys this worker schedules: how many are being rebuilt
+    (REPROCESSING) and how many days the furthest-behind watermark lags the business date."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, str] = {}
+        self.watermark: dict[str, date | None] = {}
+
+    def update(self, key: str, status: str | None = None, watermark: date | None = None, *, has_watermark: bool = False) -> None:
+        if status is not None:
+            self.status[key] = status
+        if has_watermark:
+            self.watermark[key] = watermark
+
+    def publish(self, business_date: date | None) -> None:
+        metrics.KEYS_REPROCESSING.set(sum(1 for s in self.status.values() if s == "REPROCESSING"))
+        if business_date is not None and self.watermark:
+            lags = [(business_date - w).days if w is not None else None for w in self.watermark.values()]
+            known = [lag for lag in lags if lag is not None]
+            metrics.WATERMARK_LAG_DAYS.set(max(known) if known else 0)
+
+
+HEALTH = KeyHealth()
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """Something to send to a topic other than results (short topic name)."""
@@ -73,6 +98,10 @@ class SchedulerHandler:
                     continue
                 if j.status in sched.DONE:
                     metrics.JOBS.labels(j.status.value).inc()
+                elif j.status is sched.JobStatus.PENDING and j.attempt_count == 0 and j.failure_reason is None:
+                    metrics.JOBS.labels("CREATED").inc()
+                elif j.status is sched.JobStatus.FAILED:
+                    metrics.JOBS.labels("FAILED").inc()
             elif isinstance(item, sched.Dispatch):
                 j = item.job
                 job = ValuationJob(portfolio_id=sk.portfolio_id, security_id=sk.security_id, valuation_date=j.day,
@@ -81,6 +110,7 @@ class SchedulerHandler:
                 out.append(Message("valuation-jobs", partition, sk.key.encode(), job.model_dump_json().encode()))
                 metrics.JOBS.labels("DISPATCHED").inc()
             elif isinstance(item, sched.Advance):
+                HEALTH.update(sk.key, watermark=item.to_date, has_watermark=True)
                 command = AdvanceWatermark(portfolio_id=sk.portfolio_id, security_id=sk.security_id, epoch=sk.epoch,
                                            generation=sk.generation, to_date=item.to_date, latest_snapshot_date=item.to_date,
                                            business_date=self.business_date())
@@ -136,6 +166,7 @@ class SchedulerHandler:
     # -- inputs --------------------------------------------------------------------------
     def on_position_state(self, row: PositionStateRow, partition: int, now: float) -> list:
         key = f"{row.portfolio_id}|{row.security_id}"
+        HEALTH.update(key, row.status, row.watermark_date, has_watermark=True)
         sk = self.keys.get(key) or ScheduleKey(row.portfolio_id, row.security_id)
         sk, outputs = sched.on_position_state(sk, row.epoch, row.generation, row.version, row.watermark_date,
                                               row.first_open_date, row.changed_from)

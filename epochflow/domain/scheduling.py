@@ -135,6 +135,7 @@ def on_position_state(sk: ScheduleKey, epoch: int, generation: int, version: int
         return sk, []
     outputs: list[Output] = []
     jobs = sk.jobs
+    in_flight_changed = None
     if epoch != sk.epoch or generation != sk.generation:
         jobs = ()
     else:
@@ -144,15 +145,25 @@ def on_position_state(sk: ScheduleKey, epoch: int, generation: int, version: int
         if changed_from is not None:
             if watermark is not None and changed_from <= watermark:
                 outputs.append(Reset(changed_from - DAY))
-            # a dispatch in flight may be valued on the old history (jobs and positions reach
-            # the valuation role on different topics): drop it with the ended days, so its
-            # answer is ignored and the day is planned and valued again
-            jobs = tuple(j for j in jobs if j.day < changed_from or j.status not in (*DONE, JobStatus.PROCESSING))
+            jobs = tuple(j for j in jobs if j.day < changed_from or j.status not in DONE)
+            in_flight_changed = changed_from
     if watermark is not None:
         jobs = tuple(j for j in jobs if j.day > watermark)
+    clock = _Clock(sk)
+    if in_flight_changed is not None:
+        # a dispatch in flight may be valued on the old history (jobs and positions reach the
+        # valuation role on different topics): dispatch it again (its attempts kept); the
+        # answer to the old dispatch no longer matches and is ignored
+        superseded = []
+        for j in jobs:
+            if j.day >= in_flight_changed and j.status is JobStatus.PROCESSING:
+                j = clock.bump(j, status=JobStatus.PENDING, not_before=0.0, dispatched_at=None)
+                outputs.append(JobChanged(j))
+            superseded.append(j)
+        jobs = tuple(superseded)
     jobs = tuple(replace(j, not_before=0.0) if j.status is JobStatus.PENDING and j.waiting_on else j for j in jobs)
     return replace(sk, epoch=epoch, generation=generation, state_version=version, watermark=watermark,
-                   first_open_date=first_open_date, jobs=jobs), outputs
+                   first_open_date=first_open_date, jobs=jobs, job_clock=clock.value), outputs
 
 
 def plan(sk: ScheduleKey, business_date: date | None, cfg: SchedulerConfig) -> tuple[ScheduleKey, list[Output]]:

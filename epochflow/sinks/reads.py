@@ -441,3 +441,36 @@ async def count_snapshots(engine: AsyncEngine, portfolio_id: str, security_id: s
     query = text("SELECT count(*) FROM daily_position_snapshots WHERE portfolio_id = :p AND security_id = :s AND epoch = :e")
     async with engine.connect() as conn:
         return int((await conn.execute(query, {"p": portfolio_id, "s": security_id, "e": epoch})).scalar_one())
+
+
+def reprocessing_status(status: str) -> str:
+    """What readers are told about a key: CURRENT, or IN_PROGRESS while it is rebuilt."""
+    return "IN_PROGRESS" if status == "REPROCESSING" else "CURRENT"
+
+
+async def portfolio_positions(engine: AsyncEngine, portfolio_id: str) -> list[dict[str, Any]]:
+    """A portfolio's positions in each key's current epoch only, with its latest snapshot of
+    that epoch and `reprocessing_status`, so readers see when numbers are being rebuilt."""
+    from sqlalchemy import text
+
+    query = text(
+        """
+        SELECT s.portfolio_id, s.security_id, s.epoch, s.status, s.watermark_date, s.quantity,
+               s.cost_basis, s.cost_basis_local, s.held_since_date,
+               d.date AS valuation_date, d.market_price, d.market_value, d.market_value_local,
+               d.unrealized_gain_loss, d.unrealized_gain_loss_local, d.valuation_status
+        FROM position_state s
+        LEFT JOIN LATERAL (
+            SELECT * FROM daily_position_snapshots d
+            WHERE d.portfolio_id = s.portfolio_id AND d.security_id = s.security_id AND d.epoch = s.epoch
+            ORDER BY d.date DESC LIMIT 1
+        ) d ON TRUE
+        WHERE s.portfolio_id = :portfolio_id
+        ORDER BY s.security_id
+        """
+    )
+    async with engine.connect() as conn:
+        rows = [dict(row) for row in (await conn.execute(query, {"portfolio_id": portfolio_id})).mappings()]
+    for row in rows:
+        row["reprocessing_status"] = reprocessing_status(row["status"])
+    return rows

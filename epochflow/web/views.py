@@ -72,3 +72,34 @@ class Ingest(View):
         count = await publish(parsed, settings, send)
         await app.producer.flush()
         return self.json({"published": count})
+
+
+_engine = None
+
+
+def _database():
+    global _engine
+    if _engine is None:
+        from epochflow.sinks.schema import create_engine
+
+        _engine = create_engine(settings.database_url, pool_size=2)
+    return _engine
+
+
+def _jsonable(row: dict) -> dict:
+    return {k: (str(v) if v is not None and not isinstance(v, (str, int, bool)) else v) for k, v in row.items()}
+
+
+@app.page("/portfolios/{portfolio_id}/positions/")
+class PortfolioPositions(View):
+    """The portfolio's positions, current epoch only, with `reprocessing_status`."""
+
+    async def get(self, request, portfolio_id: str):
+        if not settings.database_url:
+            return self.json({"error": "no database configured (DATABASE_URL)"}, status=503)
+        from epochflow.sinks.reads import portfolio_positions
+
+        rows = await portfolio_positions(_database(), portfolio_id)
+        if not rows:
+            return self.json({"error": f"portfolio {portfolio_id!r} has no positions"}, status=404)
+        return self.json({"portfolio_id": portfolio_id, "positions": [_jsonable(r) for r in rows]})

@@ -102,3 +102,18 @@ def test_status_reports_roles_and_lag(stack) -> None:
     report = json.loads(done.stdout)
     assert set(report["roles"]) >= {"positions", "sink"}
     assert all(w["alive"] for w in report["roles"]["positions"]["workers"])
+
+
+def test_positions_read_view_returns_the_current_epoch_with_reprocessing_status(stack) -> None:
+    asyncio.run(_positions(stack))  # everything published so far is in PostgreSQL
+    port = next(w["web_port"] for w in stack.describe()["workers"] if w["role"] == "positions")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/portfolios/P_IN/positions/", timeout=30) as response:
+        body = json.loads(response.read())
+    [row] = body["positions"]
+    assert row["security_id"] == "S_IN" and row["reprocessing_status"] in ("CURRENT", "IN_PROGRESS")
+    assert row["epoch"] == 0
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/portfolios/NOPE/positions/", timeout=30)
+        raise AssertionError("expected 404")
+    except urllib.error.HTTPError as error:
+        assert error.code == 404
