@@ -73,7 +73,12 @@ class Pipeline:
             left = timeout - (time.monotonic() - started)
             if left <= 0:
                 raise NotQuiescent(f"pipeline not quiescent after {timeout:.0f}s: {_describe_activity(previous)}")
-            await self.quiesce(left)
+            try:
+                await self.quiesce(left)
+            except NotQuiescent as error:
+                if previous is None:
+                    raise
+                raise NotQuiescent(f"pipeline not quiescent after {timeout:.0f}s: {_describe_activity(previous)}") from error
             if self.business_date is None or "scheduler" not in self.roles:
                 return time.monotonic() - started
             activity = await reads.pipeline_activity(self.engine, self.business_date)

@@ -239,10 +239,13 @@ def on_outcomes(sk: ScheduleKey, outcomes: list[Outcome], now: float, cfg: Sched
         job = by_day.get(o.day)
         if o.epoch != sk.epoch or job is None or job.status is not JobStatus.PROCESSING or job.version != o.job_version:
             continue  # an answer for another epoch, or to a dispatch that was reclaimed or superseded
+        # attempt_count counts valuation attempts: a job blocked once, then valued, ends at 2
         if o.outcome == "COMPLETE":
-            job = clock.bump(job, status=JobStatus.COMPLETE, failure_reason=None, waiting_on=None)
+            job = clock.bump(job, status=JobStatus.COMPLETE, attempt_count=job.attempt_count + 1,
+                             failure_reason=None, waiting_on=None)
         elif o.outcome == "SKIPPED_NO_POSITION":
-            job = clock.bump(job, status=JobStatus.SKIPPED_NO_POSITION, failure_reason=None, waiting_on=None)
+            job = clock.bump(job, status=JobStatus.SKIPPED_NO_POSITION, attempt_count=job.attempt_count + 1,
+                             failure_reason=None, waiting_on=None)
         elif o.outcome == "BLOCKED":
             changed = sk.state_version > job.state_version or (
                 o.waiting_on is not None and arrived_since(o.waiting_on, job.ref_offset))

@@ -185,6 +185,9 @@ async def test_two_backdated_transactions_in_a_row_end_like_the_in_order_key(pip
 
     a, b = await state_of(pipeline, pa, s), await state_of(pipeline, pb, s)
     assert_current(a, 2, last)
+    # epoch 1 was opened and written in full on the way: BUY_0 and BUY_4 carried over,
+    # SELL_5 and SELL_6 replayed
+    assert await reads.count_position_history(pipeline.engine, pa, s, epoch=1) == 4
     assert_current(b, 0, last)
     # FIFO: lots 100@10, 20@12, 100@20; SELL 30 and SELL 50 both take from the first lot
     assert (a["quantity"], a["cost_basis"], a["cost_basis_local"]) == (140, 2440, 2440)
@@ -197,8 +200,8 @@ async def test_two_backdated_transactions_in_a_row_end_like_the_in_order_key(pip
         ta = await reads.transaction(pipeline.engine, f"{pa}_{suffix}")
         tb = await reads.transaction(pipeline.engine, f"{pb}_{suffix}")
         assert [ta[m] for m in money] == [tb[m] for m in money], suffix
-    realized = [(await reads.transaction(pipeline.engine, f"{pa}_{k}"))["realized_gain_loss"] for k in ("SELL_5", "SELL_6")]
-    assert realized == [D(450), D(1000)]
+    sells = [await reads.transaction(pipeline.engine, f"{pa}_{k}") for k in ("SELL_5", "SELL_6")]
+    assert [t["realized_gain_loss"] for t in sells] == [D(450), D(1000)]
 
     history_a = await reads.fetch_position_history(pipeline.engine, pa, s)
     history_b = await reads.fetch_position_history(pipeline.engine, pb, s)

@@ -44,7 +44,7 @@ def test_values_from_the_first_open_date_to_the_business_date_and_advances() -> 
 
     jobs = loop.jobs_of(0)
     assert list(jobs) == [d(3), d(4), d(5)]  # none before the first open date
-    assert all((r.status, r.attempt_count, r.failure_reason) == ("COMPLETE", 0, None) for r in jobs.values())
+    assert all((r.status, r.attempt_count, r.failure_reason) == ("COMPLETE", 1, None) for r in jobs.values())
     advances = loop.advances()
     assert advances and all((a.epoch, a.generation) == (0, 0) for a in advances)
     assert [a.to_date for a in advances] == sorted(a.to_date for a in advances)
@@ -104,7 +104,7 @@ def test_blocked_job_waits_for_its_price_then_completes_at_once() -> None:
     loop.feed(price(d(1), 101))
     assert len(loop.dispatched) == sent + 2
     jobs = loop.jobs_of(0)
-    assert [(r.status, r.attempt_count, r.failure_reason) for r in jobs.values()] == [("COMPLETE", 1, None)] * 2
+    assert [(r.status, r.attempt_count, r.failure_reason) for r in jobs.values()] == [("COMPLETE", 2, None)] * 2
     assert loop.advances()[-1].to_date == d(2)
     assert [loop.snapshots[(d(n), 0)].valuation_status for n in (1, 2)] == ["VALUED_CURRENT", "VALUED_STALE"]
 
@@ -255,7 +255,7 @@ def test_blocked_answer_for_data_that_arrived_while_in_flight_is_retried_at_once
     loop.route(answer)
     assert len(loop.dispatched) == 2 and loop.outcomes[-1].outcome == "COMPLETE"
     row = loop.jobs_of(0)[d(1)]
-    assert (row.status, row.attempt_count) == ("COMPLETE", 1)
+    assert (row.status, row.attempt_count) == ("COMPLETE", 2)
     assert loop.snapshots[(d(1), 0)].valuation_status == "VALUED_CURRENT"
 
 

@@ -215,8 +215,9 @@ def test_dispatch_marks_pending_jobs_processing_with_what_the_scheduler_had_seen
 
 # id: outcome -> (status, attempt_count, failure_reason, waiting_on, not_before offset from now)
 OUTCOME_CASES = {
-    "complete": ("COMPLETE", COMPLETE, 1, None, None, None),
-    "skipped": ("SKIPPED_NO_POSITION", SKIPPED, 1, None, None, None),
+    # every answer but NOT_READY is an attempt: the job had one (blocked) before this one
+    "complete": ("COMPLETE", COMPLETE, 2, None, None, None),
+    "skipped": ("SKIPPED_NO_POSITION", SKIPPED, 2, None, None, None),
     "blocked-waits-for-the-backoff": ("BLOCKED", PENDING, 2, "no price", "price|S1", CFG.backoff_s),
     "not-ready-is-no-attempt": ("NOT_READY", PENDING, 1, "earlier", "price|S1", CFG.not_ready_delay_s),
     "failed-is-terminal": ("FAILED", FAILED, 2, "no price", "price|S1", None),
@@ -431,19 +432,30 @@ def test_history_change_revalues_the_days_it_touched(case) -> None:
 def test_history_change_supersedes_a_dispatch_in_flight_on_a_changed_day() -> None:
     """A job dispatched before the history changed may be valued on the old history (the
     valuation role reads positions and jobs from different topics): its answer must not end
-    the day, which is valued again with the new state."""
+    the day, which is dispatched again (its attempts kept) and valued with the new state."""
     sk, _ = plan(key(None, 1, state_version=7), d(3), CFG)
     sk = running(sk)
+    sk, _ = answer(sk, 3, "BLOCKED", reason="no price", waiting_on="price|S1")
+    sk = running(on_data_arrived(sk, "price|S1"))
     in_flight = {j.day: j for j in sk.jobs}
+    assert all(j.status is PROCESSING for j in in_flight.values()) and in_flight[d(3)].attempt_count == 1
+
     sk, outputs = on_position_state(sk, 0, 0, 8, None, d(1), d(2))
+    again = [o.job for o in of(outputs, JobChanged)]
+    assert days(again) == [2, 3] and all(j.status is PENDING and j.not_before == 0.0 for j in again)
+    assert [j.attempt_count for j in again] == [0, 1]
+    assert min(j.version for j in again) > max(j.version for j in in_flight.values())
+    assert sk.job_clock == max(j.version for j in again)
+    assert sk.jobs[0] == in_flight[d(1)]  # the day before the change is still in flight
+
     sk, outputs = on_outcomes(sk, [Outcome(d(n), 0, in_flight[d(n)].version, "COMPLETE") for n in (1, 2, 3)],
                               NOW, CFG)
     assert sk.watermark == d(1) and of(outputs, Advance) == [Advance(d(1))]
-    sk, _ = plan(sk, d(3), CFG)
+    assert plan(sk, d(3), CFG) == (sk, [])
     sk, outputs = dispatch(sk, NOW, 10, 7)
-    again = [o.job for o in of(outputs, Dispatch)]
-    assert days(again) == [2, 3] and all(j.state_version == 8 for j in again)
-    sk, outputs = on_outcomes(sk, [Outcome(j.day, 0, j.version, "COMPLETE") for j in again], NOW, CFG)
+    sent = [o.job for o in of(outputs, Dispatch)]
+    assert days(sent) == [2, 3] and all(j.state_version == 8 for j in sent)
+    sk, outputs = on_outcomes(sk, [Outcome(j.day, 0, j.version, "COMPLETE") for j in sent], NOW, CFG)
     assert of(outputs, Advance) == [Advance(d(3))]
 
 
