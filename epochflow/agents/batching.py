@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import traceback
 import weakref
 from collections import defaultdict
@@ -196,6 +197,36 @@ async def delivered(futures: list[Any], producer: Any) -> None:
     if futures:
         await asyncio.gather(*futures)
     await producer.flush()
+
+
+async def process_batch(
+    stage: str,
+    events: Sequence[Any],
+    open_partition: Callable[[], tuple[Callable[[bytes, int], list[Any]], list[Any]]],
+    source: bytes,
+    producer: Any,
+    results_topic: Any,
+    dead_letter_topic: Any,
+    topic_for: Callable[[str], Any] | None = None,
+) -> None:
+    """One batch of a role's agent: per partition, `open_partition()` gives a message
+    handler and the write-through caches it uses; every message is handled in its
+    partition's event context, the caches are written once, the outputs are sent in order
+    and awaited. Anything failing outside a single message stops the worker (see `die`)."""
+    try:
+        started = time.perf_counter()
+        outcome = BatchOutcome()
+        for partition_events in by_partition(events).values():
+            handle, caches = open_partition()
+            run_partition(stage, partition_events, handle, outcome)
+            with event_context(partition_events[-1]):
+                for cache in caches:
+                    cache.flush()
+        futures = send_outcome(outcome, results_topic, dead_letter_topic, source, topic_for)
+        metrics.BATCH_SECONDS.labels(stage).observe(time.perf_counter() - started)
+        await delivered(futures, producer)
+    except Exception:
+        die(stage)
 
 
 def die(stage: str) -> None:

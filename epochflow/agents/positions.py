@@ -7,10 +7,7 @@ positions.commands   position-commands  -> advance / reset watermark, fenced by 
 
 from __future__ import annotations
 
-import time
-
-from epochflow import metrics
-from epochflow.agents.batching import BatchOutcome, by_partition, delivered, die, event_context, run_partition, send_outcome
+from epochflow.agents.batching import process_batch
 from epochflow.agents.positions_handler import PositionsHandler
 from epochflow.app import app, settings
 from epochflow.schemas.commands import parse_command
@@ -32,25 +29,11 @@ def _handler() -> tuple[PositionsHandler, list[CachedStore]]:
 
 
 async def _run(stage: str, events, handle) -> None:
-    try:
-        futures = _run_batch(stage, events, handle)
-        await delivered(futures, app.producer)
-    except Exception:
-        die(stage)
-
-
-def _run_batch(stage: str, events, handle) -> list:
-    started = time.perf_counter()
-    outcome = BatchOutcome()
-    for partition_events in by_partition(events).values():
+    def open_partition():
         handler, caches = _handler()
-        run_partition(stage, partition_events, lambda raw, p: handle(handler, raw, p), outcome)
-        with event_context(partition_events[-1]):
-            for cache in caches:
-                cache.flush()
-    futures = send_outcome(outcome, topics.results, topics.dead_letter, source=b"positions")
-    metrics.BATCH_SECONDS.labels(stage).observe(time.perf_counter() - started)
-    return futures
+        return (lambda raw, partition: handle(handler, raw, partition)), caches
+
+    await process_batch(stage, events, open_partition, b"positions", app.producer, topics.results, topics.dead_letter)
 
 
 @app.agent(topics.transactions, name="positions.apply")

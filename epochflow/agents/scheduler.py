@@ -12,7 +12,7 @@ import time
 from faust.streams import current_event
 
 from epochflow import metrics
-from epochflow.agents.batching import BatchOutcome, by_partition, delivered, die, event_context, run_partition, send_outcome
+from epochflow.agents.batching import process_batch
 from epochflow.agents.results_feed import decode_rows, forwarded_barriers
 from epochflow.agents.scheduler_handler import SchedulerHandler
 from epochflow.app import app, settings
@@ -37,26 +37,14 @@ def _handler() -> tuple[SchedulerHandler, list[CachedStore]]:
 
 
 async def _run(stage: str, events, handle) -> None:
-    try:
-        futures = _run_batch(stage, events, handle)
-        await delivered(futures, app.producer)
-    except Exception:
-        die(stage)
-
-
-def _run_batch(stage: str, events, handle) -> list:
-    started = time.perf_counter()
-    outcome = BatchOutcome()
     now = time.time()
-    for partition_events in by_partition(events).values():
+
+    def open_partition():
         handler, caches = _handler()
-        run_partition(stage, partition_events, lambda raw, p: handle(handler, raw, p, now), outcome)
-        with event_context(partition_events[-1]):
-            for cache in caches:
-                cache.flush()
-    futures = send_outcome(outcome, topics.results, topics.dead_letter, source=b"scheduler", topic_for=topics.by_short_name)
-    metrics.BATCH_SECONDS.labels(stage).observe(time.perf_counter() - started)
-    return futures
+        return (lambda raw, partition: handle(handler, raw, partition, now)), caches
+
+    await process_batch(stage, events, open_partition, b"scheduler", app.producer, topics.results,
+                        topics.dead_letter, topics.by_short_name)
 
 
 def _results(handler: SchedulerHandler, raw: bytes, partition: int, now: float) -> list:

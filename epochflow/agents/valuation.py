@@ -7,12 +7,9 @@ valuation.value      valuation-jobs           -> snapshots and job outcomes
 
 from __future__ import annotations
 
-import time
-
 from faust.streams import current_event
 
-from epochflow import metrics
-from epochflow.agents.batching import BatchOutcome, by_partition, delivered, die, event_context, run_partition, send_outcome
+from epochflow.agents.batching import process_batch
 from epochflow.agents.results_feed import decode_rows, forwarded_barriers
 from epochflow.agents.valuation_handler import ValuationHandler
 from epochflow.app import app, settings
@@ -31,25 +28,12 @@ def _handler() -> tuple[ValuationHandler, CachedStore, list[CachedStore]]:
 
 
 async def _run(stage: str, events, handle) -> None:
-    try:
-        futures = _run_batch(stage, events, handle)
-        await delivered(futures, app.producer)
-    except Exception:
-        die(stage)
-
-
-def _run_batch(stage: str, events, handle) -> list:
-    started = time.perf_counter()
-    outcome = BatchOutcome()
-    for partition_events in by_partition(events).values():
+    def open_partition():
         handler, progress, caches = _handler()
-        run_partition(stage, partition_events, lambda raw, p: handle(handler, progress, raw, p), outcome)
-        with event_context(partition_events[-1]):
-            for cache in caches:
-                cache.flush()
-    futures = send_outcome(outcome, topics.results, topics.dead_letter, source=b"valuation", topic_for=topics.by_short_name)
-    metrics.BATCH_SECONDS.labels(stage).observe(time.perf_counter() - started)
-    return futures
+        return (lambda raw, partition: handle(handler, progress, raw, partition)), caches
+
+    await process_batch(stage, events, open_partition, b"valuation", app.producer, topics.results,
+                        topics.dead_letter, topics.by_short_name)
 
 
 def _positions(handler: ValuationHandler, progress, raw: bytes, partition: int) -> list:

@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from epochflow.cli.supervisor import spawn, terminate
+from epochflow.streams.highwater import fetch_highwaters
 from epochflow.streams.names import TopicSpec
 
 log = logging.getLogger("epochflow.broker")
@@ -157,33 +158,26 @@ async def consumer_lag(
     finally:
         await admin.close()
 
-    # No group: this consumer must never join or commit for the group it measures.
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=50,
-        max_partition_fetch_bytes=64 * 1024,
-    )
+    # A consumer with no group (it must never join or commit for the group it measures)
+    # reads the high watermarks from Fetch responses.
+    highwaters = await fetch_highwaters(bootstrap, partitions, timeout_s)
+    starts: dict[TopicPartition, int] = {}
+    lag: dict[str, dict[int, int]] = {}
+    for tp in partitions:
+        offset = committed[tp].offset if tp in committed else -1
+        if offset < 0:
+            if not starts:
+                starts = await _log_starts(bootstrap, partitions)
+            offset = starts[tp]
+        lag.setdefault(tp.topic, {})[tp.partition] = highwaters[tp] - offset
+    return lag
+
+
+async def _log_starts(bootstrap: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        consumer.assign(partitions)
-        starts = await consumer.beginning_offsets(partitions)
-        positions = {}
-        for tp in partitions:
-            offset = committed[tp].offset if tp in committed else -1
-            positions[tp] = offset if offset >= 0 else starts[tp]
-            consumer.seek(tp, positions[tp])
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.highwater(tp) is None for tp in partitions):
-            if time.monotonic() > deadline:
-                missing = [f"{tp.topic}[{tp.partition}]" for tp in partitions if consumer.highwater(tp) is None]
-                raise BrokerError(f"no fetch response within {timeout_s}s for {missing}")
-            await consumer.getmany(timeout_ms=100)  # records are dropped: only the watermark counts
-        lag: dict[str, dict[int, int]] = {}
-        for tp in partitions:
-            lag.setdefault(tp.topic, {})[tp.partition] = consumer.highwater(tp) - positions[tp]
-        return lag
+        return await consumer.beginning_offsets(partitions)
     finally:
         await consumer.stop()
 
