@@ -38,6 +38,11 @@ class KeyStatus(StrEnum):
     REPROCESSING = "REPROCESSING"
 
 
+def reprocessing_status(status: str) -> str:
+    """What readers are told about a key: CURRENT, or IN_PROGRESS while it is rebuilt."""
+    return "IN_PROGRESS" if status == KeyStatus.REPROCESSING else "CURRENT"
+
+
 class Flag(StrEnum):
     OVERSOLD = "OVERSOLD"  # sold more than was held: kept, resolved when the earlier trade arrives
     FX_MISSING = "FX_MISSING"  # base-currency figures wait for an FX rate

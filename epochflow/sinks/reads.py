@@ -443,11 +443,6 @@ async def count_snapshots(engine: AsyncEngine, portfolio_id: str, security_id: s
         return int((await conn.execute(query, {"p": portfolio_id, "s": security_id, "e": epoch})).scalar_one())
 
 
-def reprocessing_status(status: str) -> str:
-    """What readers are told about a key: CURRENT, or IN_PROGRESS while it is rebuilt."""
-    return "IN_PROGRESS" if status == "REPROCESSING" else "CURRENT"
-
-
 async def portfolio_positions(engine: AsyncEngine, portfolio_id: str) -> list[dict[str, Any]]:
     """A portfolio's positions in each key's current epoch only, with its latest snapshot of
     that epoch and `reprocessing_status`, so readers see when numbers are being rebuilt."""
@@ -471,6 +466,8 @@ async def portfolio_positions(engine: AsyncEngine, portfolio_id: str) -> list[di
     )
     async with engine.connect() as conn:
         rows = [dict(row) for row in (await conn.execute(query, {"portfolio_id": portfolio_id})).mappings()]
+    from epochflow.domain.model import reprocessing_status
+
     for row in rows:
         row["reprocessing_status"] = reprocessing_status(row["status"])
     return rows
