@@ -171,6 +171,7 @@ class SchedulerHandler:
         sk, outputs = sched.on_position_state(sk, row.epoch, row.generation, row.version, row.watermark_date,
                                               row.first_open_date, row.changed_from)
         self._add(f"all|p{partition}", key)
+        self._add(f"sec|{row.security_id}|p{partition}", key)
         return self._emit(sk, outputs, partition) + self._work(key, partition, now, sk)
 
     def on_outcomes(self, rows: list[JobOutcome], partition: int, now: float) -> list:
@@ -215,7 +216,11 @@ class SchedulerHandler:
                 return self._work_keys((self.index.get(f"all|p{partition}") or KeySet()).keys, partition, now)
             return []
         if isinstance(event, MarketPriceEvent):
-            return self._arrived(f"price|{event.security_id}", partition, offset, now)
+            out = self._arrived(f"price|{event.security_id}", partition, offset, now)
+            business_date = self.business_date()
+            if business_date is None or event.price_date >= business_date:
+                out += self._price_for_valued_days(event.security_id, event.price_date, partition, now)
+            return out
         if isinstance(event, FxRateEvent):
             return self._arrived(f"fx|{event.from_currency}|{event.to_currency}", partition, offset, now)
         return []
@@ -227,6 +232,17 @@ class SchedulerHandler:
             return []
         out = self._work_keys(waiting.keys, partition, now, lambda sk: sched.on_data_arrived(sk, what))
         self.index.delete(f"wait|{what}|p{partition}")
+        return out
+
+    def _price_for_valued_days(self, security_id: str, day: date, partition: int, now: float) -> list:
+        out: list = []
+        for key in (self.index.get(f"sec|{security_id}|p{partition}") or KeySet()).keys:
+            sk = self.keys.get(key)
+            if sk is None:
+                continue
+            sk, outputs = sched.on_price_for_valued_days(sk, day)
+            if outputs or sk is not self.keys.get(key):
+                out += self._emit(sk, outputs, partition) + self._work(key, partition, now, sk)
         return out
 
     def on_tick(self, partition: int, now: float) -> list:

@@ -240,7 +240,11 @@ def on_outcomes(sk: ScheduleKey, outcomes: list[Outcome], now: float, cfg: Sched
         if o.epoch != sk.epoch or job is None or job.status is not JobStatus.PROCESSING or job.version != o.job_version:
             continue  # an answer for another epoch, or to a dispatch that was reclaimed or superseded
         # attempt_count counts valuation attempts: a job blocked once, then valued, ends at 2
-        if o.outcome == "COMPLETE":
+        if o.outcome in ("COMPLETE", "SKIPPED_NO_POSITION") and arrived_since(f"price|{sk.security_id}", job.ref_offset):
+            # valued without a price of its security that arrived meanwhile: value it again now
+            job = clock.bump(job, status=JobStatus.PENDING, attempt_count=job.attempt_count + 1, not_before=now,
+                             dispatched_at=None)
+        elif o.outcome == "COMPLETE":
             job = clock.bump(job, status=JobStatus.COMPLETE, attempt_count=job.attempt_count + 1,
                              failure_reason=None, waiting_on=None)
         elif o.outcome == "SKIPPED_NO_POSITION":
@@ -297,6 +301,22 @@ def on_data_arrived(sk: ScheduleKey, what: str) -> ScheduleKey:
     return replace(sk, jobs=tuple(
         replace(j, not_before=0.0) if j.waiting_on == what and j.status is JobStatus.PENDING else j for j in sk.jobs
     ))
+
+
+def on_price_for_valued_days(sk: ScheduleKey, day: date) -> tuple[ScheduleKey, list[Output]]:
+    """A price dated `day` (the business date or later: not back-dated) arrived after some
+    of the key's days from `day` on may have been valued without it: those days are valued
+    again. Jobs not yet advanced past are planned again; when the watermark is already past
+    `day`, the positions role is asked to move it back (a Reset, same epoch).
+    (Back-dated prices and FX corrections are the price fan-out's work.)"""
+    # a job in flight is judged by its answer (see on_outcomes: data arrived since dispatch)
+    jobs = tuple(j for j in sk.jobs if j.day < day or j.status not in DONE)
+    outputs: list[Output] = []
+    if sk.watermark is not None and sk.watermark >= day:
+        outputs.append(Reset(day - DAY))
+    if jobs == sk.jobs and not outputs:
+        return sk, []
+    return replace(sk, jobs=jobs), outputs
 
 
 def over_attempts(sk: ScheduleKey, cfg: SchedulerConfig) -> int:

@@ -323,3 +323,15 @@ def test_answers_for_an_unknown_key_are_ignored() -> None:
     answer = JobOutcome(portfolio_id="P9", security_id="S9", valuation_date=d(1), epoch=0, outcome="COMPLETE")
     assert loop.scheduler.on_outcome(answer, 0, loop.now) == []
     assert loop.scheduler.keys.get("P9|S9") is None
+
+
+def test_a_price_for_the_business_date_after_the_day_was_valued_revalues_it() -> None:
+    """The day was valued with yesterday's price carried forward (VALUED_STALE) and the key
+    advanced; then today's price arrives: the day is valued again with it."""
+    loop = priced_loop(last_price_day=1)
+    loop.feed(business_date(d(2)), trade("B1", "BUY", d(1), 10, 100))
+    assert loop.snapshots[(d(2), 0)].valuation_status == "VALUED_STALE"
+    loop.feed(price(d(2), 130))
+    snapshot = loop.snapshots[(d(2), 0)]
+    assert (snapshot.valuation_status, snapshot.market_price, snapshot.market_value) == ("VALUED_CURRENT", D(130), D(1300))
+    assert loop.snapshots[(d(1), 0)].market_price == D(101)  # the day before is untouched

@@ -498,3 +498,20 @@ def test_job_versions_only_grow() -> None:
 
 def test_done_statuses() -> None:
     assert set(DONE) == {COMPLETE, SKIPPED}
+
+
+def test_a_price_for_a_valued_business_date_revalues_from_its_day() -> None:
+    from epochflow.domain.scheduling import Reset, on_price_for_valued_days
+
+    # valued and advanced through day 3: the watermark has to come back
+    sk = key(3, 1, [])
+    sk2, outputs = on_price_for_valued_days(sk, d(3))
+    assert outputs == [Reset(d(2))]
+    # ended but not yet advanced past: those from the day are planned again; a job in flight
+    # is judged by its answer (data arrived since its dispatch), pending ones stay
+    sk = key(None, 1, [job(1, COMPLETE), job(2, COMPLETE), job(3, PROCESSING), job(4, PENDING)])
+    sk2, outputs = on_price_for_valued_days(sk, d(2))
+    assert outputs == [] and [j.day for j in sk2.jobs] == [d(1), d(3), d(4)]
+    # nothing valued from that day on: nothing to do
+    sk = key(None, 1, [job(1, COMPLETE)])
+    assert on_price_for_valued_days(sk, d(2)) == (sk, [])
