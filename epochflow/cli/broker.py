@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from epochflow.cli.ports import free_port
 from epochflow.cli.supervisor import spawn, terminate
 from epochflow.streams.highwater import fetch_highwaters
 from epochflow.streams.names import TopicSpec
@@ -216,13 +217,6 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     if errors:
         raise errors[0]
     return result[0]
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listened on a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def port_open(port: int) -> bool:

@@ -18,13 +18,14 @@ import logging
 import os
 import pwd
 import signal
-import socket
 import stat
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from epochflow.cli.ports import free_port
 
 log = logging.getLogger("epochflow.postgres")
 
@@ -120,7 +121,7 @@ def start_postgres(data_dir: Path, *, bin_dirs: Sequence[Path] | None = None) ->
 
     errors: list[str] = []
     for _ in range(_START_ATTEMPTS):
-        port = _free_port()
+        port = free_port()
         _write_settings(data_dir, port)
         error = _pg_ctl_start(runner, data_dir)
         if error is None:
@@ -389,7 +390,3 @@ def _wait_dead(pids: Sequence[int], timeout: float) -> None:
         time.sleep(0.05)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
