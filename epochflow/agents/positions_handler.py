@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
 from epochflow import metrics
-from epochflow.domain.model import PositionState, Transaction, TxnRef, month_of, split_key
+from epochflow.domain.model import PositionState, Transaction, TxnRef, split_key
 from epochflow.domain.positions import Dropped, Reference, Step, apply_advance, apply_reference_change, apply_reset, apply_transaction
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
 from epochflow.schemas.events import FxRateEvent, MarketPriceEvent, PortfolioEvent, TransactionEvent

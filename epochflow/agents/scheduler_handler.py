@@ -14,7 +14,6 @@ from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
 from epochflow.schemas.events import BusinessDateEvent, FxRateEvent, MarketPriceEvent
 from epochflow.schemas.jobs import ValuationJob
 from epochflow.schemas.results import JobOutcome, PositionStateRow, ValuationJobRow
-from epochflow.streams.partitioning import partition_for
 from epochflow.tables.reference import KeySet
 from epochflow.tables.store import Store
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 import logging
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timezone
+from datetime import date
 
 from epochflow import metrics
 from epochflow.domain.valuation import (

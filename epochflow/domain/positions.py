@@ -8,7 +8,7 @@ the same step, so a crash either repeats the whole step or finds it done.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from epochflow.domain.cost import FxLookup

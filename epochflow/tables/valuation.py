@@ -15,7 +15,7 @@ from datetime import date
 from epochflow.domain.series import SeriesMonth
 from epochflow.domain.valuation import CachedKey, HistoryChunk
 from epochflow.tables.declare import role_table
-from epochflow.tables.reference import Instrument, Months, Portfolio, ReferenceData
+from epochflow.tables.reference import Instrument, Months, Portfolio
 from epochflow.tables.store import FaustStore
 
 keys_table = role_table("valuation_keys")
