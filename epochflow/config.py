@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROLES = ("positions", "scheduler", "valuation", "sink")
+ROLES = ("positions", "scheduler", "valuation", "fanout", "sink")
 
 
 def _env(name: str, default: str) -> str:
@@ -35,6 +35,9 @@ class Settings:
     max_attempts: int = 5
     processing_timeout_s: float = 60.0
     tick_s: float = 0.25
+    fanout_rate_per_s: float = 2000.0
+    fanout_keys_per_cycle: int = 500
+    fanout_claim_batch: int = 4
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -79,4 +82,7 @@ def load_settings() -> Settings:
         max_attempts=int(_env("EPOCHFLOW_MAX_ATTEMPTS", "5")),
         processing_timeout_s=float(_env("EPOCHFLOW_PROCESSING_TIMEOUT_S", "60")),
         tick_s=float(_env("EPOCHFLOW_TICK_S", "0.25")),
+        fanout_rate_per_s=float(_env("EPOCHFLOW_FANOUT_RATE", "2000")),
+        fanout_keys_per_cycle=int(_env("EPOCHFLOW_FANOUT_BATCH", "500")),
+        fanout_claim_batch=int(_env("EPOCHFLOW_FANOUT_CLAIM", "4")),
     )

@@ -63,3 +63,28 @@ WATERMARK_LAG_DAYS = Gauge(
     "epochflow_watermark_lag_days", "Largest number of days a key's watermark is behind the business date",
     registry=REGISTRY,
 )
+
+# the price/FX correction fan-out
+CORRECTIONS = Counter(
+    "epochflow_reference_corrections_total",
+    "Back-dated prices (kind=price) and FX rates (kind=fx) that raised a reprocessing trigger",
+    ["kind"], registry=REGISTRY,
+)
+TRIGGERS_PENDING = Gauge(
+    "epochflow_instrument_reprocessing_triggers_pending",
+    "Instrument (or FX pair) triggers not yet queued as RESET_WATERMARKS jobs", registry=REGISTRY,
+)
+RESET_JOBS = Gauge(
+    "epochflow_reprocessing_jobs_open", "Open RESET_WATERMARKS jobs, by status (PENDING, PROCESSING)",
+    ["status"], registry=REGISTRY,
+)
+RESET_JOB_EVENTS = Counter(
+    "epochflow_reprocessing_jobs_total", "RESET_WATERMARKS jobs CREATED, COMPLETE or FAILED",
+    ["event"], registry=REGISTRY,
+)
+FANOUT_KEYS_RESET = Counter(
+    "epochflow_fanout_keys_reset_total", "Keys sent a watermark reset by the fan-out", registry=REGISTRY,
+)
+FANOUT_LAG_SECONDS = Gauge(
+    "epochflow_fanout_lag_seconds", "Age of the oldest open trigger or RESET_WATERMARKS job", registry=REGISTRY,
+)

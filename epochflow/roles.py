@@ -9,6 +9,7 @@ ROLE_MODULES: dict[str, tuple[str, ...]] = {
     "positions": ("epochflow.agents.positions",),
     "scheduler": ("epochflow.agents.scheduler",),
     "valuation": ("epochflow.agents.valuation",),
+    "fanout": ("epochflow.agents.fanout",),
     "sink": ("epochflow.agents.sink",),
     "naive": ("epochflow.agents.naive",),  # benchmark baseline, started only by `epochflow bench ingest`
 }

@@ -147,5 +147,5 @@ class PositionsHandler:
             step = apply_advance(state, command.epoch, command.generation, command.to_date,
                                  command.latest_snapshot_date, max(known) if known else None)
         else:
-            step = apply_reset(state, command.epoch, command.to_date)
+            step = apply_reset(state, command.epoch, command.to_date, command.job_id, command.ref_offset)
         return self._commit(key, step)

@@ -168,7 +168,7 @@ class SchedulerHandler:
         HEALTH.update(key, row.status, row.watermark_date, has_watermark=True)
         sk = self.keys.get(key) or ScheduleKey(row.portfolio_id, row.security_id)
         sk, outputs = sched.on_position_state(sk, row.epoch, row.generation, row.version, row.watermark_date,
-                                              row.first_open_date, row.changed_from)
+                                              row.first_open_date, row.changed_from, row.ref_floor)
         self._add(f"all|p{partition}", key)
         self._add(f"sec|{row.security_id}|p{partition}", key)
         return self._emit(sk, outputs, partition) + self._work(key, partition, now, sk)

@@ -34,9 +34,9 @@ BARRIER_STAGES: dict[str, str] = {
 
 def barrier_stages(roles: tuple[str, ...]) -> dict[str, list[str]]:
     """Every stage a barrier sent into each input topic must pass through: the positions
-    stages, and the scheduler and valuation roles that follow the positions output and
-    read reference data themselves."""
-    followers = [r for r in ("scheduler", "valuation") if r in roles]
+    stages, and the scheduler, valuation and fan-out roles that follow the positions
+    output and read reference data themselves."""
+    followers = [r for r in ("scheduler", "valuation", "fanout") if r in roles]
     graph: dict[str, list[str]] = {}
     for topic, stage in BARRIER_STAGES.items():
         graph[topic] = [stage] + [f"{role}<-{stage}" for role in followers]
@@ -82,7 +82,8 @@ class Pipeline:
             if self.business_date is None or "scheduler" not in self.roles:
                 return time.monotonic() - started
             activity = await reads.pipeline_activity(self.engine, self.business_date)
-            settled = not activity["processing"] and not activity["runnable"] and not activity["not_settled"]
+            settled = not (activity["processing"] or activity["runnable"] or activity["not_settled"]
+                           or activity["triggers_pending"] or activity["reset_jobs_open"])
             if settled and previous is not None and previous.get("fingerprint") == activity["fingerprint"]:
                 return time.monotonic() - started
             previous = activity
@@ -145,7 +146,9 @@ def _describe_activity(activity: dict | None) -> str:
         for k in activity["not_settled"][:5]
     )
     return (f"{activity['processing']} job(s) PROCESSING, {activity['runnable']} runnable, "
-            f"{activity['blocked']} waiting for data; keys not valued up to the business date: {keys or 'none'}")
+            f"{activity['blocked']} waiting for data; {activity['triggers_pending']} reprocessing trigger(s) pending, "
+            f"{activity['reset_jobs_open']} RESET_WATERMARKS job(s) open; "
+            f"keys not valued up to the business date: {keys or 'none'}")
 
 
 def _describe_missing(missing: set[tuple[str, int]], timeout: float) -> str:

@@ -19,6 +19,7 @@ ROLE_INPUTS: dict[str, tuple[str, ...]] = {
     "positions": ("transactions", "reference", "position-commands"),
     "scheduler": ("results", "reference", "scheduler-ticks"),
     "valuation": ("results", "reference", "valuation-jobs"),
+    "fanout": ("results", "reference", "fanout-ticks"),
     "sink": ("results",),
 }
 

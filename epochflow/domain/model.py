@@ -191,6 +191,10 @@ class PositionState:
     changed_from: date | None = None
     epoch_trigger: str | None = None
     epoch_rebuilt_from: str | None = None
+    # the fan-out's resets: the reference offset valuation must have read before valuing
+    # the key again, and the latest reset jobs applied (a re-sent reset is recognised)
+    ref_floor: int = -1
+    reset_jobs: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:

@@ -26,6 +26,7 @@ from epochflow.domain.model import (
 )
 
 DAY = timedelta(days=1)
+RESET_JOBS_KEPT = 16  # a job re-sends a reset only for keys near its cursor, so a few recent ids suffice
 
 
 # ---- outputs -------------------------------------------------------------------------
@@ -275,14 +276,30 @@ def apply_advance(state: PositionState, epoch: int, generation: int, to_date: da
     return Step(new_state, outputs=(StateChanged(new_state),))
 
 
-def apply_reset(state: PositionState, epoch: int, to_date: date) -> Step:
-    """A watermark reset (price or FX correction): back to `to_date`, REPROCESSING, same epoch."""
-    if is_stale(state, epoch):
+def apply_reset(state: PositionState, epoch: int | None, to_date: date, job_id: str | None = None,
+                ref_floor: int = -1) -> Step:
+    """A watermark reset: value again from `to_date + 1`, same epoch.
+
+    From the scheduler (`epoch` given) it moves a watermark that is past `to_date` back.
+    From the price/FX fan-out (`job_id` given, `epoch` None: whatever the key's epoch is)
+    it also marks the days from `to_date + 1` as changed, so days the scheduler already
+    valued but has not advanced past are valued again, and raises the reference offset
+    valuation must have read first (`ref_floor`, the correction's offset). A job's second
+    delivery of the same reset (after a crash) has no effect."""
+    if epoch is not None and is_stale(state, epoch):
         return Step(state, outputs=(Dropped(f"reset for epoch {epoch}, key is at {state.epoch}"),), changed=False)
     completed = state.effective_completed_date
-    if completed is None or to_date >= completed:
+    moved = completed is not None and to_date < completed
+    if job_id is None:
+        if not moved:
+            return Step(state, changed=False)
+        new_state = replace(_moved_back(state, to_date), version=state.version + 1, changed_from=None)
+        return Step(new_state, outputs=(StateChanged(new_state),))
+    if job_id in state.reset_jobs:
         return Step(state, changed=False)
-    new_state = replace(_moved_back(state, to_date), version=state.version + 1, changed_from=None)
+    new_state = _moved_back(state, to_date) if moved else state
+    new_state = replace(new_state, version=state.version + 1, changed_from=to_date + DAY,
+                        ref_floor=max(state.ref_floor, ref_floor), reset_jobs=(*state.reset_jobs, job_id)[-RESET_JOBS_KEPT:])
     return Step(new_state, outputs=(StateChanged(new_state),))
 
 

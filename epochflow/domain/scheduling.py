@@ -67,6 +67,9 @@ class ScheduleKey:
     # every job change takes the next number: a job planned again after a reset still gets
     # a higher version than its predecessor for the same day (the sink keeps the highest)
     job_clock: int = 0
+    # a price/FX correction's offset on the reference topic: jobs are dispatched asking the
+    # valuation role to have read at least this far (it answers NOT_READY until then)
+    ref_floor: int = -1
 
     @property
     def key(self) -> str:
@@ -125,7 +128,8 @@ class _Clock:
 
 
 def on_position_state(sk: ScheduleKey, epoch: int, generation: int, version: int, watermark: date | None,
-                      first_open_date: date | None, changed_from: date | None) -> tuple[ScheduleKey, list[Output]]:
+                      first_open_date: date | None, changed_from: date | None,
+                      ref_floor: int = -1) -> tuple[ScheduleKey, list[Output]]:
     """The positions role's view of the key changed. A new epoch or a reset drops the jobs
     (their outcomes are ignored from now on); a history change on days already valued
     revalues them (a reset when the watermark is past them, possibly by an advance still in
@@ -163,7 +167,8 @@ def on_position_state(sk: ScheduleKey, epoch: int, generation: int, version: int
         jobs = tuple(superseded)
     jobs = tuple(replace(j, not_before=0.0) if j.status is JobStatus.PENDING and j.waiting_on else j for j in jobs)
     return replace(sk, epoch=epoch, generation=generation, state_version=version, watermark=watermark,
-                   first_open_date=first_open_date, jobs=jobs, job_clock=clock.value), outputs
+                   first_open_date=first_open_date, jobs=jobs, job_clock=clock.value,
+                   ref_floor=max(sk.ref_floor, ref_floor)), outputs
 
 
 def plan(sk: ScheduleKey, business_date: date | None, cfg: SchedulerConfig) -> tuple[ScheduleKey, list[Output]]:
@@ -195,7 +200,7 @@ def dispatch(sk: ScheduleKey, now: float, limit: int, ref_offset: int) -> tuple[
     for job in sk.jobs:
         if len(outputs) // 2 < limit and job.status is JobStatus.PENDING and job.not_before <= now:
             job = clock.bump(job, status=JobStatus.PROCESSING, dispatched_at=now, state_version=sk.state_version,
-                        ref_offset=ref_offset)
+                             ref_offset=max(ref_offset, sk.ref_floor))
             outputs += [Dispatch(job), JobChanged(job)]
         jobs.append(job)
     return (replace(sk, jobs=tuple(jobs), job_clock=clock.value), outputs) if outputs else (sk, [])

@@ -33,11 +33,16 @@ class AdvanceWatermark(_Command):
 
 
 class ResetWatermark(_Command):
-    """Sent by the price/FX fan-out: value again from `to_date + 1`, same epoch."""
+    """Value again from `to_date + 1`, same epoch. The scheduler sends it with the key's
+    epoch; the price/FX fan-out with no epoch (whichever is current), its job's id (a
+    re-sent reset has no effect) and the correction's reference offset."""
 
     command: Literal["reset_watermark"] = "reset_watermark"
+    epoch: int | None = Field(default=None, ge=0)
     to_date: date
     reason: str = ""
+    job_id: str | None = None
+    ref_offset: int = -1
 
 
 PositionCommand = Annotated[Union[AdvanceWatermark, ResetWatermark], Field(discriminator="command")]

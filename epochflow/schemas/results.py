@@ -72,6 +72,7 @@ class PositionStateRow(_Row):
     # for the scheduler and the valuation cache (not stored): history length, first changed day
     txn_count: int = 0
     changed_from: date | None = None
+    ref_floor: int = -1  # reference offset valuation must have read (a price/FX correction's)
 
 
 class HistoryCarryOver(_Row):
@@ -122,6 +123,48 @@ class ValuationJobRow(_Row):
     updated_at: datetime
 
 
+class ReprocessingTriggerRow(_Row):
+    """An instrument-level (or FX pair) trigger of the fan-out: pending until its cycle
+    queues it as a RESET_WATERMARKS job."""
+
+    kind: Literal["reprocessing_trigger"] = "reprocessing_trigger"
+    subject: str  # price|SECURITY or fx|FROM|TO
+    partition: int
+    security_id: str | None
+    from_currency: str | None
+    to_currency: str | None
+    earliest_impacted_date: date | None  # None once queued
+    corrections: int
+    pending: bool
+    created_at: datetime | None
+    version: int
+    updated_at: datetime
+
+
+class ReprocessingJobRow(_Row):
+    """A durable RESET_WATERMARKS job of the fan-out (its only writer)."""
+
+    kind: Literal["reprocessing_job"] = "reprocessing_job"
+    job_id: str
+    job_type: str
+    subject: str
+    partition: int
+    security_id: str | None
+    from_currency: str | None
+    to_currency: str | None
+    earliest_impacted_date: date
+    status: str  # PENDING, PROCESSING, COMPLETE, FAILED
+    attempt_count: int
+    last_attempted_at: datetime | None
+    failure_reason: str | None
+    keys_total: int
+    keys_reset: int
+    created_at: datetime
+    finished_at: datetime | None
+    version: int
+    updated_at: datetime
+
+
 class JobOutcome(_Row):
     """The valuation role's answer to a job, for the scheduler (the sink ignores it)."""
 
@@ -154,6 +197,8 @@ ResultRow = Annotated[
         HistoryCarryOver,
         SnapshotRow,
         ValuationJobRow,
+        ReprocessingTriggerRow,
+        ReprocessingJobRow,
         JobOutcome,
         Barrier,
     ],
@@ -203,7 +248,7 @@ def rows_for(outputs, portfolio_id: str, security_id: str, now: datetime) -> lis
                     cost_basis=s.holding.cost_base, cost_basis_local=s.holding.cost_local,
                     held_since_date=s.holding.held_since, first_open_date=s.first_open_date,
                     last_transaction_date=s.last_transaction_date, waiting_for=s.waiting_for, updated_at=now,
-                    txn_count=s.txn_count, changed_from=s.changed_from,
+                    txn_count=s.txn_count, changed_from=s.changed_from, ref_floor=s.ref_floor,
                 )
             )
     return rows

@@ -176,6 +176,55 @@ class PortfolioValuationJob(Base):
     updated_at: Mapped[datetime]
 
 
+class ReprocessingTrigger(Base):
+    """The fan-out's instrument-level (or FX pair) trigger per partition: pending until its
+    cycle queues it as a RESET_WATERMARKS job."""
+
+    __tablename__ = "reprocessing_triggers"
+    __table_args__ = (Index("ix_reprocessing_triggers_pending", "pending"),)
+
+    subject: Mapped[str] = mapped_column(primary_key=True)
+    partition: Mapped[int] = mapped_column(primary_key=True)
+    security_id: Mapped[str | None]
+    from_currency: Mapped[str | None]
+    to_currency: Mapped[str | None]
+    earliest_impacted_date: Mapped[date | None]
+    corrections: Mapped[int]
+    pending: Mapped[bool]
+    created_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
+class ReprocessingJob(Base):
+    """A durable RESET_WATERMARKS job: its lifecycle and progress, for operators."""
+
+    __tablename__ = "reprocessing_jobs"
+    __table_args__ = (
+        Index("ix_reprocessing_jobs_status", "status"),
+        Index("ix_reprocessing_jobs_security_id", "security_id"),
+    )
+
+    job_id: Mapped[str] = mapped_column(primary_key=True)
+    job_type: Mapped[str]
+    subject: Mapped[str]
+    partition: Mapped[int]
+    security_id: Mapped[str | None]
+    from_currency: Mapped[str | None]
+    to_currency: Mapped[str | None]
+    earliest_impacted_date: Mapped[date]
+    status: Mapped[str]
+    attempt_count: Mapped[int]
+    last_attempted_at: Mapped[datetime | None]
+    failure_reason: Mapped[str | None]
+    keys_total: Mapped[int]
+    keys_reset: Mapped[int]
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+
 # Declarative types __table__ as a FromClause; these are Tables, which the writer needs.
 transactions = cast(Table, Transaction.__table__)
 position_history = cast(Table, PositionHistory.__table__)
@@ -183,6 +232,8 @@ position_state = cast(Table, PositionState.__table__)
 pipeline_barriers = cast(Table, PipelineBarrier.__table__)
 daily_position_snapshots = cast(Table, DailyPositionSnapshot.__table__)
 portfolio_valuation_jobs = cast(Table, PortfolioValuationJob.__table__)
+reprocessing_triggers = cast(Table, ReprocessingTrigger.__table__)
+reprocessing_jobs = cast(Table, ReprocessingJob.__table__)
 
 ALL_TABLES = (
     transactions,
@@ -191,4 +242,6 @@ ALL_TABLES = (
     pipeline_barriers,
     daily_position_snapshots,
     portfolio_valuation_jobs,
+    reprocessing_triggers,
+    reprocessing_jobs,
 )

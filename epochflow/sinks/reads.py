@@ -38,6 +38,8 @@ from epochflow.sinks.models import (
     daily_position_snapshots,
     pipeline_barriers,
     portfolio_valuation_jobs,
+    reprocessing_jobs,
+    reprocessing_triggers,
     position_history,
     position_state,
     transactions,
@@ -377,14 +379,27 @@ async def pipeline_activity(engine: AsyncEngine, business_date: date) -> dict[st
             )
             not_settled = [dict(row) for row in shown.mappings()]
             fingerprint = await _fingerprint(conn)
+            fanout = await _fanout_counts(conn)
     return {
         "business_date": business_date,
         **jobs,
+        **fanout,
         "reprocessing": int(reprocessing),
         "not_settled": not_settled,
         "not_settled_count": int(count),
         "fingerprint": fingerprint,
     }
+
+
+async def _fanout_counts(conn: AsyncConnection) -> dict[str, int]:
+    """The fan-out's open work: triggers not yet queued, RESET_WATERMARKS jobs not ended."""
+    triggers = (await conn.execute(
+        select(func.count()).select_from(reprocessing_triggers).where(reprocessing_triggers.c.pending)
+    )).scalar_one()
+    jobs = (await conn.execute(
+        select(func.count()).select_from(reprocessing_jobs).where(reprocessing_jobs.c.status.in_(("PENDING", "PROCESSING")))
+    )).scalar_one()
+    return {"triggers_pending": int(triggers), "reset_jobs_open": int(jobs)}
 
 
 async def _job_counts(conn: AsyncConnection) -> dict[str, int]:

@@ -12,7 +12,8 @@ Guarantees (at-least-once delivery makes every batch a candidate for redelivery)
 * epoch-aware: a transaction row never replaces one of a higher epoch (an equal epoch
   replaces it, that is an amendment); a position_state row replaces the stored one only
   when its (epoch, version) is greater or equal; a valuation job row only when its
-  `version` is greater or equal (the scheduler numbers each job's updates).
+  `version` is greater or equal (the scheduler numbers each job's updates); the same for the
+  fan-out's reprocessing triggers and jobs (numbered by the fan-out).
   position_history and daily_position_snapshots rows are keyed by epoch, so they are
   plain upserts; barriers keep their first `seen_at`.
 * order-preserving: the result equals applying the batch's rows one by one in order.
@@ -57,6 +58,8 @@ from epochflow.schemas.results import (
     JobOutcome,
     PositionHistoryRow,
     PositionStateRow,
+    ReprocessingJobRow,
+    ReprocessingTriggerRow,
     ResultRow,
     SnapshotRow,
     TransactionRow,
@@ -68,6 +71,8 @@ from epochflow.sinks.models import (
     portfolio_valuation_jobs,
     position_history,
     position_state,
+    reprocessing_jobs,
+    reprocessing_triggers,
     transactions,
 )
 from epochflow.sinks.schema import create_engine
@@ -97,6 +102,8 @@ class ResultWriter:
         txs: list[TransactionRow] = []
         states: list[PositionStateRow] = []
         jobs: list[ValuationJobRow] = []
+        triggers: list[ReprocessingTriggerRow] = []
+        reset_jobs: list[ReprocessingJobRow] = []
         barriers: list[Barrier] = []
         ordered: list[OrderedItem] = []
         for row in rows:
@@ -107,6 +114,10 @@ class ResultWriter:
                     states.append(row)
                 case ValuationJobRow():
                     jobs.append(row)
+                case ReprocessingTriggerRow():
+                    triggers.append(row)
+                case ReprocessingJobRow():
+                    reset_jobs.append(row)
                 case Barrier():
                     barriers.append(row)
                 case PositionHistoryRow() | SnapshotRow() | HistoryCarryOver():
@@ -115,7 +126,7 @@ class ResultWriter:
                     continue  # a message for the scheduler, not for the database
                 case _:
                     raise TypeError(f"not a result row: {type(row).__name__}")
-        if not (txs or states or jobs or barriers or ordered):
+        if not (txs or states or jobs or triggers or reset_jobs or barriers or ordered):
             return
 
         async with self.engine.begin() as conn:
@@ -126,7 +137,11 @@ class ResultWriter:
             if states:
                 await conn.execute(_position_state_upsert(states))
             if jobs:
-                await conn.execute(_valuation_jobs_upsert(jobs))
+                await conn.execute(_versioned_upsert(portfolio_valuation_jobs, JOB_COLUMNS, jobs))
+            if triggers:
+                await conn.execute(_versioned_upsert(reprocessing_triggers, TRIGGER_COLUMNS, triggers))
+            if reset_jobs:
+                await conn.execute(_versioned_upsert(reprocessing_jobs, RESET_JOB_COLUMNS, reset_jobs))
             # Last, so a barrier never becomes visible before what preceded it (the whole
             # batch commits at once anyway; this keeps it true if that ever changes).
             if barriers:
@@ -231,20 +246,19 @@ def _position_state_upsert(rows: list[PositionStateRow]) -> Executable:
     )
 
 
-def _valuation_jobs_upsert(rows: list[ValuationJobRow]) -> Executable:
-    """A job row replaces the stored one only when its version is greater or equal."""
-    kept = _winners(rows, key=_job_key, replaces=lambda new, old: new.version >= old.version)
-    stmt = pg_insert(portfolio_valuation_jobs).from_select(
-        JOB_COLUMNS, _unnest(portfolio_valuation_jobs, JOB_COLUMNS, kept)
-    )
-    content = [c for c in JOB_COLUMNS if c not in JOB_PK]
+def _versioned_upsert(table: Table, columns: list[str], rows: Sequence[Any]) -> Executable:
+    """Rows of a single writer that numbers its updates (valuation jobs, the fan-out's
+    triggers and jobs): a row replaces the stored one only when its version is greater or
+    equal."""
+    pk = [c.name for c in table.primary_key.columns]
+    kept = _winners(rows, key=lambda row: tuple(getattr(row, n) for n in pk),
+                    replaces=lambda new, old: new.version >= old.version)
+    stmt = pg_insert(table).from_select(columns, _unnest(table, columns, kept))
+    content = [c for c in columns if c not in pk]
     return stmt.on_conflict_do_update(
-        index_elements=JOB_PK,
+        index_elements=pk,
         set_={c: stmt.excluded[c] for c in content},
-        where=and_(
-            portfolio_valuation_jobs.c.version <= stmt.excluded.version,
-            _differs(portfolio_valuation_jobs, stmt.excluded, content),
-        ),
+        where=and_(table.c.version <= stmt.excluded.version, _differs(table, stmt.excluded, content)),
     )
 
 
@@ -337,13 +351,14 @@ def _table_columns(table: Table, model: type[Any], not_stored: tuple[str, ...] =
 TRANSACTION_COLUMNS = _table_columns(transactions, TransactionRow)
 HISTORY_COLUMNS = _table_columns(position_history, PositionHistoryRow)
 # txn_count and changed_from are for the scheduler and the valuation cache, not stored
-STATE_COLUMNS = _table_columns(position_state, PositionStateRow, not_stored=("txn_count", "changed_from"))
+STATE_COLUMNS = _table_columns(position_state, PositionStateRow, not_stored=("txn_count", "changed_from", "ref_floor"))
 SNAPSHOT_COLUMNS = _table_columns(daily_position_snapshots, SnapshotRow)
 JOB_COLUMNS = _table_columns(portfolio_valuation_jobs, ValuationJobRow)
+TRIGGER_COLUMNS = _table_columns(reprocessing_triggers, ReprocessingTriggerRow)
+RESET_JOB_COLUMNS = _table_columns(reprocessing_jobs, ReprocessingJobRow)
 BARRIER_COLUMNS = _table_columns(pipeline_barriers, Barrier)
 HISTORY_PK = [c.name for c in position_history.primary_key.columns]
 SNAPSHOT_PK = [c.name for c in daily_position_snapshots.primary_key.columns]
-JOB_PK = [c.name for c in portfolio_valuation_jobs.primary_key.columns]
 
 
 def _history_key(row: PositionHistoryRow) -> tuple[str, str, int, str]:
@@ -352,10 +367,6 @@ def _history_key(row: PositionHistoryRow) -> tuple[str, str, int, str]:
 
 def _snapshot_key(row: SnapshotRow) -> tuple[Any, ...]:
     return (row.portfolio_id, row.security_id, row.date, row.epoch)
-
-
-def _job_key(row: ValuationJobRow) -> tuple[Any, ...]:
-    return (row.portfolio_id, row.security_id, row.valuation_date, row.epoch)
 
 
 def _winners(rows: Iterable[R], key: Callable[[R], Hashable], replaces: Callable[[R, R], bool]) -> list[R]:

@@ -26,6 +26,7 @@ results = _topic("results")
 dead_letter = _topic("dead-letter", partitions=1)
 valuation_jobs = _topic("valuation-jobs")
 scheduler_ticks = _topic("scheduler-ticks")
+fanout_ticks = _topic("fanout-ticks")
 naive_transactions = _topic("naive-transactions")  # benchmark baseline input only
 
 
@@ -38,4 +39,5 @@ def by_short_name(short: str):
         "dead-letter": dead_letter,
         "valuation-jobs": valuation_jobs,
         "scheduler-ticks": scheduler_ticks,
+        "fanout-ticks": fanout_ticks,
     }[short]

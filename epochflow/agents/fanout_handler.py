@@ -1,0 +1,210 @@
+"""The fan-out role over typed stores: detect back-dated prices and FX rates, keep one
+trigger per subject, queue and run RESET_WATERMARKS jobs at a controlled rate, and keep
+the holders index from the positions role's output. No Faust here.
+
+The role serves the keys of its partitions: partition N's records cover the keys on
+partition N, whose reference topic partition carries every correction too; so the
+correction's offset there is exactly what valuation of those keys must have read.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+from epochflow import metrics
+from epochflow.agents.scheduler_handler import Message
+from epochflow.domain import fanout
+from epochflow.domain.fanout import FanoutConfig, RateLimiter, ResetJobStatus, SubjectState
+from epochflow.schemas.commands import ResetWatermark
+from epochflow.schemas.events import FxRateEvent, MarketPriceEvent
+from epochflow.schemas.results import PositionStateRow, ReprocessingJobRow, ReprocessingTriggerRow
+from epochflow.tables.reference import KeySet, ReferenceData, apply_reference_event
+from epochflow.tables.store import Store
+
+log = logging.getLogger("epochflow.fanout")
+
+
+def _at(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+
+
+class FanoutHealth:
+    """What the gauges show, over this worker's subjects with work."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, SubjectState] = {}
+
+    def update(self, name: str, state: SubjectState) -> None:
+        if state.open:
+            self.open[name] = state
+        else:
+            self.open.pop(name, None)
+
+    def publish(self, now: float) -> None:
+        states = list(self.open.values())
+        metrics.TRIGGERS_PENDING.set(sum(1 for s in states if s.trigger is not None))
+        for status in fanout.OPEN:
+            metrics.RESET_JOBS.labels(status.value).set(sum(1 for s in states if s.job is not None and s.job.status is status))
+        started = [s.trigger.created_at for s in states if s.trigger is not None]
+        started += [s.job.created_at for s in states if s.job is not None and s.job.status in fanout.OPEN]
+        metrics.FANOUT_LAG_SECONDS.set(now - min(started) if started else 0.0)
+
+
+HEALTH = FanoutHealth()
+
+
+@dataclass
+class FanoutHandler:
+    subjects: Store[SubjectState]  # "SUBJECT|pN"
+    index: Store[KeySet]  # "holders|SUBJECT|pN", "open|pN"
+    reference: ReferenceData
+    cfg: FanoutConfig
+    limiter: RateLimiter
+    seen: set  # (index name, key) pairs known to be in the index, a cache across batches
+    working: set  # ids of the jobs this worker process has claimed or resumed
+
+    # -- helpers -----------------------------------------------------------------------
+    def _add(self, name: str, key: str) -> None:
+        if (name, key) in self.seen:
+            return
+        current = self.index.get(name) or KeySet()
+        if key not in current.keys:
+            self.index.put(name, KeySet((*current.keys, key)))
+        self.seen.add((name, key))
+
+    def _remove(self, name: str, key: str) -> None:
+        current = self.index.get(name)
+        if current is not None and key in current.keys:
+            self.index.put(name, KeySet(tuple(k for k in current.keys if k != key)))
+
+    def holders(self, subject: str, partition: int) -> tuple[str, ...]:
+        return (self.index.get(f"holders|{subject}|p{partition}") or KeySet()).keys
+
+    def _save(self, state: SubjectState, before: SubjectState | None) -> list:
+        """Store the record and return its rows for PostgreSQL (unchanged: nothing)."""
+        if before is not None and state.version == before.version:
+            return []
+        name = f"{state.subject}|p{state.partition}"
+        self.subjects.put(name, state)
+        HEALTH.update(name, state)
+        if state.open:
+            self._add(f"open|p{state.partition}", state.subject)
+        else:
+            self._remove(f"open|p{state.partition}", state.subject)
+            self.seen.discard((f"open|p{state.partition}", state.subject))
+        return self._rows(state, before)
+
+    def _rows(self, state: SubjectState, before: SubjectState | None) -> list:
+        now = datetime.now(timezone.utc)
+        security_id, from_currency, to_currency = fanout.describe_subject(state.subject)
+        common = dict(subject=state.subject, partition=state.partition, security_id=security_id,
+                      from_currency=from_currency, to_currency=to_currency, version=state.version, updated_at=now)
+        rows: list = []
+        if state.trigger != (before.trigger if before else None):
+            t = state.trigger
+            rows.append(ReprocessingTriggerRow(
+                earliest_impacted_date=t.earliest if t else None, corrections=t.corrections if t else 0,
+                pending=t is not None, created_at=_at(t.created_at) if t else None, **common))
+        job = state.job
+        if job is not None and job != (before.job if before else None):
+            rows.append(ReprocessingJobRow(
+                job_id=job.job_id, job_type=fanout.JOB_TYPE, earliest_impacted_date=job.earliest, status=job.status.value,
+                attempt_count=job.attempt_count, last_attempted_at=_at(job.last_attempted_at),
+                failure_reason=job.failure_reason, keys_total=len(self.holders(state.subject, state.partition)),
+                keys_reset=job.cursor, created_at=_at(job.created_at), finished_at=_at(job.finished_at), **common))
+        return rows
+
+    # -- inputs --------------------------------------------------------------------------
+    def on_reference(self, event, partition: int, offset: int, now: float) -> list:
+        """Store the event; a price or rate that changed for a day before the business
+        date is a correction of days already valued (or due to be): a trigger."""
+        business_date = self.reference.business_date()
+        changed = apply_reference_event(self.reference, event)
+        if not changed or business_date is None:
+            return []
+        if isinstance(event, MarketPriceEvent) and event.price_date < business_date:
+            return self._correct(fanout.price_subject(event.security_id), event.price_date, partition, offset, now)
+        if isinstance(event, FxRateEvent) and event.rate_date < business_date:
+            subject = fanout.fx_subject(event.from_currency, event.to_currency)
+            return self._correct(subject, event.rate_date, partition, offset, now)
+        return []
+
+    def _correct(self, subject: str, day: date, partition: int, offset: int, now: float) -> list:
+        if not self.holders(subject, partition):
+            return []  # no key of this partition is valued with it
+        before = self.subjects.get(f"{subject}|p{partition}")
+        state = fanout.on_correction(before or SubjectState(subject, partition), day, offset, now)
+        metrics.CORRECTIONS.labels(subject.split("|", 1)[0]).inc()
+        log.info("fanout: %s corrected for %s on p%d (earliest impacted %s)", subject, day, partition,
+                 state.trigger.earliest)
+        return self._save(state, before)
+
+    def on_position_state(self, row: PositionStateRow, partition: int) -> None:
+        """The key holds (or has held) the security; its valuation uses the pair from the
+        instrument's currency to the portfolio's base currency."""
+        key = f"{row.portfolio_id}|{row.security_id}"
+        self._add(f"holders|{fanout.price_subject(row.security_id)}|p{partition}", key)
+        instrument = self.reference.instruments.get(row.security_id)
+        portfolio = self.reference.portfolios.get(row.portfolio_id)
+        if instrument is not None and portfolio is not None and instrument.currency != portfolio.base_currency:
+            self._add(f"holders|{fanout.fx_subject(instrument.currency, portfolio.base_currency)}|p{partition}", key)
+
+    def on_tick(self, partition: int, now: float) -> list:
+        """The cycle: queue triggers as jobs, claim up to `claim_batch` jobs, and send the
+        claimed jobs' resets as far as the rate limiter allows."""
+        out: list = []
+        subjects = (self.index.get(f"open|p{partition}") or KeySet()).keys
+        processing = 0
+        for subject in subjects:
+            before = self.subjects.get(f"{subject}|p{partition}")
+            if before is None:
+                self._remove(f"open|p{partition}", subject)
+                continue
+            state = fanout.queue(before, now)
+            if state.job is not None and state.job.status is ResetJobStatus.PENDING and processing >= self.cfg.claim_batch:
+                out += self._save(state, before)
+                continue
+            job = state.job
+            interrupted = job is not None and job.status is ResetJobStatus.PROCESSING and job.job_id not in self.working
+            state = fanout.claim(state, now, self.cfg, interrupted)
+            if state.job is not None:
+                self.working.add(state.job.job_id)
+            if state.job is not None and state.job.status is ResetJobStatus.PROCESSING:
+                processing += 1
+                state, commands = self._send(state, partition, now)
+                out += commands
+                if state.job.status is ResetJobStatus.COMPLETE:
+                    state = fanout.queue(state, now)  # a trigger that waited for this job
+            self._count(before, state)
+            out += self._save(state, before)
+        HEALTH.publish(now)
+        return out
+
+    def _send(self, state: SubjectState, partition: int, now: float) -> tuple[SubjectState, list]:
+        holders = self.holders(state.subject, partition)
+        job = state.job
+        want = min(self.cfg.keys_per_cycle, len(holders) - job.cursor)
+        granted = self.limiter.take(want, now) if want > 0 else 0
+        state, batch = fanout.take(state, len(holders), granted, now)
+        reason = f"{fanout.JOB_TYPE} {state.subject} from {job.earliest.isoformat()}"
+        commands = []
+        for i in batch:
+            portfolio_id, security_id = holders[i].split("|", 1)
+            command = ResetWatermark(portfolio_id=portfolio_id, security_id=security_id, to_date=job.reset_to,
+                                     reason=reason, job_id=job.job_id, ref_offset=job.ref_offset)
+            commands.append(Message("position-commands", partition, holders[i].encode(), command.model_dump_json().encode()))
+        metrics.FANOUT_KEYS_RESET.inc(len(commands))
+        return state, commands
+
+    @staticmethod
+    def _count(before: SubjectState, after: SubjectState) -> None:
+        if after.jobs_created > before.jobs_created:
+            metrics.RESET_JOB_EVENTS.labels("CREATED").inc()
+        job = after.job
+        if job is not None and (before.job is None or before.job.job_id != job.job_id or before.job.status != job.status):
+            if job.status in (ResetJobStatus.COMPLETE, ResetJobStatus.FAILED):
+                metrics.RESET_JOB_EVENTS.labels(job.status.value).inc()
+                if job.status is ResetJobStatus.FAILED:
+                    log.warning("fanout: job %s FAILED: %s", job.job_id, job.failure_reason)
