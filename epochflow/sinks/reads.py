@@ -30,6 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from epochflow.schemas.results import (
     PositionHistoryRow,
     PositionStateRow,
+    ReprocessingJobRow,
+    ReprocessingTriggerRow,
     SnapshotRow,
     TransactionRow,
     ValuationJobRow,
@@ -138,6 +140,51 @@ async def fetch_valuation_jobs(
         query = query.where(j.status == status)
     query = query.limit(limit).offset(offset)
     return [ValuationJobRow.model_validate(row) for row in await _mappings(engine, query)]
+
+
+async def fetch_reprocessing_jobs(
+    engine: AsyncEngine,
+    security_id: str | None = None,
+    status: str | None = None,
+    subject: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[ReprocessingJobRow]:
+    """The fan-out's RESET_WATERMARKS jobs matching every filter given, newest first."""
+    if limit < 0 or offset < 0:
+        raise ValueError("limit and offset must not be negative")
+    r = reprocessing_jobs.c
+    query = select(reprocessing_jobs).order_by(r.created_at.desc(), r.job_id)
+    if security_id is not None:
+        query = query.where(r.security_id == security_id)
+    if status is not None:
+        query = query.where(r.status == status)
+    if subject is not None:
+        query = query.where(r.subject == subject)
+    query = query.limit(limit).offset(offset)
+    return [ReprocessingJobRow.model_validate(row) for row in await _mappings(engine, query)]
+
+
+async def fetch_reprocessing_triggers(engine: AsyncEngine, pending_only: bool = True) -> list[ReprocessingTriggerRow]:
+    """The fan-out's triggers (by default only those not yet queued as jobs), oldest first."""
+    t = reprocessing_triggers.c
+    query = select(reprocessing_triggers).order_by(t.created_at, t.subject, t.partition)
+    if pending_only:
+        query = query.where(t.pending)
+    return [ReprocessingTriggerRow.model_validate(row) for row in await _mappings(engine, query)]
+
+
+async def fanout_progress(engine: AsyncEngine) -> dict[str, int]:
+    """Keys reset against keys to reset, over the open jobs, and the jobs by status."""
+    r = reprocessing_jobs.c
+    open_ = r.status.in_(("PENDING", "PROCESSING"))
+    query = select(
+        func.coalesce(func.sum(r.keys_reset).filter(open_), 0).label("keys_reset"),
+        func.coalesce(func.sum(r.keys_total).filter(open_), 0).label("keys_total"),
+        *(func.count().filter(r.status == status).label(status.lower()) for status in ("PENDING", "PROCESSING", "COMPLETE", "FAILED")),
+    )
+    row = (await _mappings(engine, query))[0]
+    return {name: int(value) for name, value in row.items()}
 
 
 async def count_position_history(

@@ -13,9 +13,7 @@ import pytest
 
 CASES_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "acceptance" / "public_cases.json"
 # cases that need work not built yet: expected to fail until it lands, and reported as such
-NEEDS_LATER_WORK = {
-    "backdated_price_revalues_history_without_epoch_change": "needs the price/FX correction fan-out",
-}
+NEEDS_LATER_WORK: dict[str, str] = {}
 
 pytestmark = [
     pytest.mark.acceptance,
