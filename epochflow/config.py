@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROLES = ("positions", "scheduler", "valuation", "fanout", "sink")
+ROLES = ("positions", "scheduler", "valuation", "fanout", "sink", "api")
 
 
 def _env(name: str, default: str) -> str:

@@ -142,6 +142,28 @@ def scenario_run(file: Path, case: str | None, timeout: float) -> None:
     sys.exit(1 if any(r.failures for r in results) else 0)
 
 
+# -- init (deployments with their own Kafka and PostgreSQL) ------------------------------
+
+@cli.command("init")
+@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True,
+              help="Seconds to keep retrying while Kafka or PostgreSQL is not reachable yet.")
+def init_command(timeout_s: float) -> None:
+    """Bring PostgreSQL's schema up to date and create the topics with their partition
+    counts (EPOCHFLOW_KAFKA_URL, DATABASE_URL, EPOCHFLOW_PARTITIONS), then exit.
+    Idempotent: run it before every rollout."""
+    from epochflow.cli.init import InitError, initialize
+    from epochflow.config import load_settings
+
+    try:
+        lines = asyncio.run(
+            initialize(load_settings(), timeout_s=timeout_s, report=lambda line: click.echo(line, err=True))
+        )
+    except InitError as error:
+        raise click.ClickException(str(error)) from None
+    for line in lines:
+        click.echo(line)
+
+
 # -- demo / bench -----------------------------------------------------------------------
 
 @cli.command()

@@ -103,3 +103,57 @@ class PortfolioPositions(View):
         if not rows:
             return self.json({"error": f"portfolio {portfolio_id!r} has no positions"}, status=404)
         return self.json({"portfolio_id": portfolio_id, "positions": [_jsonable(r) for r in rows]})
+
+
+def _page_params(request) -> tuple[int, int]:
+    """`limit` (1..1000, default 100) and `offset` (>= 0) of a list view; ValueError says why."""
+    try:
+        limit = int(request.query.get("limit", "100"))
+        offset = int(request.query.get("offset", "0"))
+    except ValueError:
+        raise ValueError("limit and offset must be integers") from None
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise ValueError("limit must be 1..1000 and offset >= 0")
+    return limit, offset
+
+
+RESET_JOB_STATUSES = ("PENDING", "PROCESSING", "COMPLETE", "FAILED")
+
+
+@app.page("/reprocessing/jobs/")
+class ReprocessingJobs(View):
+    """The fan-out's RESET_WATERMARKS jobs, newest first; filters `status`, `security_id`,
+    `subject` (price|SECURITY or fx|FROM|TO); paging `limit`, `offset`."""
+
+    async def get(self, request):
+        if not settings.database_url:
+            return self.json({"error": "no database configured (DATABASE_URL)"}, status=503)
+        from epochflow.sinks.reads import fanout_progress, fetch_reprocessing_jobs
+
+        status = request.query.get("status")
+        if status is not None and status not in RESET_JOB_STATUSES:
+            return self.json({"error": f"status must be one of {', '.join(RESET_JOB_STATUSES)}"}, status=400)
+        try:
+            limit, offset = _page_params(request)
+        except ValueError as error:
+            return self.json({"error": str(error)}, status=400)
+        jobs = await fetch_reprocessing_jobs(_database(), security_id=request.query.get("security_id"), status=status,
+                                             subject=request.query.get("subject"), limit=limit, offset=offset)
+        return self.json({"progress": await fanout_progress(_database()), "limit": limit, "offset": offset,
+                          "jobs": [_jsonable(j.model_dump(exclude={"kind"})) for j in jobs]})
+
+
+@app.page("/reprocessing/triggers/")
+class ReprocessingTriggers(View):
+    """The fan-out's pending triggers (all of them, queued ones too, with `?all=true`)."""
+
+    async def get(self, request):
+        if not settings.database_url:
+            return self.json({"error": "no database configured (DATABASE_URL)"}, status=503)
+        from epochflow.sinks.reads import fetch_reprocessing_triggers
+
+        every = request.query.get("all", "false")
+        if every not in ("true", "false"):
+            return self.json({"error": "all must be true or false"}, status=400)
+        triggers = await fetch_reprocessing_triggers(_database(), pending_only=every == "false")
+        return self.json({"triggers": [_jsonable(t.model_dump(exclude={"kind"})) for t in triggers]})
