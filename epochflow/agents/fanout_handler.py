@@ -175,8 +175,11 @@ class FanoutHandler:
                 processing += 1
                 state, commands = self._send(state, partition, now)
                 out += commands
-                if state.job.status is ResetJobStatus.COMPLETE:
-                    state = fanout.queue(state, now)  # a trigger that waited for this job
+                if state.job.status is ResetJobStatus.COMPLETE and state.trigger is not None:
+                    # the finished job's rows first, then the trigger that waited for it
+                    self._count(before, state)
+                    out += self._save(state, before)
+                    before, state = state, fanout.queue(state, now)
             self._count(before, state)
             out += self._save(state, before)
         HEALTH.publish(now)

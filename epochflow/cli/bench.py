@@ -170,3 +170,186 @@ async def bench_replay(histories: tuple[int, ...], echo: Callable[[str], None] =
     ratio = round(at["90%"] / at["10%"], 3)
     echo(f"  ratio 90% / 10% at H={largest}: {ratio} (target <= 0.25: the cost follows the days after the back-dated date)")
     return {"histories": list(histories), "table": table, "ratio_90_vs_10": ratio}
+
+
+# ---- bench fanout -----------------------------------------------------------------------
+
+FANOUT_SECURITY = "FANOUT_SEC"
+LIVE_KEYS = 20
+
+
+def fanout_workload(n: int, days: int) -> tuple[list, date]:
+    """`n` portfolios each holding FANOUT_SECURITY from the first of `days` days, a price
+    every day, and the last day as the business date. Returns the events and that date."""
+    from epochflow.schemas.events import BusinessDateEvent, MarketPriceEvent
+
+    first = START
+    last = first + timedelta(days=days - 1)
+    events: list = [InstrumentEvent(security_id=FANOUT_SECURITY, currency="USD")]
+    events += [InstrumentEvent(security_id=f"LIVE{k}", currency="USD") for k in range(LIVE_KEYS)]
+    events += [PortfolioEvent(portfolio_id=f"F{p:05d}", base_currency="USD") for p in range(n)]
+    events += [PortfolioEvent(portfolio_id=f"LIVEP{k}", base_currency="USD") for k in range(LIVE_KEYS)]
+    for d in range(days):
+        day = first + timedelta(days=d)
+        events.append(MarketPriceEvent(security_id=FANOUT_SECURITY, price_date=day, price=Decimal(50 + d % 7), currency="USD"))
+        events += [MarketPriceEvent(security_id=f"LIVE{k}", price_date=day, price=Decimal(20), currency="USD")
+                   for k in range(LIVE_KEYS)]
+    stamp = datetime.combine(first, dtime(10), tzinfo=timezone.utc)
+    events += [TransactionEvent(
+        transaction_id=f"F{p:05d}-BUY", portfolio_id=f"F{p:05d}", security_id=FANOUT_SECURITY, transaction_type="BUY",
+        transaction_date=stamp, quantity=Decimal(10 + p % 9), price=Decimal(50), gross_amount=Decimal(50 * (10 + p % 9)),
+        trade_fee=Decimal(0), trade_currency="USD") for p in range(n)]
+    events.append(BusinessDateEvent(date=last))
+    return events, last
+
+
+class LiveStream:
+    """Live trades on other securities at a steady rate; each one's latency is the time
+    from its publication until its row is in PostgreSQL."""
+
+    def __init__(self, pipeline: Pipeline, rate_per_s: float, day: date) -> None:
+        self.pipeline = pipeline
+        self.interval = 1.0 / rate_per_s
+        self.day = day
+        self.sent: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.count = 0
+
+    def _trade(self) -> TransactionEvent:
+        k = self.count % LIVE_KEYS
+        self.count += 1
+        return TransactionEvent(
+            transaction_id=f"LIVE-{self.count}", portfolio_id=f"LIVEP{k}", security_id=f"LIVE{k}", transaction_type="BUY",
+            transaction_date=datetime.combine(self.day, dtime(12), tzinfo=timezone.utc), quantity=Decimal(1),
+            price=Decimal(20), gross_amount=Decimal(20), trade_fee=Decimal(0), trade_currency="USD",
+        )
+
+    async def run(self, until: Callable[[], bool]) -> list[float]:
+        """Publish until `until()` is true, then wait for the stragglers; the latencies."""
+        self.latencies = []
+        poller = asyncio.ensure_future(self._poll())
+        next_at = time.monotonic()
+        try:
+            while not until():
+                trade = self._trade()
+                await self.pipeline.publish([trade])
+                self.sent[trade.transaction_id] = time.monotonic()
+                next_at += self.interval
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            deadline = time.monotonic() + 120
+            while self.sent and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            poller.cancel()
+        return list(self.latencies)
+
+    async def _poll(self) -> None:
+        from sqlalchemy import select
+
+        from epochflow.sinks.models import transactions
+
+        while True:
+            pending = list(self.sent)
+            if pending:
+                async with self.pipeline.engine.connect() as conn:
+                    found = (await conn.execute(
+                        select(transactions.c.transaction_id).where(transactions.c.transaction_id.in_(pending))
+                    )).scalars().all()
+                now = time.monotonic()
+                for transaction_id in found:
+                    self.latencies.append(now - self.sent.pop(transaction_id))
+            await asyncio.sleep(0.01)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
+
+
+async def _fanout_status(pipeline: Pipeline, generation_before: int, corrected: date, price: Decimal) -> tuple[int, int]:
+    """(keys CURRENT again after their reset, keys with the corrected day's new snapshot)."""
+    from sqlalchemy import and_, func, select
+
+    from epochflow.sinks.models import daily_position_snapshots as d, position_state as s
+
+    async with pipeline.engine.connect() as conn:
+        current = (await conn.execute(select(func.count()).select_from(s).where(and_(
+            s.c.security_id == FANOUT_SECURITY, s.c.status == "CURRENT", s.c.generation > generation_before,
+            s.c.watermark_date == pipeline.business_date)))).scalar_one()
+        revalued = (await conn.execute(select(func.count()).select_from(d).where(and_(
+            d.c.security_id == FANOUT_SECURITY, d.c.date == corrected, d.c.market_price == price)))).scalar_one()
+    return int(current), int(revalued)
+
+
+async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle_s: float,
+                       echo: Callable[[str], None] = print) -> dict:
+    """Per N (its own fresh stack): N portfolios hold one security for `days` days; a
+    corrected price `days - 10` days back is fanned out to all of them. Times the fan-out
+    until every key is CURRENT with its revalued snapshots in PostgreSQL, and the latency
+    of live trades on other securities during it against the same stream with no fan-out."""
+    from epochflow.cli.stack import EmbeddedStack
+    from epochflow.schemas.events import MarketPriceEvent
+
+    back = days - 10
+    echo(f"bench fanout: N = {', '.join(map(str, sizes))} portfolios holding one security for {days} days; "
+         f"a price corrected {back} days back; live trades at {live_rate:g}/s on {LIVE_KEYS} other keys")
+    runs: list[dict] = []
+    for n in sizes:
+        events, last = fanout_workload(n, days)
+        with tempfile.TemporaryDirectory(prefix="epochflow-bench-") as directory:
+            async with EmbeddedStack(Path(directory)) as stack:
+                pipeline = await Pipeline.connect(stack.settings)
+                try:
+                    await pipeline.quiesce(180)
+                    started = time.monotonic()
+                    await pipeline.publish(events)
+                    await pipeline.settle(3600)
+                    echo(f"  N={n:>6}: loaded and valued {n} keys x {days} days in {time.monotonic() - started:.1f}s")
+                    live = LiveStream(pipeline, live_rate, last)
+                    idle_until = time.monotonic() + idle_s
+                    idle = await live.run(lambda: time.monotonic() >= idle_until)
+                    await pipeline.settle(600)
+
+                    corrected = last - timedelta(days=back)
+                    new_price = Decimal("1234.5")
+                    generation_before = max(r.generation for r in await reads.fetch_positions(pipeline.engine, security_id=FANOUT_SECURITY))
+                    done = asyncio.Event()
+                    t0 = time.monotonic()
+                    await pipeline.publish([MarketPriceEvent(security_id=FANOUT_SECURITY, price_date=corrected,
+                                                             price=new_price, currency="USD")])
+                    during_task = asyncio.ensure_future(live.run(done.is_set))
+                    shown = 0.0
+                    while True:
+                        current, revalued = await _fanout_status(pipeline, generation_before, corrected, new_price)
+                        if current >= n and revalued >= n:
+                            break
+                        if time.monotonic() - shown >= 2:
+                            progress = await reads.fanout_progress(pipeline.engine)
+                            echo(f"    {time.monotonic() - t0:6.1f}s  keys reset {progress['keys_reset']}/{progress['keys_total']} "
+                                 f"(open jobs)  revalued {revalued}/{n}  CURRENT again {current}/{n}")
+                            shown = time.monotonic()
+                        if time.monotonic() - t0 > 3600:
+                            raise TimeoutError(f"fan-out of N={n} not done within an hour")
+                        await asyncio.sleep(0.1)
+                    seconds = time.monotonic() - t0
+                    done.set()
+                    during = await during_task
+                finally:
+                    await pipeline.close()
+        revaluations = n * (back + 1)
+        run = {
+            "portfolios": n, "days": days, "days_revalued": back + 1,
+            "seconds_to_current": round(seconds, 3), "revaluations_per_s": round(revaluations / seconds, 1),
+            "live_samples_idle": len(idle), "live_samples_fanout": len(during),
+            "live_p50_idle_ms": round(percentile(idle, 0.5) * 1000, 1),
+            "live_p99_idle_ms": round(percentile(idle, 0.99) * 1000, 1),
+            "live_p50_fanout_ms": round(percentile(during, 0.5) * 1000, 1),
+            "live_p99_fanout_ms": round(percentile(during, 0.99) * 1000, 1),
+        }
+        run["live_p99_ratio"] = round(run["live_p99_fanout_ms"] / run["live_p99_idle_ms"], 2)
+        runs.append(run)
+        echo(f"  N={n:>6}: CURRENT again in {seconds:.1f}s, {run['revaluations_per_s']:.0f} revaluations/s; live p50/p99 "
+             f"idle {run['live_p50_idle_ms']:.0f}/{run['live_p99_idle_ms']:.0f} ms, during the fan-out "
+             f"{run['live_p50_fanout_ms']:.0f}/{run['live_p99_fanout_ms']:.0f} ms: p99 ratio {run['live_p99_ratio']:.2f} (target <= 2)")
+    largest = runs[-1]
+    return {**largest, "runs": runs}

@@ -206,6 +206,24 @@ def bench_replay(histories: str, as_json: bool) -> None:
         click.echo(json.dumps(figures))
 
 
+@bench.command("fanout")
+@click.option("--portfolios", default="1000,10000", show_default=True, help="Holders of the corrected security (N), comma-separated.")
+@click.option("--days", default=20, show_default=True, help="Days of history per key (D); the price is corrected D - 10 days back.")
+@click.option("--live-rate", default=20.0, show_default=True, help="Live trades per second on other securities.")
+@click.option("--idle-seconds", default=15.0, show_default=True, help="How long the live stream runs with no fan-out.")
+@click.option("--json", "as_json", is_flag=True, help="Last line: the figures as one JSON object.")
+def bench_fanout(portfolios: str, days: int, live_rate: float, idle_seconds: float, as_json: bool) -> None:
+    """A price correction fanned out to N holders: time until all are CURRENT again, and
+    live-trade latency during the fan-out against the same stream without it."""
+    from epochflow.cli.bench import bench_fanout as run
+
+    if days <= 10:
+        raise click.BadParameter("must be more than 10", param_hint="--days")
+    figures = asyncio.run(run(tuple(int(n) for n in portfolios.split(",")), days, live_rate, idle_seconds, click.echo))
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
 @cli.command(hidden=True)
 @click.argument("role", type=click.Choice(list(ROLES) + ["naive"]))
 def worker(role: str) -> None:
