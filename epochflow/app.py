@@ -18,9 +18,11 @@ def app_id(role: str) -> str:
 
 
 if settings.kafka_url:
+    from epochflow.streams.fetch_wait import cap_fetch_wait
     from epochflow.streams.highwater import install_fetch_highwaters
 
     install_fetch_highwaters(settings.kafka_bootstrap)
+    cap_fetch_wait(settings.fetch_wait_ms)
 
 DATA_DIR = settings.data_dir / f"{ROLE}-{settings.worker_id}"
 DATA_DIR.mkdir(parents=True, exist_ok=True)

@@ -35,9 +35,11 @@ class Settings:
     max_attempts: int = 5
     processing_timeout_s: float = 60.0
     tick_s: float = 0.25
+    fetch_wait_ms: int = 100
     fanout_rate_per_s: float = 2000.0
     fanout_keys_per_cycle: int = 500
     fanout_claim_batch: int = 4
+    fanout_max_in_flight: int = 32
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -82,7 +84,9 @@ def load_settings() -> Settings:
         max_attempts=int(_env("EPOCHFLOW_MAX_ATTEMPTS", "5")),
         processing_timeout_s=float(_env("EPOCHFLOW_PROCESSING_TIMEOUT_S", "60")),
         tick_s=float(_env("EPOCHFLOW_TICK_S", "0.25")),
+        fetch_wait_ms=int(_env("EPOCHFLOW_FETCH_WAIT_MS", "100")),
         fanout_rate_per_s=float(_env("EPOCHFLOW_FANOUT_RATE", "2000")),
         fanout_keys_per_cycle=int(_env("EPOCHFLOW_FANOUT_BATCH", "500")),
         fanout_claim_batch=int(_env("EPOCHFLOW_FANOUT_CLAIM", "4")),
+        fanout_max_in_flight=int(_env("EPOCHFLOW_FANOUT_IN_FLIGHT", "32")),
     )

@@ -88,3 +88,7 @@ FANOUT_KEYS_RESET = Counter(
 FANOUT_LAG_SECONDS = Gauge(
     "epochflow_fanout_lag_seconds", "Age of the oldest open trigger or RESET_WATERMARKS job", registry=REGISTRY,
 )
+FANOUT_KEYS_IN_FLIGHT = Gauge(
+    "epochflow_fanout_keys_in_flight", "Keys the fan-out reset that are not CURRENT again yet (its window)",
+    registry=REGISTRY,
+)

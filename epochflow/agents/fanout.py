@@ -15,7 +15,7 @@ from epochflow.agents.batching import process_batch
 from epochflow.agents.fanout_handler import FanoutHandler
 from epochflow.agents.results_feed import decode_rows, forwarded_barriers
 from epochflow.app import app, settings
-from epochflow.domain.fanout import FanoutConfig, RateLimiter
+from epochflow.domain.fanout import FanoutConfig, InFlight, RateLimiter
 from epochflow.schemas.events import parse_reference
 from epochflow.schemas.jobs import Tick
 from epochflow.schemas.results import PositionStateRow
@@ -28,18 +28,20 @@ CONFIG = FanoutConfig(
     claim_batch=settings.fanout_claim_batch,
     keys_per_cycle=settings.fanout_keys_per_cycle,
     rate_per_s=settings.fanout_rate_per_s,
+    max_in_flight=settings.fanout_max_in_flight,
     max_attempts=settings.max_attempts,
 )
 # one budget for the whole worker: its partitions share the configured rate
 LIMITER = RateLimiter(CONFIG.rate_per_s, burst=max(CONFIG.rate_per_s * settings.tick_s, 1.0), now=time.time())
 SEEN: set = set()
 WORKING: set = set()
+IN_FLIGHT = InFlight(CONFIG.max_in_flight, CONFIG.in_flight_timeout_s)
 
 
 def _handler() -> tuple[FanoutHandler, list[CachedStore]]:
     subjects, index = CachedStore(tables.SUBJECTS), CachedStore(tables.INDEX)
     reference = [CachedStore(s) for s in tables.reference_stores()]
-    handler = FanoutHandler(subjects, index, ReferenceData(*reference), CONFIG, LIMITER, SEEN, WORKING)
+    handler = FanoutHandler(subjects, index, ReferenceData(*reference), CONFIG, LIMITER, SEEN, WORKING, IN_FLIGHT)
     return handler, [subjects, index, *reference]
 
 

@@ -16,7 +16,7 @@ from datetime import date, datetime, timezone
 from epochflow import metrics
 from epochflow.agents.scheduler_handler import Message
 from epochflow.domain import fanout
-from epochflow.domain.fanout import FanoutConfig, RateLimiter, ResetJobStatus, SubjectState
+from epochflow.domain.fanout import FanoutConfig, InFlight, RateLimiter, ResetJobStatus, SubjectState
 from epochflow.schemas.commands import ResetWatermark
 from epochflow.schemas.events import FxRateEvent, MarketPriceEvent
 from epochflow.schemas.results import PositionStateRow, ReprocessingJobRow, ReprocessingTriggerRow
@@ -42,7 +42,7 @@ class FanoutHealth:
         else:
             self.open.pop(name, None)
 
-    def publish(self, now: float) -> None:
+    def publish(self, now: float, in_flight: InFlight | None = None) -> None:
         states = list(self.open.values())
         metrics.TRIGGERS_PENDING.set(sum(1 for s in states if s.trigger is not None))
         for status in fanout.OPEN:
@@ -50,6 +50,8 @@ class FanoutHealth:
         started = [s.trigger.created_at for s in states if s.trigger is not None]
         started += [s.job.created_at for s in states if s.job is not None and s.job.status in fanout.OPEN]
         metrics.FANOUT_LAG_SECONDS.set(now - min(started) if started else 0.0)
+        if in_flight is not None:
+            metrics.FANOUT_KEYS_IN_FLIGHT.set(len(in_flight.sent))
 
 
 HEALTH = FanoutHealth()
@@ -64,6 +66,7 @@ class FanoutHandler:
     limiter: RateLimiter
     seen: set  # (index name, key) pairs known to be in the index, a cache across batches
     working: set  # ids of the jobs this worker process has claimed or resumed
+    in_flight: InFlight | None = None  # keys reset, not CURRENT again yet (this worker's)
 
     # -- helpers -----------------------------------------------------------------------
     def _add(self, name: str, key: str) -> None:
@@ -145,6 +148,8 @@ class FanoutHandler:
         """The key holds (or has held) the security; its valuation uses the pair from the
         instrument's currency to the portfolio's base currency."""
         key = f"{row.portfolio_id}|{row.security_id}"
+        if self.in_flight is not None and row.status == "CURRENT":
+            self.in_flight.current_again(key, row.updated_at.timestamp())
         self._add(f"holders|{fanout.price_subject(row.security_id)}|p{partition}", key)
         instrument = self.reference.instruments.get(row.security_id)
         portfolio = self.reference.portfolios.get(row.portfolio_id)
@@ -182,13 +187,15 @@ class FanoutHandler:
                     before, state = state, fanout.queue(state, now)
             self._count(before, state)
             out += self._save(state, before)
-        HEALTH.publish(now)
+        HEALTH.publish(now, self.in_flight)
         return out
 
     def _send(self, state: SubjectState, partition: int, now: float) -> tuple[SubjectState, list]:
         holders = self.holders(state.subject, partition)
         job = state.job
         want = min(self.cfg.keys_per_cycle, len(holders) - job.cursor)
+        if self.in_flight is not None:
+            want = min(want, self.in_flight.room(now))
         granted = self.limiter.take(want, now) if want > 0 else 0
         state, batch = fanout.take(state, len(holders), granted, now)
         reason = f"{fanout.JOB_TYPE} {state.subject} from {job.earliest.isoformat()}"
@@ -198,6 +205,8 @@ class FanoutHandler:
             command = ResetWatermark(portfolio_id=portfolio_id, security_id=security_id, to_date=job.reset_to,
                                      reason=reason, job_id=job.job_id, ref_offset=job.ref_offset)
             commands.append(Message("position-commands", partition, holders[i].encode(), command.model_dump_json().encode()))
+            if self.in_flight is not None:
+                self.in_flight.add(holders[i], now)
         metrics.FANOUT_KEYS_RESET.inc(len(commands))
         return state, commands
 

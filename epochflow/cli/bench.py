@@ -282,7 +282,7 @@ async def _fanout_status(pipeline: Pipeline, generation_before: int, corrected: 
 
 
 async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle_s: float,
-                       echo: Callable[[str], None] = print) -> dict:
+                       echo: Callable[[str], None] = print, worker_env: dict[str, str] | None = None) -> dict:
     """Per N (its own fresh stack): N portfolios hold one security for `days` days; a
     corrected price `days - 10` days back is fanned out to all of them. Times the fan-out
     until every key is CURRENT with its revalued snapshots in PostgreSQL, and the latency
@@ -297,7 +297,7 @@ async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle
     for n in sizes:
         events, last = fanout_workload(n, days)
         with tempfile.TemporaryDirectory(prefix="epochflow-bench-") as directory:
-            async with EmbeddedStack(Path(directory)) as stack:
+            async with EmbeddedStack(Path(directory), worker_env=worker_env) as stack:
                 pipeline = await Pipeline.connect(stack.settings)
                 try:
                     await pipeline.quiesce(180)

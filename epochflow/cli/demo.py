@@ -11,7 +11,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-from epochflow.cli.demo_data import demo_events, late_trade
+from epochflow.cli.demo_data import MODEL_PORTFOLIOS, WIDELY_HELD, demo_events, late_trade, model_portfolio_id, price_correction
 from epochflow.cli.pipeline import Pipeline
 from epochflow.sinks import reads
 
@@ -29,10 +29,11 @@ async def run_demo(echo: Callable[[str], None] = print) -> int:
 
     events = demo_events()
     transactions = sum(1 for e in events if e.type == "transaction")
-    echo(f"epochflow demo: {len(events)} events ({transactions} transactions, 3 portfolios in USD/EUR/GBP, "
-         f"6 instruments in 4 currencies, daily prices and FX); a tenth of the trades arrive late")
+    echo(f"epochflow demo: {len(events)} events ({transactions} transactions, 3 portfolios in USD/EUR/GBP and "
+         f"{MODEL_PORTFOLIOS} model portfolios holding {WIDELY_HELD}, 6 instruments in 4 currencies, daily prices and "
+         f"FX); a tenth of the trades arrive late")
     with tempfile.TemporaryDirectory(prefix="epochflow-demo-") as directory:
-        echo("starting the embedded stack (broker, PostgreSQL, positions/scheduler/valuation/sink workers)...")
+        echo("starting the embedded stack (broker, PostgreSQL, positions/scheduler/valuation/fanout/sink/api workers)...")
         started = time.monotonic()
         async with EmbeddedStack(Path(directory)) as stack:
             echo(f"  up in {time.monotonic() - started:.1f}s: kafka {stack.kafka_url}")
@@ -45,6 +46,7 @@ async def run_demo(echo: Callable[[str], None] = print) -> int:
                 echo(f"  costed, valued and in PostgreSQL in {time.monotonic() - t0:.1f}s")
                 await _print_book(pipeline, echo)
                 await _late_trade_story(pipeline, echo)
+                await _price_correction_story(pipeline, events, echo)
             finally:
                 await pipeline.close()
         echo("stack stopped; nothing left running.")
@@ -52,7 +54,8 @@ async def run_demo(echo: Callable[[str], None] = print) -> int:
 
 
 async def _print_book(pipeline: Pipeline, echo: Callable[[str], None]) -> None:
-    rows = await reads.positions_overview(pipeline.engine, pipeline.business_date)
+    rows = [r for r in await reads.positions_overview(pipeline.engine, pipeline.business_date)
+            if not r["portfolio_id"].startswith("MODEL_")]
     header = (f"{'portfolio':<20}{'security':<9}{'quantity':>9}{'cost (base)':>15}{'market value':>15}"
               f"{'unrealized':>13}{'realized':>12}  {'status':<16}held since")
     echo("")
@@ -69,7 +72,8 @@ async def _print_book(pipeline: Pipeline, echo: Callable[[str], None]) -> None:
             f"{_money(row['realized_gain_loss']):>12}  {row['valuation_status'] or '-':<16}{row['held_since_date'] or '-'}"
         )
     flagged = await reads.flagged_transactions(pipeline.engine)
-    echo(f"{len(rows)} positions; transactions still flagged (oversold or waiting for FX): {len(flagged)}")
+    echo(f"{len(rows)} positions (and {MODEL_PORTFOLIOS} model portfolios holding {WIDELY_HELD}); "
+         f"transactions still flagged (oversold or waiting for FX): {len(flagged)}")
 
 
 async def _late_trade_story(pipeline: Pipeline, echo: Callable[[str], None]) -> None:
@@ -102,3 +106,49 @@ async def _late_trade_story(pipeline: Pipeline, echo: Callable[[str], None]) -> 
              f"{_qty(row.quantity):>11}{_money(row.market_value):>15}  {row.valuation_status}")
     echo(f"  epoch {after.epoch} holds {len(new)} snapshots, every day from the first trade "
          f"(days before the late trade carried over, the rest recomputed)")
+
+
+async def _price_correction_story(pipeline: Pipeline, events: list, echo: Callable[[str], None]) -> None:
+    correction, old_price = price_correction(events)
+    day, security = correction.price_date, correction.security_id
+    holders = [r for r in await reads.fetch_positions(pipeline.engine, security_id=security)]
+    before = {r.portfolio_id: await reads.snapshot_current_epoch(pipeline.engine, r.portfolio_id, security, day) for r in holders}
+    echo("")
+    echo(f"the price vendor corrects {security}'s close of {day} (a week back) from {old_price} to {correction.price}; "
+         f"{len(holders)} portfolios hold {security}")
+    await pipeline.publish([correction])
+    started = time.monotonic()
+    shown = ""
+    while time.monotonic() - started < 300:
+        progress = await reads.fanout_progress(pipeline.engine)
+        states = await reads.fetch_positions(pipeline.engine, security_id=security)
+        reprocessing = sum(1 for r in states if r.status == "REPROCESSING")
+        jobs = progress["pending"] + progress["processing"]
+        line = (f"  {time.monotonic() - started:5.1f}s  RESET_WATERMARKS jobs open {jobs}, done {progress['complete']}; "
+                f"keys reset {progress['keys_reset']}/{progress['keys_total']} (open jobs); {reprocessing} keys REPROCESSING")
+        if line.split("s ", 1)[1] != shown:
+            echo(line)
+            shown = line.split("s ", 1)[1]
+        if progress["complete"] and not jobs and not reprocessing:
+            break
+        await asyncio.sleep(0.25)
+    await pipeline.settle(300)
+    echo(f"  settled in {time.monotonic() - started:.1f}s; the jobs, as operators see them in reprocessing_jobs:")
+    for job in sorted(await reads.fetch_reprocessing_jobs(pipeline.engine, security_id=security), key=lambda j: j.job_id):
+        echo(f"    {job.job_id:<22} {job.status:<9} from {job.earliest_impacted_date}  keys {job.keys_reset}/{job.keys_total}"
+             f"  attempts {job.attempt_count}")
+    echo(f"  {'portfolio':<20}{'MV ' + day.isoformat() + ' before':>24}{'after':>14}{'epoch':>7}  status")
+    shown_portfolios = [r.portfolio_id for r in holders if not r.portfolio_id.startswith("MODEL_")]
+    shown_portfolios += [model_portfolio_id(m) for m in (0, 1, MODEL_PORTFOLIOS - 1)]
+    total_before = total_after = Decimal(0)
+    for row in holders:
+        after = await reads.snapshot_current_epoch(pipeline.engine, row.portfolio_id, security, day)
+        was = before.get(row.portfolio_id)
+        total_before += (was or {}).get("market_value") or 0
+        total_after += (after or {}).get("market_value") or 0
+        if row.portfolio_id in shown_portfolios:
+            state = (await reads.fetch_positions(pipeline.engine, row.portfolio_id, security))[0]
+            echo(f"  {row.portfolio_id:<20}{_money(was['market_value'] if was else None):>24}"
+                 f"{_money(after['market_value'] if after else None):>14}{state.epoch:>7}  {state.status}")
+    echo(f"  all {len(holders)} holders: {security} on {day} was worth {_money(total_before)}, now {_money(total_after)}"
+         " (revalued in place: same epochs, the days from the correction valued again)")

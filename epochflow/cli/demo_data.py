@@ -32,6 +32,10 @@ INSTRUMENTS = [
     ("HSBA", "GBP", Decimal("6.40")),
     ("NESN", "CHF", Decimal("92")),
 ]
+# model portfolios a wealth manager runs for its clients: all of them hold the same stock,
+# the widely held security whose price the demo corrects
+MODEL_PORTFOLIOS = 240
+WIDELY_HELD = "AAPL"
 FX_BASE = {("EUR", "USD"): Decimal("1.08"), ("GBP", "USD"): Decimal("1.27"), ("CHF", "USD"): Decimal("1.11")}
 
 
@@ -84,7 +88,36 @@ def demo_events(seed: int = 7, transactions: int = 300) -> list:
     late = rng.sample(range(len(booked)), len(booked) // 10)
     arrival = [(i + (rng.randint(5, 60) if i in late else 0), t) for i, t in enumerate(booked)]
     arrival.sort(key=lambda pair: pair[0])
-    return events + [t for _, t in arrival]
+    return events + model_portfolios(rng) + [t for _, t in arrival]
+
+
+def model_portfolios(rng: random.Random) -> list:
+    """MODEL_PORTFOLIOS portfolios in USD, each buying WIDELY_HELD on the first day."""
+    events: list = []
+    for m in range(MODEL_PORTFOLIOS):
+        portfolio = model_portfolio_id(m)
+        quantity = Decimal(rng.randint(10, 60))
+        events.append(PortfolioEvent(portfolio_id=portfolio, base_currency="USD", open_date=START))
+        events.append(TransactionEvent(
+            transaction_id=f"{portfolio}-INIT", portfolio_id=portfolio, security_id=WIDELY_HELD, instrument_id=WIDELY_HELD,
+            transaction_type="BUY", transaction_date=datetime.combine(START, time(16), tzinfo=timezone.utc),
+            quantity=quantity, price=Decimal("195"), gross_amount=quantity * 195, trade_fee=Decimal(0),
+            trade_currency="USD", currency="USD",
+        ))
+    return events
+
+
+def model_portfolio_id(m: int) -> str:
+    return f"MODEL_{m + 1:03d}"
+
+
+def price_correction(events: list) -> tuple[MarketPriceEvent, Decimal]:
+    """The vendor's corrected close of WIDELY_HELD a week before the last business date
+    (3% higher), and the close it replaces."""
+    day = START + timedelta(days=DAYS - 8)
+    old = next(e.price for e in events if isinstance(e, MarketPriceEvent) and e.security_id == WIDELY_HELD and e.price_date == day)
+    return MarketPriceEvent(security_id=WIDELY_HELD, price_date=day, price=(old * Decimal("1.03")).quantize(Decimal("0.01")),
+                            currency="USD"), old
 
 
 def late_trade() -> TransactionEvent:

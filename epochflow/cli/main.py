@@ -211,15 +211,20 @@ def bench_replay(histories: str, as_json: bool) -> None:
 @click.option("--days", default=20, show_default=True, help="Days of history per key (D); the price is corrected D - 10 days back.")
 @click.option("--live-rate", default=20.0, show_default=True, help="Live trades per second on other securities.")
 @click.option("--idle-seconds", default=15.0, show_default=True, help="How long the live stream runs with no fan-out.")
+@click.option("--rate", type=float, default=None, help="EPOCHFLOW_FANOUT_RATE for the run (default: the configured one).")
+@click.option("--in-flight", type=int, default=None, help="EPOCHFLOW_FANOUT_IN_FLIGHT for the run (default: the configured one).")
 @click.option("--json", "as_json", is_flag=True, help="Last line: the figures as one JSON object.")
-def bench_fanout(portfolios: str, days: int, live_rate: float, idle_seconds: float, as_json: bool) -> None:
+def bench_fanout(portfolios: str, days: int, live_rate: float, idle_seconds: float, rate: float | None,
+                 in_flight: int | None, as_json: bool) -> None:
     """A price correction fanned out to N holders: time until all are CURRENT again, and
     live-trade latency during the fan-out against the same stream without it."""
     from epochflow.cli.bench import bench_fanout as run
 
     if days <= 10:
         raise click.BadParameter("must be more than 10", param_hint="--days")
-    figures = asyncio.run(run(tuple(int(n) for n in portfolios.split(",")), days, live_rate, idle_seconds, click.echo))
+    env = {name: str(value) for name, value in (("EPOCHFLOW_FANOUT_RATE", rate), ("EPOCHFLOW_FANOUT_IN_FLIGHT", in_flight))
+           if value is not None}
+    figures = asyncio.run(run(tuple(int(n) for n in portfolios.split(",")), days, live_rate, idle_seconds, click.echo, env))
     if as_json:
         click.echo(json.dumps(figures))
 

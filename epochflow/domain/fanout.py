@@ -57,6 +57,10 @@ class FanoutConfig:
     claim_batch: int = 4  # jobs PROCESSING at once, per partition
     keys_per_cycle: int = 500  # most resets one job sends in one cycle
     rate_per_s: float = 2000.0  # resets per second, per worker
+    # keys reset but not CURRENT again, per worker: the fan-out never has more than this
+    # many keys being revalued at once, so the live flow keeps its share of the pipeline
+    max_in_flight: int = 32
+    in_flight_timeout_s: float = 60.0  # a key not CURRENT again by then no longer counts
     max_attempts: int = 5  # a job whose worker died this often is FAILED, for an operator
 
 
@@ -186,3 +190,28 @@ class RateLimiter:
         granted = max(0, min(want, int(self.tokens)))
         self.tokens -= granted
         return granted
+
+
+class InFlight:
+    """Keys reset and not yet seen CURRENT again: the window that paces the fan-out by
+    what the pipeline actually absorbs, whatever its speed."""
+
+    def __init__(self, limit: int, timeout_s: float) -> None:
+        self.limit = limit
+        self.timeout_s = timeout_s
+        self.sent: dict[str, float] = {}
+
+    def room(self, now: float) -> int:
+        expired = [key for key, at in self.sent.items() if now - at > self.timeout_s]
+        for key in expired:
+            del self.sent[key]
+        return max(0, self.limit - len(self.sent))
+
+    def add(self, key: str, now: float) -> None:
+        self.sent[key] = now
+
+    def current_again(self, key: str, as_of: float) -> None:
+        """The key was CURRENT at `as_of`: done, if that is after its reset was sent."""
+        at = self.sent.get(key)
+        if at is not None and as_of > at:
+            del self.sent[key]

@@ -388,3 +388,20 @@ def test_backdated_fx_rate_resets_exactly_the_keys_valued_with_the_pair() -> Non
     [j] = rows(out, ReprocessingJobRow)
     assert (j.subject, j.from_currency, j.to_currency, j.status, j.keys_total, j.keys_reset) == (
         "fx|EUR|USD", "EUR", "USD", "COMPLETE", 2, 2)
+
+
+def test_the_in_flight_window_paces_resets_by_keys_coming_back_current() -> None:
+    from epochflow.domain.fanout import InFlight
+
+    h = world(fanout_handler(), holders=keys(5), portfolios=usd_portfolios(5))
+    h.in_flight = InFlight(limit=2, timeout_s=60)
+    h.on_reference(price(5, 101), P, 100, now=1.0)
+
+    first = [k for k, _ in resets(h.on_tick(P, now=2.0))]
+    assert first == ["P1|S1", "P2|S1"]
+    assert resets(h.on_tick(P, now=3.0)) == []  # the window is full
+
+    back = state_row("P1", "S1").model_copy(update={"updated_at": datetime.fromtimestamp(4.0, timezone.utc)})
+    h.on_position_state(back, P)  # P1 is CURRENT again after its reset
+    assert [k for k, _ in resets(h.on_tick(P, now=5.0))] == ["P3|S1"]
+    assert [k for k, _ in resets(h.on_tick(P, now=70.0))] == ["P4|S1", "P5|S1"]  # the others expired

@@ -447,3 +447,39 @@ def test_a_crash_after_sending_resends_from_the_persisted_cursor() -> None:
     j = w.stored.job
     assert (j.status, j.attempt_count, j.failure_reason) == (COMPLETE, 2, "resumed after an interruption at key 2")
 
+
+
+# -- the in-flight window -----------------------------------------------------------------
+
+def test_the_window_gives_room_for_the_keys_not_in_flight() -> None:
+    from epochflow.domain.fanout import InFlight
+
+    window = InFlight(limit=3, timeout_s=60)
+    assert window.room(0.0) == 3
+    window.add("P1|S", 1.0)
+    window.add("P2|S", 1.0)
+    assert window.room(2.0) == 1
+
+
+@pytest.mark.parametrize(
+    "current_as_of, in_flight_after",
+    [(0.5, 1), (1.0, 1), (1.5, 0)],
+    ids=["CURRENT before the reset: still in flight", "at the same moment: still in flight", "CURRENT after it: done"],
+)
+def test_a_key_leaves_the_window_when_seen_current_after_its_reset(current_as_of, in_flight_after) -> None:
+    from epochflow.domain.fanout import InFlight
+
+    window = InFlight(limit=3, timeout_s=60)
+    window.add("P1|S", 1.0)
+    window.current_again("P1|S", current_as_of)
+    window.current_again("P9|S", 5.0)  # never reset by the fan-out: nothing to do
+    assert len(window.sent) == in_flight_after
+
+
+def test_a_key_that_never_comes_back_current_expires_from_the_window() -> None:
+    from epochflow.domain.fanout import InFlight
+
+    window = InFlight(limit=1, timeout_s=10)
+    window.add("P1|S", 0.0)
+    assert window.room(10.0) == 0
+    assert window.room(10.5) == 1
