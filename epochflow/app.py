@@ -8,6 +8,7 @@ import os
 import faust
 
 from epochflow.config import load_settings
+from epochflow.streams.security import faust_options
 
 settings = load_settings()
 ROLE = os.environ.get("EPOCHFLOW_ROLE", "positions")
@@ -20,8 +21,9 @@ def app_id(role: str) -> str:
 if settings.kafka_url:
     from epochflow.streams.fetch_wait import cap_fetch_wait
     from epochflow.streams.highwater import install_fetch_highwaters
+    from epochflow.streams.security import client_options
 
-    install_fetch_highwaters(settings.kafka_bootstrap)
+    install_fetch_highwaters(settings.kafka_bootstrap, **client_options(settings))
     cap_fetch_wait(settings.fetch_wait_ms)
 
 DATA_DIR = settings.data_dir / f"{ROLE}-{settings.worker_id}"
@@ -49,6 +51,7 @@ app = faust.App(
     web_port=settings.web_port,
     web_bind=settings.web_host,
     web_host=settings.web_host,
+    **faust_options(settings),
 )
 
 

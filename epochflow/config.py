@@ -14,6 +14,18 @@ def _env(name: str, default: str) -> str:
     return value if value not in (None, "") else default
 
 
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _flag(name: str, default: str) -> bool:
+    """A boolean variable: true/1/yes/on or false/0/no/off (any case); anything else is a
+    mistake worth stopping for rather than guessing."""
+    value = _env(name, default).strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    return value in _TRUE
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_url: str = ""
@@ -40,7 +52,18 @@ class Settings:
     fanout_keys_per_cycle: int = 500
     fanout_claim_batch: int = 4
     fanout_max_in_flight: int = 32
+    # Kafka security for production clusters (every client: workers, CLI, admin)
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    kafka_sasl_mechanism: str = "PLAIN"  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""  # CA bundle to verify the brokers (default: the system's)
     extra: dict[str, str] = field(default_factory=dict)
+    # the web API: a bearer token for write and admin routes (and reads when
+    # api_reads_need_token); no token configured means every route is open
+    api_token: str = ""
+    api_reads_need_token: bool = False
+    api_max_body_bytes: int = 16 * 1024 * 1024
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -52,15 +75,6 @@ class Settings:
         return ";".join(
             part if "://" in part else f"kafka://{part}" for part in self.kafka_url.split(",")
         )
-
-    @property
-    def sqlalchemy_url(self) -> str:
-        """DATABASE_URL in the asyncpg dialect SQLAlchemy wants."""
-        url = self.database_url
-        for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
-            if url.startswith(prefix):
-                return "postgresql+asyncpg://" + url[len(prefix):]
-        return url
 
 
 def load_settings() -> Settings:
@@ -84,9 +98,17 @@ def load_settings() -> Settings:
         max_attempts=int(_env("EPOCHFLOW_MAX_ATTEMPTS", "5")),
         processing_timeout_s=float(_env("EPOCHFLOW_PROCESSING_TIMEOUT_S", "60")),
         tick_s=float(_env("EPOCHFLOW_TICK_S", "0.25")),
+        kafka_security_protocol=_env("EPOCHFLOW_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper(),
+        kafka_sasl_mechanism=_env("EPOCHFLOW_KAFKA_SASL_MECHANISM", "PLAIN").upper(),
+        kafka_sasl_username=_env("EPOCHFLOW_KAFKA_SASL_USERNAME", ""),
+        kafka_sasl_password=_env("EPOCHFLOW_KAFKA_SASL_PASSWORD", ""),
+        kafka_ssl_cafile=_env("EPOCHFLOW_KAFKA_SSL_CAFILE", ""),
         fetch_wait_ms=int(_env("EPOCHFLOW_FETCH_WAIT_MS", "100")),
         fanout_rate_per_s=float(_env("EPOCHFLOW_FANOUT_RATE", "2000")),
         fanout_keys_per_cycle=int(_env("EPOCHFLOW_FANOUT_BATCH", "500")),
         fanout_claim_batch=int(_env("EPOCHFLOW_FANOUT_CLAIM", "4")),
         fanout_max_in_flight=int(_env("EPOCHFLOW_FANOUT_IN_FLIGHT", "32")),
+        api_token=_env("EPOCHFLOW_API_TOKEN", ""),
+        api_reads_need_token=_flag("EPOCHFLOW_API_READS_NEED_TOKEN", "false"),
+        api_max_body_bytes=int(_env("EPOCHFLOW_API_MAX_BODY_BYTES", str(16 * 1024 * 1024))),
     )

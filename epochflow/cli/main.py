@@ -100,8 +100,9 @@ def ingest(file: Path, case: str | None, data_dir: Path | None) -> None:
 async def _publish_with_progress(settings, events: list) -> None:
     from epochflow.streams.producer import Producer
     from epochflow.streams.publish import route
+    from epochflow.streams.security import client_options
 
-    async with Producer(settings.kafka_bootstrap) as producer:
+    async with Producer(settings.kafka_bootstrap, **client_options(settings)) as producer:
         with click.progressbar(events, label=f"publishing {len(events)} events", show_eta=True, show_pos=True) as bar:
             for event in bar:
                 for routed in route(event, settings):

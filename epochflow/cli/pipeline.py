@@ -16,13 +16,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from epochflow.config import ROLES, Settings
 from epochflow.schemas.events import BusinessDateEvent
 from epochflow.sinks import reads
+from epochflow.sinks.schema import create_engine
 from epochflow.streams.producer import Producer
 from epochflow.streams.publish import barrier_messages, publish
+from epochflow.streams.security import client_options
 
 # input topic (short name) -> the stage that forwards its barriers
 BARRIER_STAGES: dict[str, str] = {
@@ -58,9 +60,9 @@ class Pipeline:
 
     @classmethod
     async def connect(cls, settings: Settings, roles: tuple[str, ...] = ROLES) -> "Pipeline":
-        producer = Producer(settings.kafka_bootstrap)
+        producer = Producer(settings.kafka_bootstrap, **client_options(settings))
         await producer.__aenter__()
-        engine = create_async_engine(settings.sqlalchemy_url, pool_size=2)
+        engine = create_engine(settings.database_url, pool_size=2)
         return cls(settings, producer, engine, tuple(roles))
 
     async def settle(self, timeout: float = 120.0) -> float:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,10 +33,35 @@ def async_database_url(database_url: str) -> str:
     raise ValueError(f"not a PostgreSQL URL: {database_url.split('://', 1)[0]}://…")
 
 
+def tls_options(database_url: str) -> tuple[str, dict[str, Any]]:
+    """libpq's TLS parameters in DATABASE_URL (`sslmode`, `sslrootcert`) as asyncpg wants
+    them: the URL without them and the `connect_args`. verify-ca and verify-full verify the
+    server against `sslrootcert` (or the system's CAs); verify-full checks its name too."""
+    base, _, query = database_url.partition("?")
+    params = urllib.parse.parse_qs(query, keep_blank_values=True)
+    mode = (params.pop("sslmode", [None])[0] or "").lower()
+    root = params.pop("sslrootcert", [None])[0]
+    rest = urllib.parse.urlencode(params, doseq=True)
+    url = f"{base}?{rest}" if rest else base
+    if not mode:
+        return url, {}
+    if mode in ("verify-ca", "verify-full"):
+        context = ssl.create_default_context(cafile=root or None)
+        context.check_hostname = mode == "verify-full"
+        return url, {"ssl": context}
+    if mode not in ("disable", "allow", "prefer", "require"):
+        raise ValueError(f"sslmode must be disable, allow, prefer, require, verify-ca or verify-full, not {mode!r}")
+    return url, {"ssl": mode}
+
+
 def create_engine(database_url: str, **engine_kwargs: Any) -> AsyncEngine:
-    """An asyncpg-backed async engine for a `postgresql://` (or asyncpg) URL."""
+    """An asyncpg-backed async engine for a `postgresql://` (or asyncpg) URL, with the URL's
+    TLS settings (`?sslmode=verify-full&sslrootcert=/path/ca.pem`) applied."""
+    url, connect_args = tls_options(database_url)
     options: dict[str, Any] = {"pool_pre_ping": True, **engine_kwargs}
-    return create_async_engine(async_database_url(database_url), **options)
+    if connect_args:
+        options["connect_args"] = {**connect_args, **options.get("connect_args", {})}
+    return create_async_engine(async_database_url(url), **options)
 
 
 def alembic_config() -> Config:

@@ -45,7 +45,7 @@ async def fetch_highwaters(bootstrap: str, partitions: Iterable[TopicPartition],
         await consumer.stop()
 
 
-def install_fetch_highwaters(bootstrap: str) -> None:
+def install_fetch_highwaters(bootstrap: str, **client_options) -> None:
     """Make Faust's consumer (table recovery, lag) read highwaters from Fetch responses."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
@@ -53,7 +53,8 @@ def install_fetch_highwaters(bootstrap: str) -> None:
         if self.consumer.in_transaction:
             consumer = self._ensure_consumer()
             return {tp: consumer.last_stable_offset(tp) for tp in partitions}
-        found = await fetch_highwaters(bootstrap, [TopicPartition(tp.topic, tp.partition) for tp in partitions])
+        found = await fetch_highwaters(bootstrap, [TopicPartition(tp.topic, tp.partition) for tp in partitions],
+                                       **client_options)
         by_name = {(tp.topic, tp.partition): offset for tp, offset in found.items()}
         return {tp: by_name[(tp.topic, tp.partition)] for tp in partitions}
 

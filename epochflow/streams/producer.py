@@ -7,9 +7,11 @@ from aiokafka import AIOKafkaProducer
 
 
 class Producer:
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, **client_options) -> None:
+        """`client_options`: connection security (see streams.security.client_options)."""
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
+            **client_options,
             linger_ms=5,
             max_batch_size=1 << 20,
             acks="all",

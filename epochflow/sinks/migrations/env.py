@@ -14,10 +14,10 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+
 
 from epochflow.sinks.models import Base
-from epochflow.sinks.schema import async_database_url
+from epochflow.sinks.schema import create_engine
 
 config = context.config
 target_metadata = Base.metadata
@@ -30,7 +30,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL", "")
     if not url:
         raise RuntimeError("set sqlalchemy.url or DATABASE_URL")
-    return async_database_url(url)
+    return url
 
 
 def _run(connection: Connection) -> None:
@@ -42,7 +42,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_with_own_engine() -> None:
-    engine = create_async_engine(_url(), poolclass=pool.NullPool)
+    engine = create_engine(_url(), poolclass=pool.NullPool)
     try:
         async with engine.begin() as connection:
             await connection.run_sync(_run)
