@@ -59,6 +59,10 @@ KEYS_REPROCESSING = Gauge(
     "epochflow_keys_reprocessing", "Keys whose status is REPROCESSING (as the scheduler last saw them)",
     registry=REGISTRY,
 )
+REPROCESSING_OLDEST_SECONDS = Gauge(
+    "epochflow_keys_reprocessing_oldest_seconds",
+    "How long the key REPROCESSING the longest has been so (as the scheduler saw it)", registry=REGISTRY,
+)
 WATERMARK_LAG_DAYS = Gauge(
     "epochflow_watermark_lag_days", "Largest number of days a key's watermark is behind the business date",
     registry=REGISTRY,
@@ -91,4 +95,13 @@ FANOUT_LAG_SECONDS = Gauge(
 FANOUT_KEYS_IN_FLIGHT = Gauge(
     "epochflow_fanout_keys_in_flight", "Keys the fan-out reset that are not CURRENT again yet (its window)",
     registry=REGISTRY,
+)
+
+# measured for the whole deployment by the api role (epochflow.monitor)
+CONSUMER_LAG = Gauge(
+    "epochflow_consumer_lag_messages", "Messages a role's consumer group has not processed yet, by topic",
+    ["role", "topic"], registry=REGISTRY,
+)
+DEAD_LETTER_MESSAGES = Gauge(
+    "epochflow_dead_letter_messages", "Messages in the dead-letter topic (all time)", registry=REGISTRY,
 )

@@ -14,7 +14,7 @@ from faust.streams import current_event
 from epochflow import metrics
 from epochflow.agents.batching import process_batch
 from epochflow.agents.results_feed import decode_rows, forwarded_barriers
-from epochflow.agents.scheduler_handler import SchedulerHandler
+from epochflow.agents.scheduler_handler import HEALTH, SchedulerHandler
 from epochflow.app import app, settings
 from epochflow.domain.scheduling import SchedulerConfig
 from epochflow.schemas.events import parse_reference
@@ -70,6 +70,7 @@ def _tick(handler: SchedulerHandler, raw: bytes, partition: int, now: float) -> 
     started = time.perf_counter()
     out = handler.on_tick(partition, now)
     metrics.SCHEDULER_TICK_SECONDS.observe(time.perf_counter() - started)
+    HEALTH.publish(handler.business_date())
     return out
 
 

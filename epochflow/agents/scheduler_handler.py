@@ -4,6 +4,7 @@ dispatch valuation jobs, apply their outcomes, advance watermarks. No Faust here
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 
@@ -27,15 +28,22 @@ class KeyHealth:
     def __init__(self) -> None:
         self.status: dict[str, str] = {}
         self.watermark: dict[str, date | None] = {}
+        self.reprocessing_since: dict[str, float] = {}
 
     def update(self, key: str, status: str | None = None, watermark: date | None = None, *, has_watermark: bool = False) -> None:
         if status is not None:
             self.status[key] = status
+            if status == "REPROCESSING":
+                self.reprocessing_since.setdefault(key, time.time())
+            else:
+                self.reprocessing_since.pop(key, None)
         if has_watermark:
             self.watermark[key] = watermark
 
     def publish(self, business_date: date | None) -> None:
         metrics.KEYS_REPROCESSING.set(sum(1 for s in self.status.values() if s == "REPROCESSING"))
+        since = self.reprocessing_since.values()
+        metrics.REPROCESSING_OLDEST_SECONDS.set(time.time() - min(since) if since else 0.0)
         if business_date is not None and self.watermark:
             lags = [(business_date - w).days if w is not None else None for w in self.watermark.values()]
             known = [lag for lag in lags if lag is not None]
