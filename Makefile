@@ -22,6 +22,8 @@ unit: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/epochflow bench ingest
+	$(BIN)/epochflow bench replay
+	$(BIN)/epochflow bench fanout
 
 clean:
 	rm -rf $(VENV) .epochflow

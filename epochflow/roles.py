@@ -6,12 +6,12 @@ from __future__ import annotations
 import importlib
 
 ROLE_MODULES: dict[str, tuple[str, ...]] = {
-    "positions": ("epochflow.agents.positions",),
+    "positions": ("epochflow.agents.positions", "epochflow.agents.positions_live"),
     "scheduler": ("epochflow.agents.scheduler",),
     "valuation": ("epochflow.agents.valuation",),
     "fanout": ("epochflow.agents.fanout",),
     "sink": ("epochflow.agents.sink",),
-    "api": (),  # the web views only (every role serves them; this one serves nothing else)
+    "api": ("epochflow.web.dashboard",),  # the web views every role serves, and the operations dashboard
     "naive": ("epochflow.agents.naive",),  # benchmark baseline, started only by `epochflow bench ingest`
 }
 

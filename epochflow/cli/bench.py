@@ -216,12 +216,14 @@ class LiveStream:
         self.count = 0
 
     def _trade(self) -> TransactionEvent:
+        """The next trade of the day, later than every one before it (a live feed appends)."""
         k = self.count % LIVE_KEYS
         self.count += 1
+        stamp = datetime.combine(self.day, dtime(8), tzinfo=timezone.utc) + timedelta(milliseconds=100 * self.count)
         return TransactionEvent(
-            transaction_id=f"LIVE-{self.count}", portfolio_id=f"LIVEP{k}", security_id=f"LIVE{k}", transaction_type="BUY",
-            transaction_date=datetime.combine(self.day, dtime(12), tzinfo=timezone.utc), quantity=Decimal(1),
-            price=Decimal(20), gross_amount=Decimal(20), trade_fee=Decimal(0), trade_currency="USD",
+            transaction_id=f"LIVE-{self.count:08d}", portfolio_id=f"LIVEP{k}", security_id=f"LIVE{k}",
+            transaction_type="BUY", transaction_date=stamp, quantity=Decimal(1), price=Decimal(20),
+            gross_amount=Decimal(20), trade_fee=Decimal(0), trade_currency="USD",
         )
 
     async def run(self, until: Callable[[], bool]) -> list[float]:

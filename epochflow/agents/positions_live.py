@@ -1,0 +1,51 @@
+"""`GET /live/positions/{portfolio_id}/{security_id}/` on any positions worker: the key's
+position_state straight from the worker that owns its partition (the request is routed
+there), fresher than PostgreSQL. Answers 503 until that worker's tables are recovered."""
+
+from __future__ import annotations
+
+from faust.exceptions import SameNode
+from faust.web import View
+
+from epochflow.app import app, settings
+from epochflow.tables import positions as tables
+
+MAX_ID_LENGTH = 256
+STATE = tables.stores()[0]
+
+
+def describe(state) -> dict:
+    return {
+        "portfolio_id": state.portfolio_id, "security_id": state.security_id, "epoch": state.epoch,
+        "status": state.status.value, "watermark_date": _iso(state.watermark_date),
+        "latest_snapshot_date": _iso(state.latest_snapshot_date), "generation": state.generation,
+        "version": state.version, "quantity": str(state.holding.quantity),
+        "cost_basis": None if state.holding.cost_base is None else str(state.holding.cost_base),
+        "cost_basis_local": str(state.holding.cost_local), "held_since_date": _iso(state.holding.held_since),
+        "first_open_date": _iso(state.first_open_date), "last_transaction_date": _iso(state.last_transaction_date),
+        "transactions": state.txn_count, "waiting_for": state.waiting_for,
+    }
+
+
+def _iso(day) -> str | None:
+    return None if day is None else day.isoformat()
+
+
+@app.page("/live/positions/{portfolio_id}/{security_id}/")
+class LivePosition(View):
+    async def get(self, request, portfolio_id: str, security_id: str):
+        if len(portfolio_id) > MAX_ID_LENGTH or len(security_id) > MAX_ID_LENGTH:
+            return self.json({"error": f"ids are at most {MAX_ID_LENGTH} characters"}, status=400)
+        if not app.tables.recovery.completed.is_set():
+            return self.json({"error": "this worker is still recovering its tables; try again shortly"}, status=503)
+        key = f"{portfolio_id}|{security_id}"
+        try:
+            return await app.router.route_req(tables.state_table.name, key.encode(), self.web, request)
+        except SameNode:
+            pass
+        except Exception as error:  # no assignment yet (rebalancing) or the owner is unreachable
+            return self.json({"error": f"cannot reach the worker that owns {key!r}: {error!r}"}, status=503)
+        state = STATE.get(key)
+        if state is None:
+            return self.json({"error": f"no position {key!r}"}, status=404)
+        return self.json({**describe(state), "served_by": f"{settings.web_host}:{settings.web_port}"})
