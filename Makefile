@@ -15,6 +15,7 @@ demo: $(BIN)/.installed
 	$(BIN)/epochflow demo
 
 test: $(BIN)/.installed
+	$(BIN)/python -m tests.fixtures.browser  # Debian's chromium for the dashboard's browser test (installed once)
 	$(BIN)/pytest
 
 unit: $(BIN)/.installed
