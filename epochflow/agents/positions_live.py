@@ -5,10 +5,11 @@ there), fresher than PostgreSQL. Answers 503 until that worker's tables are reco
 from __future__ import annotations
 
 from faust.exceptions import SameNode
-from faust.web import View
 
 from epochflow.app import app, settings
 from epochflow.tables import positions as tables
+from epochflow.web.access import Access
+from epochflow.web.routes import ApiView, Operation, route
 
 MAX_ID_LENGTH = 256
 STATE = tables.stores()[0]
@@ -31,8 +32,17 @@ def _iso(day) -> str | None:
     return None if day is None else day.isoformat()
 
 
-@app.page("/live/positions/{portfolio_id}/{security_id}/")
-class LivePosition(View):
+@route(
+    "/live/positions/{portfolio_id}/{security_id}/",
+    tag="positions",
+    get=Operation(
+        "A key's position state straight from the positions worker that owns it (any positions worker answers)",
+        Access.READ, None,
+        errors={400: "an id longer than 256 characters", 404: "no such key",
+                503: "the owning worker is still recovering its tables, or unreachable during a rebalance"},
+    ),
+)
+class LivePosition(ApiView):
     async def get(self, request, portfolio_id: str, security_id: str):
         if len(portfolio_id) > MAX_ID_LENGTH or len(security_id) > MAX_ID_LENGTH:
             return self.json({"error": f"ids are at most {MAX_ID_LENGTH} characters"}, status=400)

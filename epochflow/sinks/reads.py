@@ -7,6 +7,8 @@ share one vocabulary. Every filter is a bound parameter.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date
 from typing import Any
 
@@ -74,10 +76,16 @@ async def fetch_transactions(
 
 
 async def fetch_position_history(
-    engine: AsyncEngine, portfolio_id: str, security_id: str, epoch: int | None = None
+    engine: AsyncEngine,
+    portfolio_id: str,
+    security_id: str,
+    epoch: int | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
 ) -> list[PositionHistoryRow]:
     """The key's history in `epoch`, or in its current epoch (from position_state) when
-    None; empty when the key has no state yet."""
+    None; empty when the key has no state yet. `date_from`/`date_to` (inclusive) bound the
+    rows' position_date when given."""
     h = position_history.c
     query = (
         select(position_history)
@@ -88,6 +96,10 @@ async def fetch_position_history(
         )
         .order_by(h.seq, h.transaction_id)
     )
+    if date_from is not None:
+        query = query.where(h.position_date >= date_from)
+    if date_to is not None:
+        query = query.where(h.position_date <= date_to)
     return [PositionHistoryRow.model_validate(row) for row in await _mappings(engine, query)]
 
 
@@ -126,20 +138,42 @@ async def fetch_valuation_jobs(
     status: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    epoch: int | None = None,
 ) -> list[ValuationJobRow]:
-    """Valuation jobs of every epoch matching every filter given, by key, date, epoch."""
+    """Valuation jobs of every epoch (or of `epoch`) matching every filter given, by key,
+    date, epoch."""
     if limit < 0 or offset < 0:
         raise ValueError("limit and offset must not be negative")
     j = portfolio_valuation_jobs.c
     query = select(portfolio_valuation_jobs).order_by(j.portfolio_id, j.security_id, j.valuation_date, j.epoch)
-    if portfolio_id is not None:
-        query = query.where(j.portfolio_id == portfolio_id)
-    if security_id is not None:
-        query = query.where(j.security_id == security_id)
-    if status is not None:
-        query = query.where(j.status == status)
+    query = query.where(*_valuation_job_filters(portfolio_id, security_id, status, epoch))
     query = query.limit(limit).offset(offset)
     return [ValuationJobRow.model_validate(row) for row in await _mappings(engine, query)]
+
+
+async def count_valuation_jobs(
+    engine: AsyncEngine,
+    portfolio_id: str | None = None,
+    security_id: str | None = None,
+    status: str | None = None,
+    epoch: int | None = None,
+) -> int:
+    """How many valuation jobs `fetch_valuation_jobs` pages through with the same filters."""
+    query = (
+        select(func.count())
+        .select_from(portfolio_valuation_jobs)
+        .where(*_valuation_job_filters(portfolio_id, security_id, status, epoch))
+    )
+    async with engine.connect() as conn:
+        return int((await conn.execute(query)).scalar_one())
+
+
+def _valuation_job_filters(
+    portfolio_id: str | None, security_id: str | None, status: str | None, epoch: int | None
+) -> list[Any]:
+    j = portfolio_valuation_jobs.c
+    wanted = ((j.portfolio_id, portfolio_id), (j.security_id, security_id), (j.status, status), (j.epoch, epoch))
+    return [column == value for column, value in wanted if value is not None]
 
 
 async def fetch_reprocessing_jobs(
@@ -533,3 +567,294 @@ async def portfolio_positions(engine: AsyncEngine, portfolio_id: str) -> list[di
     for row in rows:
         row["reprocessing_status"] = reprocessing_status(row["status"])
     return rows
+
+
+# -- the read API (epochflow.web.api) -----------------------------------------------------
+#
+# Each of these reads in one REPEATABLE READ transaction, so the figures of one answer all
+# come from the same moment even while the sink writes.
+
+VALUATION_JOB_STATUSES = ("PENDING", "PROCESSING", "COMPLETE", "SKIPPED_NO_POSITION", "FAILED")
+OPEN_RESET_JOB_STATUSES = ("PENDING", "PROCESSING")
+SUPPORT_ROWS_SHOWN = 20
+
+
+@asynccontextmanager
+async def _consistent(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            yield conn
+
+
+def _same_key(table: Table) -> Any:
+    """`table`'s row belongs to the position_state row of the outer query, in its epoch."""
+    s = position_state.c
+    return and_(
+        table.c.portfolio_id == s.portfolio_id, table.c.security_id == s.security_id, table.c.epoch == s.epoch
+    )
+
+
+def _latest_snapshot_date(portfolio_id: str) -> Select[Any]:
+    """The latest day any key of the portfolio has a snapshot of in its current epoch."""
+    s, d = position_state.c, daily_position_snapshots.c
+    return (
+        select(func.max(d.date))
+        .select_from(daily_position_snapshots.join(position_state, _same_key(daily_position_snapshots)))
+        .where(d.portfolio_id == portfolio_id, s.portfolio_id == portfolio_id)
+    )
+
+
+async def portfolio_exists(engine: AsyncEngine, portfolio_id: str) -> bool:
+    """Whether any key of the portfolio has a position_state row."""
+    query = select(exists().where(position_state.c.portfolio_id == portfolio_id))
+    async with engine.connect() as conn:
+        return bool((await conn.execute(query)).scalar_one())
+
+
+async def positions_as_of(
+    engine: AsyncEngine, portfolio_id: str, as_of: date | None = None
+) -> tuple[date | None, list[dict[str, Any]]]:
+    """A portfolio's positions in each key's current epoch, valued on one day: the day
+    (`as_of`, or when None the latest day any of its keys has a snapshot of, None when none
+    has) and one row per key, by security.
+
+    With `as_of`, quantity, cost and held_since_date are the key's at the end of that day
+    (its last history row on or before it; a key with none is left out); without, they are
+    the key's current position (position_state), as `portfolio_positions` returns them. The
+    valuation columns come from the key's snapshot of that very day, so every row is valued
+    on the same day (all None for a key without one, e.g. while it is being rebuilt). Each
+    row carries `reprocessing_status`."""
+    from epochflow.domain.model import reprocessing_status
+
+    s, d, h = position_state.c, daily_position_snapshots.c, position_history.c
+    async with _consistent(engine) as conn:
+        day = as_of if as_of is not None else (await conn.execute(_latest_snapshot_date(portfolio_id))).scalar_one()
+        valued = (
+            select(
+                d.date.label("valuation_date"),
+                d.market_price,
+                d.market_value,
+                d.market_value_local,
+                d.unrealized_gain_loss,
+                d.unrealized_gain_loss_local,
+                d.fx_rate,
+                d.price_date,
+                d.valuation_status,
+            )
+            .where(_same_key(daily_position_snapshots), d.date == day)
+            .lateral("valued")
+        )
+        figures: Any = position_state
+        source: Any = position_state
+        if as_of is not None:
+            figures = (
+                select(h.quantity, h.cost_basis, h.cost_basis_local, h.held_since_date)
+                .where(_same_key(position_history), h.position_date <= as_of)
+                .order_by(h.seq.desc(), h.transaction_id.desc())
+                .limit(1)
+                .lateral("held")
+            )
+            source = position_state.join(figures, true())
+        query = (
+            select(
+                s.portfolio_id,
+                s.security_id,
+                s.epoch,
+                s.status,
+                s.watermark_date,
+                figures.c.quantity,
+                figures.c.cost_basis,
+                figures.c.cost_basis_local,
+                figures.c.held_since_date,
+                *valued.c,
+            )
+            .select_from(source.join(valued, true(), isouter=True))
+            .where(s.portfolio_id == portfolio_id)
+            .order_by(s.security_id)
+        )
+        rows = [dict(row) for row in (await conn.execute(query)).mappings()]
+    for row in rows:
+        row["reprocessing_status"] = reprocessing_status(row["status"])
+    return day, rows
+
+
+async def key_lineage(engine: AsyncEngine, portfolio_id: str, security_id: str) -> dict[str, Any] | None:
+    """Where a key's numbers come from and how far they are: its position_state row; the
+    epochs its history has rows in; the current epoch's history and snapshot date ranges,
+    its valuation jobs' date range and counts by status (and how many are blocked on data);
+    the open RESET_WATERMARKS jobs of its security. None when the key has no state."""
+    s, h, d, j, r = (
+        position_state.c,
+        position_history.c,
+        daily_position_snapshots.c,
+        portfolio_valuation_jobs.c,
+        reprocessing_jobs.c,
+    )
+    async with _consistent(engine) as conn:
+        state = (
+            await conn.execute(select(position_state).where(s.portfolio_id == portfolio_id, s.security_id == security_id))
+        ).mappings().first()
+        if state is None:
+            return None
+        epoch = state["epoch"]
+        history = (
+            await conn.execute(
+                select(func.min(h.position_date), func.max(h.position_date), func.count()).where(
+                    h.portfolio_id == portfolio_id, h.security_id == security_id, h.epoch == epoch
+                )
+            )
+        ).one()
+        epochs = (
+            await conn.execute(
+                select(h.epoch)
+                .where(h.portfolio_id == portfolio_id, h.security_id == security_id)
+                .group_by(h.epoch)
+                .order_by(h.epoch)
+            )
+        ).scalars().all()
+        snapshots = (
+            await conn.execute(
+                select(func.min(d.date), func.max(d.date), func.count()).where(
+                    d.portfolio_id == portfolio_id, d.security_id == security_id, d.epoch == epoch
+                )
+            )
+        ).one()
+        job_rows = (
+            await conn.execute(
+                select(
+                    j.status,
+                    func.count().label("count"),
+                    func.count().filter(j.failure_reason.is_not(None)).label("with_reason"),
+                    func.min(j.valuation_date).label("earliest"),
+                    func.max(j.valuation_date).label("latest"),
+                )
+                .where(j.portfolio_id == portfolio_id, j.security_id == security_id, j.epoch == epoch)
+                .group_by(j.status)
+            )
+        ).mappings().all()
+        resets = (
+            await conn.execute(
+                select(reprocessing_jobs)
+                .where(r.security_id == security_id, r.status.in_(OPEN_RESET_JOB_STATUSES))
+                .order_by(r.created_at, r.job_id)
+            )
+        ).mappings().all()
+    earliest = [row["earliest"] for row in job_rows]
+    latest = [row["latest"] for row in job_rows]
+    blocked = sum(row["with_reason"] for row in job_rows if row["status"] == "PENDING")
+    return {
+        "state": dict(state),
+        "epochs_in_history": list(epochs),
+        "history": {"first_date": history[0], "latest_date": history[1], "rows": int(history[2])},
+        "snapshots": {"first_date": snapshots[0], "latest_date": snapshots[1], "count": int(snapshots[2])},
+        "jobs": {
+            "earliest_date": min(earliest) if earliest else None,
+            "latest_date": max(latest) if latest else None,
+            "by_status": {row["status"]: int(row["count"]) for row in job_rows},
+            "blocked": int(blocked),
+        },
+        "open_reset_jobs": [ReprocessingJobRow.model_validate(row) for row in resets],
+    }
+
+
+async def portfolio_support(
+    engine: AsyncEngine, portfolio_id: str, shown: int = SUPPORT_ROWS_SHOWN
+) -> dict[str, Any] | None:
+    """What support looks at first for a portfolio, read at one moment; None when the
+    portfolio has no key.
+
+    * `business_date`: the latest business date the data shows, the later of the highest
+      watermark of any key (only the scheduler advances watermarks, and only up to the
+      business date) and the portfolio's latest snapshot date.
+    * `keys_by_status`, and the keys (at most `shown` of each, by security) REPROCESSING,
+      behind the business date while CURRENT (watermark NULL or earlier), or waiting for
+      data (`waiting_for`).
+    * valuation jobs of the keys' current epochs PENDING (of which blocked: with a
+      failure_reason), PROCESSING and FAILED, with the FAILED and blocked ones listed.
+    * the latest snapshot and transaction dates; the open RESET_WATERMARKS jobs of the
+      portfolio's securities."""
+    s, j, t, r = position_state.c, portfolio_valuation_jobs.c, transactions.c, reprocessing_jobs.c
+    async with _consistent(engine) as conn:
+        by_status = {
+            row.status: int(row.count)
+            for row in await conn.execute(
+                select(s.status, func.count().label("count")).where(s.portfolio_id == portfolio_id).group_by(s.status)
+            )
+        }
+        if not by_status:
+            return None
+        latest_snapshot = (await conn.execute(_latest_snapshot_date(portfolio_id))).scalar_one()
+        highest_watermark = (await conn.execute(select(func.max(s.watermark_date)))).scalar_one()
+        known = [d for d in (highest_watermark, latest_snapshot) if d is not None]
+        business_date = max(known) if known else None
+        latest_transaction = (
+            await conn.execute(select(func.max(t.transaction_date)).where(t.portfolio_id == portfolio_id))
+        ).scalar_one()
+
+        key_columns = (s.security_id, s.epoch, s.status, s.watermark_date, s.generation, s.waiting_for)
+
+        async def keys_where(condition: Any) -> tuple[int, list[dict[str, Any]]]:
+            mine = and_(s.portfolio_id == portfolio_id, condition)
+            count = (await conn.execute(select(func.count()).select_from(position_state).where(mine))).scalar_one()
+            rows = await conn.execute(select(*key_columns).where(mine).order_by(s.security_id).limit(shown))
+            return int(count), [dict(row) for row in rows.mappings()]
+
+        reprocessing = await keys_where(s.status == "REPROCESSING")
+        behind = await keys_where(
+            and_(
+                s.status != "REPROCESSING",
+                or_(s.watermark_date.is_(None), s.watermark_date < business_date) if business_date else true(),
+                s.first_open_date.is_not(None),
+            )
+        )
+        waiting = await keys_where(s.waiting_for != "")
+
+        in_current_epoch = portfolio_valuation_jobs.join(
+            position_state,
+            and_(s.portfolio_id == j.portfolio_id, s.security_id == j.security_id, s.epoch == j.epoch),
+        )
+        pending = j.status == "PENDING"
+        blocked_job = and_(pending, j.failure_reason.is_not(None))
+        counts = (
+            await conn.execute(
+                select(
+                    func.count().filter(pending).label("pending"),
+                    func.count().filter(blocked_job).label("blocked"),
+                    func.count().filter(j.status == "PROCESSING").label("processing"),
+                    func.count().filter(j.status == "FAILED").label("failed"),
+                )
+                .select_from(in_current_epoch)
+                .where(j.portfolio_id == portfolio_id)
+            )
+        ).mappings().one()
+        troubled = (
+            await conn.execute(
+                select(portfolio_valuation_jobs)
+                .select_from(in_current_epoch)
+                .where(j.portfolio_id == portfolio_id, or_(j.status == "FAILED", blocked_job))
+                .order_by(j.security_id, j.valuation_date)
+                .limit(shown)
+            )
+        ).mappings().all()
+        securities = select(s.security_id).where(s.portfolio_id == portfolio_id)
+        resets = (
+            await conn.execute(
+                select(reprocessing_jobs)
+                .where(r.security_id.in_(securities), r.status.in_(OPEN_RESET_JOB_STATUSES))
+                .order_by(r.created_at, r.job_id)
+                .limit(shown)
+            )
+        ).mappings().all()
+    return {
+        "business_date": business_date,
+        "keys_by_status": by_status,
+        "keys_reprocessing": reprocessing,
+        "keys_behind": behind,
+        "keys_waiting_for_data": waiting,
+        "valuation_jobs": {name: int(value) for name, value in counts.items()},
+        "troubled_jobs": [ValuationJobRow.model_validate(row) for row in troubled],
+        "latest_snapshot_date": latest_snapshot,
+        "latest_transaction_date": latest_transaction,
+        "open_reset_jobs": [ReprocessingJobRow.model_validate(row) for row in resets],
+    }

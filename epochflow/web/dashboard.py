@@ -627,25 +627,30 @@ def page_html() -> str:
 
 
 def _register() -> Sampler:
-    from faust.web import View
-
     from epochflow.app import app, settings
     from epochflow.streams.names import topic_name
     from epochflow.streams.security import client_options
+    from epochflow.web.access import Access
+    from epochflow.web.routes import ApiView, Operation, route
 
     sampler = Sampler(settings.database_url, settings.kafka_bootstrap if settings.kafka_url else "",
                       topic_name(settings, "dead-letter"), kafka_options=client_options(settings))
     no_store = {"Cache-Control": "no-store"}
 
-    @app.page("/dashboard/")
-    async def dashboard_page(web, request):
-        try:
-            return web.html(page_html(), headers=no_store)
-        except OSError as error:  # a packaging mistake: say so instead of a bare 500
-            return web.text(f"dashboard.html is missing from the installed package: {error}", status=500)
+    @route("/dashboard/", tag="operations",
+           get=Operation("The operations dashboard (an HTML page that polls /dashboard/data.json)", Access.READ,
+                         None, content_type="text/html"))
+    class DashboardPage(ApiView):
+        async def get(self, request):
+            try:
+                return self.html(page_html(), headers=no_store)
+            except OSError as error:  # a packaging mistake: say so instead of a bare 500
+                return self.text(f"dashboard.html is missing from the installed package: {error}", status=500)
 
-    @app.page("/dashboard/data.json")
-    class DashboardData(View):
+    @route("/dashboard/data.json", tag="operations",
+           get=Operation("The dashboard's figures: the latest sample and the history the charts draw", Access.READ,
+                         None, errors={503: "neither a database nor a broker is configured"}))
+    class DashboardData(ApiView):
         async def get(self, request):
             if not settings.database_url and not settings.kafka_url:
                 return self.json({"error": "neither a database (DATABASE_URL) nor a broker is configured"},

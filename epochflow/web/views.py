@@ -1,39 +1,65 @@
-"""Web views every role serves: health, Prometheus metrics and `POST /ingest`."""
+"""Web views every role serves: health, Prometheus metrics, `POST /ingest`, and (from
+`epochflow.web.api`) the read API with its OpenAPI document.
+
+Every route goes through the route registry (`epochflow.web.routes.route`), which
+documents it; the access guard (`epochflow.web.access`) sits in front of all of them.
+"""
 
 from __future__ import annotations
 
 import json
 
-from faust.web import View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from epochflow.app import ROLE, app, settings
 from epochflow.metrics import REGISTRY
 from epochflow.schemas.events import InvalidEvent, parse_event
 from epochflow.streams.publish import publish
+from epochflow.web import access
+from epochflow.web.access import Access
+from epochflow.web.params import ApiError
+from epochflow.web.responses import Health, IngestRefused, IngestResult
+from epochflow.web.routes import ApiView, Operation, access_of, route
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024  # the default of EPOCHFLOW_API_MAX_BODY_BYTES
 
 
-@app.page("/health/")
-async def health(web, request):
-    return web.json({"role": ROLE, "app": app.conf.id, "status": "ok"})
+@route("/health/", tag="meta", get=Operation("The worker is up", Access.OPEN, Health))
+class HealthView(ApiView):
+    async def get(self, request):
+        return self.json(Health(role=ROLE, app=app.conf.id, status="ok").dump())
 
 
-@app.page("/metrics/")
-async def metrics_view(web, request):
-    return web.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+@route(
+    "/metrics/",
+    tag="meta",
+    get=Operation("Prometheus metrics of this worker", Access.OPEN, None, content_type="text/plain"),
+)
+class MetricsView(ApiView):
+    async def get(self, request):
+        return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
 def events_from_body(doc) -> list:
-    """A scenario file, a list of events or a single event."""
+    """A scenario file, a list of events or a single event; a body of another shape is
+    refused (422) rather than guessed at."""
     if isinstance(doc, dict) and "cases" in doc:
-        return [e for case in doc["cases"] for e in case.get("events", [])]
+        cases = doc["cases"]
+        if not isinstance(cases, list) or not all(isinstance(case, dict) for case in cases):
+            raise ApiError(422, "cases must be a list of objects")
+        return [event for case in cases for event in _events_of(case)]
     if isinstance(doc, dict) and "events" in doc:
-        return list(doc["events"])
+        return _events_of(doc)
     if isinstance(doc, list):
         return doc
     return [doc]
+
+
+def _events_of(doc: dict) -> list:
+    events = doc.get("events", [])
+    if not isinstance(events, list):
+        raise ApiError(422, "events must be a list")
+    return events
 
 
 def validate_all(raw_events: list) -> tuple[list, list[dict]]:
@@ -46,114 +72,61 @@ def validate_all(raw_events: list) -> tuple[list, list[dict]]:
     return parsed, errors
 
 
-@app.page("/ingest/")
-class Ingest(View):
-    """POST events (a scenario file, a list or one event): all are validated first; any
-    invalid one answers 422 with its index, field and reason, and nothing is published."""
+async def read_body(request, limit: int) -> bytes:
+    """The body, refused (413) past `limit` bytes: by its Content-Length before reading when
+    it has one, while reading when it is chunked."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"body larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"body larger than {limit} bytes")
+    return bytes(body)
 
-    async def get(self, request):
-        return self.json({"error": "POST events as JSON"}, status=405)
 
+@route(
+    "/ingest/",
+    tag="ingest",
+    post=Operation(
+        "Publish events (a scenario file, a list of events or one event)",
+        Access.WRITE,
+        IngestResult,
+        description=(
+            "All events are validated first; if any is invalid the answer is 422 with its index and the "
+            "reason, and nothing is published."
+        ),
+        errors={422: "An event (or the body) is invalid; nothing was published"},
+        request_body={
+            "required": True,
+            "description": "The events of `epochflow ingest`: {\"cases\": [...]}, {\"events\": [...]}, a list, or one",
+            "content": {"application/json": {"schema": {"oneOf": [{"type": "object"}, {"type": "array"}]}}},
+        },
+    ),
+)
+class Ingest(ApiView):
     async def post(self, request):
-        body = await request.read()
-        if len(body) > MAX_BODY_BYTES:
-            return self.json({"error": f"body larger than {MAX_BODY_BYTES} bytes"}, status=413)
+        body = await read_body(request, settings.api_max_body_bytes)
         try:
             doc = json.loads(body)
         except ValueError as error:
             return self.json({"error": f"body is not JSON: {error}"}, status=422)
         parsed, errors = validate_all(events_from_body(doc))
         if errors:
-            return self.json({"error": "invalid events; nothing was published", "invalid": errors}, status=422)
+            refused = IngestRefused.model_validate({"error": "invalid events; nothing was published", "invalid": errors})
+            return self.json(refused.dump(), status=422)
 
         async def send(topic: str, partition: int, key: bytes, value: bytes):
             await app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
 
         count = await publish(parsed, settings, send)
         await app.producer.flush()
-        return self.json({"published": count})
+        return self.json(IngestResult(published=count).dump())
 
 
-_engine = None
+# The read API: served by every role that loads these views (the api role first of all).
+from epochflow.web import api as _api  # noqa: E402,F401
 
-
-def _database():
-    global _engine
-    if _engine is None:
-        from epochflow.sinks.schema import create_engine
-
-        _engine = create_engine(settings.database_url, pool_size=2)
-    return _engine
-
-
-def _jsonable(row: dict) -> dict:
-    return {k: (str(v) if v is not None and not isinstance(v, (str, int, bool)) else v) for k, v in row.items()}
-
-
-@app.page("/portfolios/{portfolio_id}/positions/")
-class PortfolioPositions(View):
-    """The portfolio's positions, current epoch only, with `reprocessing_status`."""
-
-    async def get(self, request, portfolio_id: str):
-        if not settings.database_url:
-            return self.json({"error": "no database configured (DATABASE_URL)"}, status=503)
-        from epochflow.sinks.reads import portfolio_positions
-
-        rows = await portfolio_positions(_database(), portfolio_id)
-        if not rows:
-            return self.json({"error": f"portfolio {portfolio_id!r} has no positions"}, status=404)
-        return self.json({"portfolio_id": portfolio_id, "positions": [_jsonable(r) for r in rows]})
-
-
-def _page_params(request) -> tuple[int, int]:
-    """`limit` (1..1000, default 100) and `offset` (>= 0) of a list view; ValueError says why."""
-    try:
-        limit = int(request.query.get("limit", "100"))
-        offset = int(request.query.get("offset", "0"))
-    except ValueError:
-        raise ValueError("limit and offset must be integers") from None
-    if not 1 <= limit <= 1000 or offset < 0:
-        raise ValueError("limit must be 1..1000 and offset >= 0")
-    return limit, offset
-
-
-RESET_JOB_STATUSES = ("PENDING", "PROCESSING", "COMPLETE", "FAILED")
-
-
-@app.page("/reprocessing/jobs/")
-class ReprocessingJobs(View):
-    """The fan-out's RESET_WATERMARKS jobs, newest first; filters `status`, `security_id`,
-    `subject` (price|SECURITY or fx|FROM|TO); paging `limit`, `offset`."""
-
-    async def get(self, request):
-        if not settings.database_url:
-            return self.json({"error": "no database configured (DATABASE_URL)"}, status=503)
-        from epochflow.sinks.reads import fanout_progress, fetch_reprocessing_jobs
-
-        status = request.query.get("status")
-        if status is not None and status not in RESET_JOB_STATUSES:
-            return self.json({"error": f"status must be one of {', '.join(RESET_JOB_STATUSES)}"}, status=400)
-        try:
-            limit, offset = _page_params(request)
-        except ValueError as error:
-            return self.json({"error": str(error)}, status=400)
-        jobs = await fetch_reprocessing_jobs(_database(), security_id=request.query.get("security_id"), status=status,
-                                             subject=request.query.get("subject"), limit=limit, offset=offset)
-        return self.json({"progress": await fanout_progress(_database()), "limit": limit, "offset": offset,
-                          "jobs": [_jsonable(j.model_dump(exclude={"kind"})) for j in jobs]})
-
-
-@app.page("/reprocessing/triggers/")
-class ReprocessingTriggers(View):
-    """The fan-out's pending triggers (all of them, queued ones too, with `?all=true`)."""
-
-    async def get(self, request):
-        if not settings.database_url:
-            return self.json({"error": "no database configured (DATABASE_URL)"}, status=503)
-        from epochflow.sinks.reads import fetch_reprocessing_triggers
-
-        every = request.query.get("all", "false")
-        if every not in ("true", "false"):
-            return self.json({"error": "all must be true or false"}, status=400)
-        triggers = await fetch_reprocessing_triggers(_database(), pending_only=every == "false")
-        return self.json({"triggers": [_jsonable(t.model_dump(exclude={"kind"})) for t in triggers]})
+# Faust builds the aiohttp application when `app.web` is first touched (the pages above);
+# the guard must be in place before the web server starts and freezes it.
+access.install(app.web.web_app, settings, access_of)

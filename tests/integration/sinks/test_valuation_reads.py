@@ -218,6 +218,8 @@ async def test_an_empty_pipeline_is_settled(clean_db: AsyncEngine) -> None:
         "reprocessing": 0,
         "not_settled": [],
         "not_settled_count": 0,
+        "triggers_pending": 0,
+        "reset_jobs_open": 0,
     }
 
 
@@ -250,3 +252,30 @@ async def test_the_fingerprint_changes_with_every_write(clean_db: AsyncEngine) -
     seen.append(await fingerprint())
 
     assert len(set(seen)) == len(seen)
+
+
+async def test_the_fanouts_open_triggers_and_jobs_keep_the_pipeline_unsettled(clean_db: AsyncEngine) -> None:
+    from datetime import datetime, timezone
+
+    from epochflow.schemas.results import ReprocessingJobRow, ReprocessingTriggerRow
+
+    now = datetime(2025, 8, 4, tzinfo=timezone.utc)
+    common = dict(subject="price|S1", partition=0, security_id="S1", from_currency=None, to_currency=None, updated_at=now)
+    trigger = ReprocessingTriggerRow(earliest_impacted_date=BD, corrections=1, pending=True, created_at=now, version=1, **common)
+    job = ReprocessingJobRow(job_id="price|S1#p0#1", job_type="RESET_WATERMARKS", earliest_impacted_date=BD,
+                             status="PROCESSING", attempt_count=1, last_attempted_at=now, failure_reason=None,
+                             keys_total=3, keys_reset=1, created_at=now, finished_at=None, version=2, **common)
+    writer = ResultWriter(clean_db)
+    await writer.write([trigger])
+    activity = await reads.pipeline_activity(clean_db, BD)
+    assert (activity["triggers_pending"], activity["reset_jobs_open"]) == (1, 0)
+    queued = trigger.model_copy(update={"pending": False, "earliest_impacted_date": None, "version": 2})
+    await writer.write([queued, job])
+    activity = await reads.pipeline_activity(clean_db, BD)
+    assert (activity["triggers_pending"], activity["reset_jobs_open"]) == (0, 1)
+    await writer.write([job.model_copy(update={"status": "COMPLETE", "keys_reset": 3, "version": 3}),
+                        job.model_copy(update={"version": 1, "status": "PENDING"})])  # an older row never wins
+    activity = await reads.pipeline_activity(clean_db, BD)
+    assert (activity["triggers_pending"], activity["reset_jobs_open"]) == (0, 0)
+    [stored] = await reads.fetch_reprocessing_jobs(clean_db)
+    assert (stored.status, stored.keys_reset, stored.version) == ("COMPLETE", 3, 3)

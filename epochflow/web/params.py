@@ -1,0 +1,119 @@
+"""What a request says, checked: ids, dates, date ranges, paging and enumerations.
+
+Every failure is an `ApiError` whose message names the parameter and says what it must
+be, so a caller never has to guess from a 500. Nothing here touches the database: values
+that pass are handed to the reads as bound parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date
+
+MAX_ID_LENGTH = 256
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class ApiError(Exception):
+    """An answer other than 200: `status` and a message for `{"error": ...}`."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+def identifier(name: str, value: str) -> str:
+    """A portfolio or security id as given: 1..256 printable characters. Quotes, slashes or
+    SQL in an id are harmless (it only ever travels as a bound parameter) and simply match
+    nothing; control characters (NUL, which PostgreSQL refuses in text), unpaired
+    surrogates and absurd lengths are refused here rather than failing deeper down."""
+    if not value:
+        raise bad_request(f"{name} must not be empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise bad_request(f"{name} is longer than {MAX_ID_LENGTH} characters")
+    if not value.isprintable():
+        raise bad_request(f"{name} contains control or unprintable characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request(f"{name} is not valid UTF-8") from None
+    return value
+
+
+def optional_identifier(query: Mapping[str, str], name: str) -> str | None:
+    value = query.get(name)
+    return None if value is None else identifier(name, value)
+
+
+def iso_date(name: str, value: str) -> date:
+    """A calendar date written YYYY-MM-DD (only that form: no week dates, no compact form)."""
+    if not _ISO_DATE.fullmatch(value):
+        raise bad_request(f"{name} must be a date written YYYY-MM-DD, not {_shown(value)}")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise bad_request(f"{name} is not a calendar date: {_shown(value)}") from None
+
+
+def optional_date(query: Mapping[str, str], name: str) -> date | None:
+    value = query.get(name)
+    return None if value is None else iso_date(name, value)
+
+
+def date_range(query: Mapping[str, str]) -> tuple[date | None, date | None]:
+    """`from` and `to`, both optional and inclusive; `from` after `to` is an error."""
+    date_from, date_to = optional_date(query, "from"), optional_date(query, "to")
+    if date_from is not None and date_to is not None and date_from > date_to:
+        raise bad_request(f"from ({date_from}) is after to ({date_to})")
+    return date_from, date_to
+
+
+def integer(name: str, value: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    # int() would accept " 7", "7_000" and "٧": only plain ASCII digits with an optional sign
+    if not re.fullmatch(r"[+-]?[0-9]{1,18}", value):
+        raise bad_request(f"{name} must be an integer, not {_shown(value)}")
+    number = int(value)
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        bounds = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+        raise bad_request(f"{name} must be {bounds}, not {number}")
+    return number
+
+
+def optional_integer(query: Mapping[str, str], name: str, minimum: int | None = None) -> int | None:
+    value = query.get(name)
+    return None if value is None else integer(name, value, minimum)
+
+
+def paging(query: Mapping[str, str], default_limit: int = 100, max_limit: int = 1000) -> tuple[int, int]:
+    """`limit` (1..max_limit) and `offset` (>= 0) of a list."""
+    limit = integer("limit", query.get("limit", str(default_limit)), 1, max_limit)
+    offset = integer("offset", query.get("offset", "0"), 0)
+    return limit, offset
+
+
+def choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
+    value = query.get(name)
+    if value is not None and value not in allowed:
+        raise bad_request(f"{name} must be one of {', '.join(allowed)}, not {_shown(value)}")
+    return value
+
+
+def boolean(query: Mapping[str, str], name: str, default: bool) -> bool:
+    value = query.get(name)
+    if value is None:
+        return default
+    if value not in ("true", "false"):
+        raise bad_request(f"{name} must be true or false, not {_shown(value)}")
+    return value == "true"
+
+
+def _shown(value: str, most: int = 40) -> str:
+    """A caller's value quoted for a message, cut short and with control characters escaped."""
+    return repr(value if len(value) <= most else value[:most] + "…")
