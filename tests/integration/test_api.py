@@ -18,7 +18,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from decimal import Decimal
@@ -60,14 +60,6 @@ def stack() -> Iterator[EmbeddedStack]:
     with running_stack(ROLES, worker_env=env) as running:
         yield running
 
-
-@pytest.fixture
-async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
-    pipeline = await Pipeline.connect(stack.settings)
-    try:
-        yield pipeline
-    finally:
-        await pipeline.close()
 
 
 async def _publish_book(stack: EmbeddedStack) -> None:

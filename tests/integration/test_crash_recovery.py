@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -170,14 +170,6 @@ def stack(request) -> Iterator[EmbeddedStack]:
                        **options) as running:
         yield running
 
-
-@pytest.fixture
-async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
-    pipeline = await Pipeline.connect(stack.settings)
-    try:
-        yield pipeline
-    finally:
-        await pipeline.close()
 
 
 async def statuses(pipeline: Pipeline) -> dict[str, tuple[int, str]]:

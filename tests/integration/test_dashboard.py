@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -83,14 +83,6 @@ def stack() -> Iterator[EmbeddedStack]:
     with running_stack(ROLES) as running:
         yield running
 
-
-@pytest.fixture
-async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
-    pipeline = await Pipeline.connect(stack.settings)
-    try:
-        yield pipeline
-    finally:
-        await pipeline.close()
 
 
 # -- reading the rendered DOM ---------------------------------------------------------------------

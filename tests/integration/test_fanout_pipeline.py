@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -41,14 +41,6 @@ def stack() -> Iterator[EmbeddedStack]:
     with running_stack(ROLES, worker_env={"EPOCHFLOW_FANOUT_RATE": str(RATE)}) as running:
         yield running
 
-
-@pytest.fixture
-async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
-    pipeline = await Pipeline.connect(stack.settings)
-    try:
-        yield pipeline
-    finally:
-        await pipeline.close()
 
 
 def quantity(i: int) -> Decimal:

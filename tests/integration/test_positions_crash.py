@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -166,14 +166,6 @@ def stack(request) -> Iterator[EmbeddedStack]:
     with running_stack(POSITIONS_ONLY, worker_env=WORKER_ENV, **options) as running:
         yield running
 
-
-@pytest.fixture
-async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
-    pipeline = await Pipeline.connect(stack.settings, roles=POSITIONS_ONLY)
-    try:
-        yield pipeline
-    finally:
-        await pipeline.close()
 
 
 async def epoch1_rows(pipeline: Pipeline) -> int:

@@ -8,7 +8,7 @@ One stack serves the whole module; every test works on keys of its own.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -40,14 +40,6 @@ def stack() -> Iterator[EmbeddedStack]:
     with running_stack(POSITIONS_ONLY) as running:
         yield running
 
-
-@pytest.fixture
-async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
-    pipeline = await Pipeline.connect(stack.settings, roles=POSITIONS_ONLY)
-    try:
-        yield pipeline
-    finally:
-        await pipeline.close()
 
 
 def history_view(rows) -> list[tuple]:

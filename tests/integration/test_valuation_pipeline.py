@@ -10,7 +10,7 @@ window of days later than any test before it (`Windows`) and works on keys of it
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -45,14 +45,6 @@ def stack() -> Iterator[EmbeddedStack]:
     with running_stack(ROLES) as running:
         yield running
 
-
-@pytest.fixture
-async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
-    pipeline = await Pipeline.connect(stack.settings)
-    try:
-        yield pipeline
-    finally:
-        await pipeline.close()
 
 
 @pytest.fixture
