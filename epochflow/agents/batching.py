@@ -208,25 +208,44 @@ async def process_batch(
     results_topic: Any,
     dead_letter_topic: Any,
     topic_for: Callable[[str], Any] | None = None,
+    state_after_outputs: bool = False,
 ) -> None:
     """One batch of a role's agent: per partition, `open_partition()` gives a message
     handler and the write-through caches it uses; every message is handled in its
     partition's event context, the caches are written once, the outputs are sent in order
-    and awaited. Anything failing outside a single message stops the worker (see `die`)."""
+    and awaited. Anything failing outside a single message stops the worker (see `die`).
+
+    `state_after_outputs`: write the tables only once the outputs are delivered, for work
+    that is not driven by its input's content (a clock tick): a crash in between then
+    repeats outputs (which their receivers recognise) instead of recording work whose
+    outputs were lost."""
     try:
         started = time.perf_counter()
         outcome = BatchOutcome()
+        pending: list[tuple[Any, list[Any]]] = []
         for partition_events in by_partition(events).values():
             handle, caches = open_partition()
             run_partition(stage, partition_events, handle, outcome)
-            with event_context(partition_events[-1]):
-                for cache in caches:
-                    cache.flush()
+            pending.append((partition_events[-1], caches))
+        if not state_after_outputs:
+            _flush(pending)
         futures = send_outcome(outcome, results_topic, dead_letter_topic, source, topic_for)
         metrics.BATCH_SECONDS.labels(stage).observe(time.perf_counter() - started)
         await delivered(futures, producer)
+        if state_after_outputs:
+            _flush(pending)
+            await producer.flush()
     except Exception:
         die(stage)
+
+
+def _flush(pending: list[tuple[Any, list[Any]]]) -> None:
+    """Write each partition's caches in the context of one of its events (Faust picks the
+    changelog partition from it)."""
+    for event, caches in pending:
+        with event_context(event):
+            for cache in caches:
+                cache.flush()
 
 
 def die(stage: str) -> None:

@@ -45,7 +45,7 @@ def _handler() -> tuple[FanoutHandler, list[CachedStore]]:
     return handler, [subjects, index, *reference]
 
 
-async def _run(stage: str, events, handle) -> None:
+async def _run(stage: str, events, handle, state_after_outputs: bool = False) -> None:
     now = time.time()
 
     def open_partition():
@@ -53,7 +53,7 @@ async def _run(stage: str, events, handle) -> None:
         return (lambda raw, partition: handle(handler, raw, partition, now)), caches
 
     await process_batch(stage, events, open_partition, b"fanout", app.producer, topics.results,
-                        topics.dead_letter, topics.by_short_name)
+                        topics.dead_letter, topics.by_short_name, state_after_outputs=state_after_outputs)
 
 
 def _reference(handler: FanoutHandler, raw: bytes, partition: int, now: float) -> list:
@@ -91,7 +91,9 @@ async def on_ticks(stream):
     async for events in stream.take_events(settings.partitions * 4, 0.01):
         # several ticks of one partition in a batch do the work once
         latest = {event.message.partition: event for event in events}
-        await _run("fanout.tick", list(latest.values()), _tick)
+        # a job's cursor is saved only once its resets are delivered: a crash in between
+        # sends them again (positions recognises a job's reset) and never skips a key
+        await _run("fanout.tick", list(latest.values()), _tick, state_after_outputs=True)
 
 
 @app.timer(interval=settings.tick_s)

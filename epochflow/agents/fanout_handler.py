@@ -70,12 +70,16 @@ class FanoutHandler:
 
     # -- helpers -----------------------------------------------------------------------
     def _add(self, name: str, key: str) -> None:
-        if (name, key) in self.seen:
+        # holders only ever join their index, so the process-wide cache stays true across
+        # rebalances; the open subjects come and go (on any worker): always read the table
+        cacheable = name.startswith("holders|")
+        if cacheable and (name, key) in self.seen:
             return
         current = self.index.get(name) or KeySet()
         if key not in current.keys:
             self.index.put(name, KeySet((*current.keys, key)))
-        self.seen.add((name, key))
+        if cacheable:
+            self.seen.add((name, key))
 
     def _remove(self, name: str, key: str) -> None:
         current = self.index.get(name)
@@ -96,7 +100,6 @@ class FanoutHandler:
             self._add(f"open|p{state.partition}", state.subject)
         else:
             self._remove(f"open|p{state.partition}", state.subject)
-            self.seen.discard((f"open|p{state.partition}", state.subject))
         return self._rows(state, before)
 
     def _rows(self, state: SubjectState, before: SubjectState | None) -> list:

@@ -71,6 +71,7 @@ class Pipeline:
         business date or waiting on data that has not arrived; twice in a row, unchanged."""
         started = time.monotonic()
         previous = None
+        settled_at: str | None = None
         while True:
             left = timeout - (time.monotonic() - started)
             if left <= 0:
@@ -86,8 +87,10 @@ class Pipeline:
             activity = await reads.pipeline_activity(self.engine, self.business_date)
             settled = not (activity["processing"] or activity["runnable"] or activity["not_settled"]
                            or activity["triggers_pending"] or activity["reset_jobs_open"])
-            if settled and previous is not None and previous.get("fingerprint") == activity["fingerprint"]:
+            if settled and settled_at == activity["fingerprint"]:
                 return time.monotonic() - started
+            # twice in a row settled, with nothing written in between
+            settled_at = activity["fingerprint"] if settled else None
             previous = activity
             if not settled:
                 await asyncio.sleep(0.1)

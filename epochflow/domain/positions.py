@@ -290,13 +290,16 @@ def apply_reset(state: PositionState, epoch: int | None, to_date: date, job_id: 
         return Step(state, outputs=(Dropped(f"reset for epoch {epoch}, key is at {state.epoch}"),), changed=False)
     completed = state.effective_completed_date
     moved = completed is not None and to_date < completed
+    # a reset with nothing to do (or seen before) re-sends the key's state: if this one is
+    # a re-delivery after a crash, the row the first delivery caused may never have left
+    unchanged = Step(state, outputs=(StateChanged(state),), changed=False)
     if job_id is None:
         if not moved:
-            return Step(state, changed=False)
+            return unchanged
         new_state = replace(_moved_back(state, to_date), version=state.version + 1, changed_from=None)
         return Step(new_state, outputs=(StateChanged(new_state),))
     if job_id in state.reset_jobs:
-        return Step(state, changed=False)
+        return unchanged
     new_state = _moved_back(state, to_date) if moved else state
     new_state = replace(new_state, version=state.version + 1, changed_from=to_date + DAY,
                         ref_floor=max(state.ref_floor, ref_floor), reset_jobs=(*state.reset_jobs, job_id)[-RESET_JOBS_KEPT:])

@@ -525,7 +525,8 @@ def _table_fingerprint(table: Table) -> Any:
 
 
 async def _fingerprint(conn: AsyncConnection) -> str:
-    tables = (position_state, daily_position_snapshots, portfolio_valuation_jobs)
+    tables = (position_state, daily_position_snapshots, portfolio_valuation_jobs, reprocessing_triggers,
+              reprocessing_jobs)
     parts = (await conn.execute(select(*(_table_fingerprint(t) for t in tables)))).one()
     return hashlib.sha256("|".join(str(part) for part in parts).encode()).hexdigest()[:24]
 
