@@ -52,6 +52,7 @@ class Settings:
     fanout_keys_per_cycle: int = 500
     fanout_claim_batch: int = 4
     fanout_max_in_flight: int = 32
+    fanout_in_flight_timeout_s: float = 60.0
     # Kafka security for production clusters (every client: workers, CLI, admin)
     kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
     kafka_sasl_mechanism: str = "PLAIN"  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
@@ -108,6 +109,7 @@ def load_settings() -> Settings:
         fanout_keys_per_cycle=int(_env("EPOCHFLOW_FANOUT_BATCH", "500")),
         fanout_claim_batch=int(_env("EPOCHFLOW_FANOUT_CLAIM", "4")),
         fanout_max_in_flight=int(_env("EPOCHFLOW_FANOUT_IN_FLIGHT", "32")),
+        fanout_in_flight_timeout_s=float(_env("EPOCHFLOW_FANOUT_IN_FLIGHT_TIMEOUT_S", "60")),
         api_token=_env("EPOCHFLOW_API_TOKEN", ""),
         api_reads_need_token=_flag("EPOCHFLOW_API_READS_NEED_TOKEN", "false"),
         api_max_body_bytes=int(_env("EPOCHFLOW_API_MAX_BODY_BYTES", str(16 * 1024 * 1024))),

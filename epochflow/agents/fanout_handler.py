@@ -152,7 +152,7 @@ class FanoutHandler:
         instrument's currency to the portfolio's base currency."""
         key = f"{row.portfolio_id}|{row.security_id}"
         if self.in_flight is not None and row.status == "CURRENT":
-            self.in_flight.current_again(key, row.updated_at.timestamp())
+            self.in_flight.current_again(key, row.updated_at.timestamp(), row.ref_floor)
         self._add(f"holders|{fanout.price_subject(row.security_id)}|p{partition}", key)
         instrument = self.reference.instruments.get(row.security_id)
         portfolio = self.reference.portfolios.get(row.portfolio_id)
@@ -190,6 +190,8 @@ class FanoutHandler:
                     before, state = state, fanout.queue(state, now)
             self._count(before, state)
             out += self._save(state, before)
+            if state.job is not None and state.job.status not in fanout.OPEN:
+                self.working.discard(state.job.job_id)
         HEALTH.publish(now, self.in_flight)
         return out
 
@@ -209,7 +211,7 @@ class FanoutHandler:
                                      reason=reason, job_id=job.job_id, ref_offset=job.ref_offset)
             commands.append(Message("position-commands", partition, holders[i].encode(), command.model_dump_json().encode()))
             if self.in_flight is not None:
-                self.in_flight.add(holders[i], now)
+                self.in_flight.add(holders[i], now, job.ref_offset)
         metrics.FANOUT_KEYS_RESET.inc(len(commands))
         return state, commands
 

@@ -193,25 +193,26 @@ class RateLimiter:
 
 
 class InFlight:
-    """Keys reset and not yet seen CURRENT again: the window that paces the fan-out by
-    what the pipeline actually absorbs, whatever its speed."""
+    """Keys reset and not yet seen CURRENT again with the correction: the window that paces
+    the fan-out by what the pipeline actually absorbs, whatever its speed."""
 
     def __init__(self, limit: int, timeout_s: float) -> None:
         self.limit = limit
         self.timeout_s = timeout_s
-        self.sent: dict[str, float] = {}
+        self.sent: dict[str, tuple[float, int]] = {}  # key -> (sent at, the reset's ref_offset)
 
     def room(self, now: float) -> int:
-        expired = [key for key, at in self.sent.items() if now - at > self.timeout_s]
+        expired = [key for key, (at, _) in self.sent.items() if now - at > self.timeout_s]
         for key in expired:
             del self.sent[key]
         return max(0, self.limit - len(self.sent))
 
-    def add(self, key: str, now: float) -> None:
-        self.sent[key] = now
+    def add(self, key: str, now: float, ref_offset: int = -1) -> None:
+        self.sent[key] = (now, ref_offset)
 
-    def current_again(self, key: str, as_of: float) -> None:
-        """The key was CURRENT at `as_of`: done, if that is after its reset was sent."""
-        at = self.sent.get(key)
-        if at is not None and as_of > at:
+    def current_again(self, key: str, as_of: float, ref_floor: int = -1) -> None:
+        """The key was CURRENT at `as_of` having taken in corrections up to `ref_floor`:
+        done, if that is after its reset was sent and includes the reset's correction."""
+        found = self.sent.get(key)
+        if found is not None and as_of > found[0] and ref_floor >= found[1]:
             del self.sent[key]

@@ -401,7 +401,10 @@ def test_the_in_flight_window_paces_resets_by_keys_coming_back_current() -> None
     assert first == ["P1|S1", "P2|S1"]
     assert resets(h.on_tick(P, now=3.0)) == []  # the window is full
 
-    back = state_row("P1", "S1").model_copy(update={"updated_at": datetime.fromtimestamp(4.0, timezone.utc)})
-    h.on_position_state(back, P)  # P1 is CURRENT again after its reset
+    later = {"updated_at": datetime.fromtimestamp(4.0, timezone.utc)}
+    h.on_position_state(state_row("P1", "S1").model_copy(update=later), P)  # CURRENT, not yet with the correction
+    assert resets(h.on_tick(P, now=4.5)) == []
+    back = state_row("P1", "S1").model_copy(update={**later, "ref_floor": 100})
+    h.on_position_state(back, P)  # P1 is CURRENT again, revalued with the correction
     assert [k for k, _ in resets(h.on_tick(P, now=5.0))] == ["P3|S1"]
     assert [k for k, _ in resets(h.on_tick(P, now=70.0))] == ["P4|S1", "P5|S1"]  # the others expired

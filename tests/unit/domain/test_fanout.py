@@ -462,16 +462,18 @@ def test_the_window_gives_room_for_the_keys_not_in_flight() -> None:
 
 
 @pytest.mark.parametrize(
-    "current_as_of, in_flight_after",
-    [(0.5, 1), (1.0, 1), (1.5, 0)],
-    ids=["CURRENT before the reset: still in flight", "at the same moment: still in flight", "CURRENT after it: done"],
+    "current_as_of, ref_floor, in_flight_after",
+    [(0.5, 7, 1), (1.0, 7, 1), (1.5, 6, 1), (1.5, 7, 0), (1.5, 9, 0)],
+    ids=["CURRENT before the reset: still in flight", "at the same moment: still in flight",
+         "CURRENT after it, without the correction: still in flight", "CURRENT with the correction: done",
+         "CURRENT with a later correction too: done"],
 )
-def test_a_key_leaves_the_window_when_seen_current_after_its_reset(current_as_of, in_flight_after) -> None:
+def test_a_key_leaves_the_window_when_seen_current_with_its_correction(current_as_of, ref_floor, in_flight_after) -> None:
     from epochflow.domain.fanout import InFlight
 
     window = InFlight(limit=3, timeout_s=60)
-    window.add("P1|S", 1.0)
-    window.current_again("P1|S", current_as_of)
+    window.add("P1|S", 1.0, ref_offset=7)
+    window.current_again("P1|S", current_as_of, ref_floor)
     window.current_again("P9|S", 5.0)  # never reset by the fan-out: nothing to do
     assert len(window.sent) == in_flight_after
 
