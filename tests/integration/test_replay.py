@@ -1,0 +1,449 @@
+"""`epochflow replay` on the real embedded stack (Tansu + PostgreSQL + a worker per role).
+
+A dataset (two portfolios, FIFO and AVCO, two securities, daily prices, business dates,
+then a back-dated trade that bumps one key's epoch, then a corrected past price that the
+fan-out turns into watermark resets) is settled and PostgreSQL's results snapshotted
+(transactions, position history and state, snapshots, valuation jobs, reprocessing
+triggers and jobs). Then a role is replayed the way an operator would: its worker stopped,
+`replay` run (offsets back to the earliest, changelogs emptied, local stores removed),
+the worker started again, the lag watched until it is zero, the pipeline settled; the
+results must be exactly what they were. Replay must refuse while the role's worker runs,
+whether the run file or the consumer group gives it away.
+
+Rebuilt that way, valuation, the fan-out and the sink give back exactly the same rows.
+Positions and the scheduler do not (hence `--force` for them): the test that shows it for
+the scheduler runs first, on a stack of its own, which it leaves broken.
+
+The supervisor has no "stop this worker, start it later": `stop_worker` marks the worker
+stopped under the supervisor's lock (the monitor restarts only crashed workers) before it
+terminates the process, and `restart` starts it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pprint
+import time
+from collections.abc import Iterator
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import select
+
+from epochflow.cli.broker import (
+    BrokerHandle,
+    changelog_topics,
+    commit_group_offsets,
+    create_topics,
+    group_members,
+    offsets_for_time,
+    partitions_of,
+    port_open,
+    recreate_empty,
+)
+from epochflow.cli.pipeline import Pipeline
+from epochflow.cli.replay import ReplayPlan, ReplayRequest, WorkersRunning, replay, wait_caught_up
+from epochflow.cli.stack import EmbeddedStack, read_run_file
+from epochflow.cli.status import ROLE_INPUTS, app_id
+from epochflow.cli.supervisor import terminate
+from epochflow.config import ROLES
+from epochflow.sinks.models import (
+    daily_position_snapshots,
+    portfolio_valuation_jobs,
+    position_history,
+    position_state,
+    reprocessing_jobs,
+    reprocessing_triggers,
+    transactions,
+)
+from epochflow.streams.highwater import fetch_highwaters
+from epochflow.streams.names import TopicSpec, topic_name
+from tests.fixtures.stack import log_tail, running_stack, transaction
+from tests.fixtures.valuation import DAY, Windows, business_dates, days, instrument, portfolio, price
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+SETTLE_S = 180.0
+STATELESS = {"sink"}  # roles without tables (nor changelogs)
+WINDOWS = Windows(date(2026, 5, 4), length=30)
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[EmbeddedStack]:
+    with running_stack(ROLES) as running:
+        yield running
+
+
+
+# -- the stack's workers -------------------------------------------------------------------
+
+def worker_of(stack: EmbeddedStack, role: str) -> str:
+    return next(w.name for w in stack.workers if w.role == role)
+
+
+def stop_worker(stack: EmbeddedStack, name: str) -> None:
+    supervisor = stack.supervisor
+    with supervisor._lock:  # noqa: SLF001 - see the module docstring
+        worker = supervisor._workers[name]  # noqa: SLF001
+        process, worker.process, worker.state = worker.process, None, "stopped"
+    assert process is not None, f"{name} was not running"
+    terminate([process], supervisor.stop_timeout_s)
+    supervisor._changed()  # noqa: SLF001 - the run file shows the worker stopped
+
+
+async def start_worker(stack: EmbeddedStack, name: str) -> None:
+    stack.supervisor.restart(name)
+    port = next(w.web_port for w in stack.workers if w.name == name)
+    deadline = time.monotonic() + 90
+    while not port_open(port):
+        assert time.monotonic() < deadline, f"{name} not serving again:\n{log_tail(stack, name)}"
+        await asyncio.sleep(0.2)
+
+
+# -- data ------------------------------------------------------------------------------------
+
+async def book(pipeline: Pipeline, tag: str) -> date:
+    """Two portfolios (FIFO, AVCO) x two securities, a few trades each over ten days,
+    daily prices (one day missing: a stale valuation), all valued; then a BUY dated in the
+    middle of the valued days: back-dated, so its key moves to epoch 1; then a corrected
+    price of a past day, which the fan-out turns into watermark resets of its holders."""
+    w = WINDOWS.take()
+    last = w + 9 * DAY
+    pf, pa, s1, s2 = f"{tag}_PF", f"{tag}_PA", f"{tag}_S1", f"{tag}_S2"
+    events: list[Any] = [instrument(s1), instrument(s2), portfolio(pf, w - 5 * DAY),
+                         portfolio(pa, w - 5 * DAY, method="AVCO")]
+    events += [price(s1, d, 20 + n) for n, d in enumerate(days(w, last)) if n != 4]
+    events += [price(s2, d, Decimal("7.5") + n) for n, d in enumerate(days(w, last))]
+    trades = [(0, "BUY", 10, "20"), (2, "BUY", 5, "22"), (5, "SELL", 8, "25"), (7, "BUY", 4, "27")]
+    for p in (pf, pa):
+        for s in (s1, s2):
+            events += [transaction(f"{p}-{s}-{n}", p, s, kind, w + day * DAY, q, px, fee=1)
+                       for n, (day, kind, q, px) in enumerate(trades)]
+    events += business_dates(w, last)
+    await pipeline.publish(events)
+    await pipeline.settle(SETTLE_S)
+    await pipeline.publish([transaction(f"{pf}-{s1}-late", pf, s1, "BUY", w + 3 * DAY, 3, "23", hour=9)])
+    await pipeline.settle(SETTLE_S)
+    await pipeline.publish([price(s2, w + 2 * DAY, "9.75")])  # was 9.5: the fan-out resets every holder
+    await pipeline.settle(SETTLE_S)
+    return w
+
+
+TABLES = {  # table, columns left out (when a row is written again, updated_at may move)
+    "transactions": (transactions, ()),
+    "position_history": (position_history, ()),
+    "position_state": (position_state, ("updated_at",)),
+    "daily_position_snapshots": (daily_position_snapshots, ("updated_at",)),
+    "portfolio_valuation_jobs": (portfolio_valuation_jobs, ("updated_at",)),
+    "reprocessing_triggers": (reprocessing_triggers, ("updated_at",)),
+    "reprocessing_jobs": (reprocessing_jobs, ("updated_at",)),
+}
+
+
+async def results(pipeline: Pipeline) -> dict[str, dict[tuple, dict[str, Any]]]:
+    """Every result row PostgreSQL holds, by table and primary key."""
+    found: dict[str, dict[tuple, dict[str, Any]]] = {}
+    async with pipeline.engine.connect() as conn:
+        for name, (table, skipped) in TABLES.items():
+            keys = list(table.primary_key.columns)
+            columns = [c for c in table.c if c.name not in skipped]
+            rows = (await conn.execute(select(*columns).order_by(*keys))).mappings().all()
+            found[name] = {tuple(r[k.name] for k in keys): dict(r) for r in rows}
+    return found
+
+
+def differences(before: dict[str, dict[tuple, dict]], after: dict[str, dict[tuple, dict]]) -> dict[str, Any]:
+    """Per table: rows only before, only after, and the columns that changed."""
+    diff: dict[str, Any] = {}
+    for name in before:
+        b, a = before[name], after[name]
+        changed = {key: {c: (b[key][c], a[key][c]) for c in b[key] if b[key][c] != a[key][c]}
+                   for key in b.keys() & a.keys() if b[key] != a[key]}
+        gone, new = sorted(b.keys() - a.keys()), sorted(a.keys() - b.keys())
+        if gone or new or changed:
+            diff[name] = {"before only": gone[:5], "after only": new[:5], "changed": dict(list(changed.items())[:5]),
+                          "counts": (len(b), len(a))}
+    return diff
+
+
+async def committed(stack: EmbeddedStack, group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group, partitions=partitions)
+    finally:
+        await admin.close()
+    return {tp: found[tp].offset for tp in partitions if tp in found}
+
+
+async def changelog_ends(stack: EmbeddedStack, role: str) -> dict[str, int]:
+    """Records in each changelog topic of the role (its log end, summed over partitions)."""
+    bootstrap = stack.settings.kafka_bootstrap
+    topics = await changelog_topics(bootstrap, app_id(stack.settings, role))
+    ends = await fetch_highwaters(bootstrap, [TopicPartition(t, p) for t, n in topics.items() for p in range(n)])
+    totals: dict[str, int] = {t: 0 for t in topics}
+    for tp, end in ends.items():
+        totals[tp.topic] += end
+    return totals
+
+
+# -- the replay, as an operator runs it ------------------------------------------------------
+
+async def replay_role(stack: EmbeddedStack, pipeline: Pipeline, request: ReplayRequest,
+                      settle: bool = True) -> tuple[ReplayPlan, list[tuple[int, int]]]:
+    """Stop the role's worker, replay it, check what the replay reset, start the worker,
+    wait until it has caught up, settle (or, with `settle` False, only wait until what
+    was published has reached PostgreSQL)."""
+    role = request.role
+    name = worker_of(stack, role)
+    state_dir = next(w.data_dir for w in stack.workers if w.name == name) / name
+    assert state_dir.is_dir(), f"{name} has no local state at {state_dir}"
+    stateful = role not in STATELESS
+    ends_before = await changelog_ends(stack, role)
+    assert any(ends_before.values()) is stateful, f"{role}: changelogs {ends_before}"
+
+    stop_worker(stack, name)
+    lines: list[str] = []
+    plan = await replay(stack.settings, request, read_run_file(stack.data_dir), data_dir=stack.data_dir, echo=lines.append)
+    assert plan is not None
+    text = "\n".join(lines)
+    assert f"replay {role} from {request.start}" in text and f"offsets of {plan.group} reset" in text, text
+
+    # what the replay reset, before anything runs again
+    assert await committed(stack, plan.group, list(plan.targets)) == plan.targets
+    if request.to_datetime is None:
+        assert set(plan.targets.values()) == {0}  # Tansu never truncates a log
+    ends = await changelog_ends(stack, role)
+    if request.resets_state:
+        assert plan.local_dirs == [state_dir.resolve()], plan.local_dirs
+        assert not state_dir.exists()
+        assert ends.keys() == plan.changelogs.keys() and bool(plan.changelogs) is stateful, (ends, plan.changelogs)
+        assert not any(ends.values()), f"changelogs not empty after the replay: {ends}"
+    else:
+        assert state_dir.is_dir() and ends == ends_before
+
+    await start_worker(stack, name)
+    progress: list[tuple[int, int]] = []
+    await wait_caught_up(stack.settings, plan, lambda done, total: progress.append((done, total)), timeout_s=240, poll_s=0.5)
+    if settle:
+        await pipeline.settle(SETTLE_S)
+    else:
+        await pipeline.quiesce(SETTLE_S)
+    assert any((await changelog_ends(stack, role)).values()) is stateful, f"{role} rebuilt no table"
+    assert plan.backlog > 0
+    assert progress and progress[-1][0] == progress[-1][1] >= plan.backlog, progress[-3:]
+    return plan, progress
+
+
+def assert_same_results(before: dict, after: dict, ignored: dict[str, set[str]] | None = None) -> None:
+    """Every row of every table the same, but for the `ignored` columns of a table."""
+    diff = differences(before, after)
+    for table, columns in (ignored or {}).items():
+        if table in diff and not diff[table]["before only"] and not diff[table]["after only"]:
+            rows = {k: v for k, v in diff[table]["changed"].items() if set(v) - columns}
+            if rows:
+                diff[table]["changed"] = rows
+            else:
+                del diff[table]
+    assert not diff, pprint.pformat(diff, width=160)
+
+
+async def results_before_replay(pipeline: Pipeline) -> dict:
+    before = await results(pipeline)
+    assert before["daily_position_snapshots"] and before["position_history"]
+    assert {key[2] for key in before["position_history"]} >= {0, 1}, "the dataset should have a bumped epoch"
+    return before
+
+
+# -- why the scheduler needs --force: on a stack of its own, left broken ---
+# (first in the module: it runs before the shared stack starts, never beside it)
+# (positions needs it too: a replay reads its transactions and commands in another order,
+# so its epochs are not reproduced; see the README)
+
+async def test_rebuilding_the_scheduler_by_replay_leaves_phantom_processing_jobs() -> None:
+    """The replayed scheduler values the same days to the same figures, but jobs it
+    dispatches again and then drops (the replayed position states move past their days)
+    stay PROCESSING in PostgreSQL for good."""
+    with running_stack(ROLES) as own:
+        async with await Pipeline.connect(own.settings) as pipeline:
+            await book(pipeline, "RC")
+            before = await results_before_replay(pipeline)
+            await replay_role(own, pipeline, ReplayRequest("scheduler"), settle=False)  # what --force runs
+            after = await results(pipeline)
+    # the figures: the same (a job valued again may move a key's reset generation on)
+    figures = {name: rows for name, rows in after.items() if name != "portfolio_valuation_jobs"}
+    assert_same_results({n: before[n] for n in figures}, figures,
+                        {"position_state": {"version", "generation", "changed_from"}})
+    jobs = differences({"jobs": before["portfolio_valuation_jobs"]}, {"jobs": after["portfolio_valuation_jobs"]})
+    if not jobs:
+        return
+    pytest.xfail(f"the scheduler rebuilt by replay leaves jobs PROCESSING (known, hence --force): {jobs}")
+
+
+# -- the shared stack ------------------------------------------------------------------------
+
+async def test_replay_refuses_while_the_role_s_worker_runs(stack: EmbeddedStack, pipeline: Pipeline) -> None:
+    await book(pipeline, "RF")
+    group = app_id(stack.settings, "positions")
+    ends_before = await changelog_ends(stack, "positions")
+    inputs = await partitions_of(stack.settings.kafka_bootstrap,
+                                 [topic_name(stack.settings, t) for t in ROLE_INPUTS["positions"]])
+    offsets_before = await committed(stack, group, inputs)
+    name = worker_of(stack, "positions")
+
+    with pytest.raises(WorkersRunning, match=rf"positions workers are running: {name} \(pid \d+\), under `epochflow up`"):
+        await replay(stack.settings, ReplayRequest("positions"), read_run_file(stack.data_dir), data_dir=stack.data_dir)
+    # without the run file (workers that run elsewhere), the consumer group gives it away
+    with pytest.raises(WorkersRunning, match=rf"consumer group {group} still has 1 active member"):
+        await replay(stack.settings, ReplayRequest("positions"), None, data_dir=stack.data_dir, grace_s=2)
+
+    assert await changelog_ends(stack, "positions") == ends_before
+    offsets_after = await committed(stack, group, inputs)  # the live worker may have moved them on, never back
+    assert all(offsets_after[tp] >= offset for tp, offset in offsets_before.items()), (offsets_before, offsets_after)
+    assert (next(w.data_dir for w in stack.workers if w.name == name) / name).is_dir()
+    assert stack.supervisor.status(name).state == "running"
+
+
+async def test_replaying_valuation_from_earliest_rebuilds_the_same_results(stack: EmbeddedStack, pipeline: Pipeline) -> None:
+    await book(pipeline, "RV")
+    before = await results_before_replay(pipeline)
+    await replay_role(stack, pipeline, ReplayRequest("valuation"))
+    assert_same_results(before, await results(pipeline))
+
+
+async def test_replaying_the_sink_from_earliest_rewrites_the_same_rows(stack: EmbeddedStack, pipeline: Pipeline) -> None:
+    await book(pipeline, "RS")
+    before = await results_before_replay(pipeline)
+    await replay_role(stack, pipeline, ReplayRequest("sink"))
+    assert_same_results(before, await results(pipeline))
+
+
+async def test_replaying_the_fanout_from_earliest_rebuilds_the_same_results(stack: EmbeddedStack, pipeline: Pipeline) -> None:
+    """The replayed fan-out runs the price correction's RESET_WATERMARKS job again, under
+    the same id: the keys remember it and are not reset twice, but the job's row records
+    when it ran, this time."""
+    await book(pipeline, "RO")
+    before = await results_before_replay(pipeline)
+    await replay_role(stack, pipeline, ReplayRequest("fanout"))
+    assert_same_results(before, await results(pipeline),
+                        {"reprocessing_jobs": {"created_at", "last_attempted_at", "finished_at"},
+                         "reprocessing_triggers": {"created_at"}})
+
+
+async def test_replaying_positions_over_its_state_re_sends_the_same_results(stack: EmbeddedStack, pipeline: Pipeline) -> None:
+    """--keep-state: every transaction is a duplicate of one it has applied, so it re-sends
+    the rows it sent; old commands are fenced off or change nothing. One difference: a
+    transaction dated before a back-dated trade keeps the epoch it was costed under in
+    PostgreSQL (the epoch bump re-sent only what followed the trade); re-sent, it carries
+    the key's current epoch, with the same figures."""
+    await book(pipeline, "RK")
+    before = await results_before_replay(pipeline)
+    await replay_role(stack, pipeline, ReplayRequest("positions", keep_state=True))
+    assert_same_results(before, await results(pipeline), {"transactions": {"epoch", "updated_at"}})
+
+
+async def test_replaying_the_sink_from_a_datetime_rewrites_what_came_after(stack: EmbeddedStack, pipeline: Pipeline) -> None:
+    """--to-datetime: each partition of the results topic is read again from its first
+    record published at or after T (Tansu's own answer to that question is wrong)."""
+    w = await book(pipeline, "RT")
+    mark = datetime.now(timezone.utc)
+    await pipeline.publish([price("RT_S1", w + 6 * DAY, "26.5")])  # was 26: RT_S1's holders are valued again
+    await pipeline.settle(SETTLE_S)
+    before = await results_before_replay(pipeline)
+
+    plan, _ = await replay_role(stack, pipeline, ReplayRequest("sink", to_datetime=mark))
+
+    results_topic = topic_name(stack.settings, "results")
+    assert plan.topics == [results_topic] and not plan.changelogs and not plan.local_dirs
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.settings.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:  # every record before a target is older than T, the record at it is not
+        first_after: dict[TopicPartition, int] = {}
+        consumer.assign(list(plan.targets))
+        await consumer.seek_to_beginning()
+        ends = await fetch_highwaters(stack.settings.kafka_bootstrap, list(plan.targets))
+        while [tp for tp in plan.targets if await consumer.position(tp) < ends[tp]]:
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                for record in records:
+                    if record.timestamp >= mark.timestamp() * 1000 and tp not in first_after:
+                        first_after[tp] = record.offset
+    finally:
+        await consumer.stop()
+    assert plan.targets == {tp: first_after.get(tp, ends[tp]) for tp in plan.targets}
+    assert any(offset > 0 for offset in plan.targets.values())
+    assert_same_results(before, await results(pipeline))
+
+
+# -- the admin operations underneath, on a bare broker ---------------------------------------
+
+async def test_offsets_for_a_time_are_the_first_records_stamped_at_or_after_it(broker: BrokerHandle, topic_prefix: str) -> None:
+    """Tansu answers ListOffsets by timestamp with offset 0 whatever the time: the answer is
+    checked against the records and the partition scanned when it does not hold."""
+    topic = f"{topic_prefix}.timed"
+    await create_topics(broker.url, [TopicSpec(topic, 3, "test")])
+    base = int(time.time() * 1000) - 3_600_000
+    producer = AIOKafkaProducer(bootstrap_servers=broker.url, linger_ms=20)  # several records per batch
+    await producer.start()
+    try:
+        sends = [await producer.send(topic, b"%d" % i, partition=p, timestamp_ms=base + i * 1000)
+                 for p in (0, 1) for i in range(10)]
+        await asyncio.gather(*sends)
+    finally:
+        await producer.stop()
+    tps = [TopicPartition(topic, p) for p in range(3)]  # partition 2 stays empty
+
+    assert await offsets_for_time(broker.url, tps, base - 1) == {tps[0]: 0, tps[1]: 0, tps[2]: 0}
+    assert await offsets_for_time(broker.url, tps, base + 3000) == {tps[0]: 3, tps[1]: 3, tps[2]: 0}
+    assert await offsets_for_time(broker.url, tps, base + 3500) == {tps[0]: 4, tps[1]: 4, tps[2]: 0}
+    assert await offsets_for_time(broker.url, tps, base + 60_000) == {tps[0]: 10, tps[1]: 10, tps[2]: 0}
+
+
+async def test_a_group_s_offsets_are_committed_as_a_member_and_its_changelogs_emptied(
+    broker: BrokerHandle, topic_prefix: str
+) -> None:
+    group, topic = f"{topic_prefix}-role", f"{topic_prefix}.input"
+    changelog = f"{group}-table-changelog"
+    await create_topics(broker.url, [TopicSpec(topic, 2, "test"), TopicSpec(changelog, 2, "test"),
+                                     TopicSpec(f"{group}-__assignor-__leader", 1, "not a changelog")])
+    producer = AIOKafkaProducer(bootstrap_servers=broker.url)
+    await producer.start()
+    try:
+        for p in (0, 1):
+            for i in range(5):
+                await producer.send_and_wait(topic, b"x", partition=p)
+                await producer.send_and_wait(changelog, b"v", key=b"k%d" % i, partition=p)
+    finally:
+        await producer.stop()
+    tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+
+    # a consumer of the group, gone: Tansu keeps listing it until its session lapses
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.url, group_id=group, enable_auto_commit=False,
+                                session_timeout_ms=6000, heartbeat_interval_ms=500)
+    await consumer.start()
+    while not consumer.assignment():
+        await asyncio.sleep(0.05)
+    assert len(await group_members(broker.url, group)) == 1
+    await consumer.stop()
+    deadline = time.monotonic() + 15
+    while await group_members(broker.url, group):
+        assert time.monotonic() < deadline, "a departed member is still listed after its session timeout"
+        await asyncio.sleep(0.5)
+
+    await commit_group_offsets(broker.url, group, {tps[0]: 2, tps[1]: 5})
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.url)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group, partitions=tps)
+    finally:
+        await admin.close()
+    assert {tp: found[tp].offset for tp in tps} == {tps[0]: 2, tps[1]: 5}
+
+    assert await changelog_topics(broker.url, group) == {changelog: 2}
+    await recreate_empty(broker.url, {changelog: 2}, {"cleanup.policy": "compact"})
+    assert await changelog_topics(broker.url, group) == {changelog: 2}
+    ends = await fetch_highwaters(broker.url, [TopicPartition(changelog, p) for p in (0, 1)])
+    assert set(ends.values()) == {0}
