@@ -29,6 +29,7 @@ class KeyHealth:
         self.status: dict[str, str] = {}
         self.watermark: dict[str, date | None] = {}
         self.reprocessing_since: dict[str, float] = {}
+        self.published_at = float("-inf")
 
     def update(self, key: str, status: str | None = None, watermark: date | None = None, *, has_watermark: bool = False) -> None:
         if status is not None:
@@ -40,7 +41,12 @@ class KeyHealth:
         if has_watermark:
             self.watermark[key] = watermark
 
-    def publish(self, business_date: date | None) -> None:
+    def publish(self, business_date: date | None, every_s: float = 5.0) -> None:
+        """Set the gauges (a pass over every key of this worker: at most every `every_s`)."""
+        now = time.monotonic()
+        if now - self.published_at < every_s:
+            return
+        self.published_at = now
         metrics.KEYS_REPROCESSING.set(sum(1 for s in self.status.values() if s == "REPROCESSING"))
         since = self.reprocessing_since.values()
         metrics.REPROCESSING_OLDEST_SECONDS.set(time.time() - min(since) if since else 0.0)
