@@ -261,7 +261,11 @@ def on_outcomes(sk: ScheduleKey, outcomes: list[Outcome], now: float, cfg: Sched
             job = clock.bump(job, status=JobStatus.PENDING, attempt_count=job.attempt_count + 1, failure_reason=o.reason,
                              waiting_on=o.waiting_on, not_before=now if changed else now + cfg.backoff_s, dispatched_at=None)
         elif o.outcome == "NOT_READY":
-            job = clock.bump(job, status=JobStatus.PENDING, not_before=now + cfg.not_ready_delay_s, dispatched_at=None)
+            # not an attempt and not a wait for data: the valuation worker had not read what
+            # the scheduler had when it dispatched; the job is runnable again shortly (a
+            # reason left from an earlier block would show it as waiting for data)
+            job = clock.bump(job, status=JobStatus.PENDING, not_before=now + cfg.not_ready_delay_s, dispatched_at=None,
+                             failure_reason=None, waiting_on=None)
         elif o.outcome == "FAILED":
             job = clock.bump(job, status=JobStatus.FAILED, attempt_count=job.attempt_count + 1, failure_reason=o.reason)
         else:

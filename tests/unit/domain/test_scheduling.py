@@ -219,7 +219,8 @@ OUTCOME_CASES = {
     "complete": ("COMPLETE", COMPLETE, 2, None, None, None),
     "skipped": ("SKIPPED_NO_POSITION", SKIPPED, 2, None, None, None),
     "blocked-waits-for-the-backoff": ("BLOCKED", PENDING, 2, "no price", "price|S1", CFG.backoff_s),
-    "not-ready-is-no-attempt": ("NOT_READY", PENDING, 1, "earlier", "price|S1", CFG.not_ready_delay_s),
+    # NOT_READY: the valuation worker lagged the scheduler; runnable again, no longer waiting for data
+    "not-ready-is-no-attempt": ("NOT_READY", PENDING, 1, None, None, CFG.not_ready_delay_s),
     "failed-is-terminal": ("FAILED", FAILED, 2, "no price", "price|S1", None),
 }
 
