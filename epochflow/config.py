@@ -46,6 +46,7 @@ class Settings:
     retry_backoff_s: float = 60.0
     max_attempts: int = 5
     processing_timeout_s: float = 60.0
+    scheduler_max_processing: int = 500
     tick_s: float = 0.25
     fetch_wait_ms: int = 100
     fanout_rate_per_s: float = 2000.0
@@ -99,6 +100,7 @@ def load_settings() -> Settings:
         max_attempts=int(_env("EPOCHFLOW_MAX_ATTEMPTS", "5")),
         processing_timeout_s=float(_env("EPOCHFLOW_PROCESSING_TIMEOUT_S", "60")),
         tick_s=float(_env("EPOCHFLOW_TICK_S", "0.25")),
+        scheduler_max_processing=int(_env("EPOCHFLOW_SCHEDULER_IN_FLIGHT", "500")),
         kafka_security_protocol=_env("EPOCHFLOW_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper(),
         kafka_sasl_mechanism=_env("EPOCHFLOW_KAFKA_SASL_MECHANISM", "PLAIN").upper(),
         kafka_sasl_username=_env("EPOCHFLOW_KAFKA_SASL_USERNAME", ""),

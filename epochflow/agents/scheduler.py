@@ -14,7 +14,7 @@ from faust.streams import current_event
 from epochflow import metrics
 from epochflow.agents.batching import process_batch
 from epochflow.agents.results_feed import decode_rows, forwarded_barriers
-from epochflow.agents.scheduler_handler import HEALTH, SchedulerHandler
+from epochflow.agents.scheduler_handler import HEALTH, PACING, SchedulerHandler
 from epochflow.app import app, settings
 from epochflow.domain.scheduling import SchedulerConfig
 from epochflow.schemas.events import parse_reference
@@ -28,12 +28,13 @@ CONFIG = SchedulerConfig(
     backoff_s=settings.retry_backoff_s,
     max_attempts=settings.max_attempts,
     processing_timeout_s=settings.processing_timeout_s,
+    max_processing_per_partition=settings.scheduler_max_processing,
 )
 
 
 def _handler() -> tuple[SchedulerHandler, list[CachedStore]]:
     caches = [CachedStore(tables.KEYS), CachedStore(tables.INDEX), CachedStore(tables.COUNTERS)]
-    return SchedulerHandler(*caches, cfg=CONFIG, partitions=settings.partitions), caches
+    return SchedulerHandler(*caches, cfg=CONFIG, partitions=settings.partitions, pacing=PACING), caches
 
 
 async def _run(stage: str, events, handle) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 
 from epochflow import metrics
@@ -59,6 +59,20 @@ class KeyHealth:
 HEALTH = KeyHealth()
 
 
+class TickPacing:
+    """Per partition, in memory: where the last tick stopped in the active keys and when a
+    tick last went over all of them. Between full passes a tick only fills the dispatch
+    window, from where the previous one stopped, so a large backlog costs a tick no more than
+    the window it can fill. (A restart simply begins with a full pass.)"""
+
+    def __init__(self) -> None:
+        self.cursor: dict[int, int] = {}
+        self.full_pass_at: dict[int, float] = {}
+
+
+PACING = TickPacing()
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """Something to send to a topic other than results (short topic name)."""
@@ -76,6 +90,7 @@ class SchedulerHandler:
     counters: Store[int]  # "ref_offset|pN", "arrived|<what>|pN", "business_date"
     cfg: SchedulerConfig
     partitions: int
+    pacing: TickPacing = field(default_factory=TickPacing)
 
     # -- helpers -----------------------------------------------------------------------
     def _add(self, name: str, key: str) -> None:
@@ -91,6 +106,23 @@ class SchedulerHandler:
     def business_date(self) -> date | None:
         value = self.counters.get("business_date")
         return date.fromordinal(value) if value else None
+
+    def processing(self, partition: int) -> int:
+        """Jobs of the partition's keys that are PROCESSING (dispatched, not answered)."""
+        return self.counters.get(f"processing|p{partition}") or 0
+
+    def window_left(self, partition: int) -> int:
+        return max(0, self.cfg.max_processing_per_partition - self.processing(partition))
+
+    def _put(self, key: str, partition: int, sk: ScheduleKey) -> None:
+        """Every write of a key goes here: it keeps the partition's PROCESSING count in step."""
+        before = self.keys.get(key)
+        if before is sk:
+            return
+        delta = sk.processing() - (before.processing() if before is not None else 0)
+        if delta:
+            self.counters.put(f"processing|p{partition}", max(0, self.processing(partition) + delta))
+        self.keys.put(key, sk)
 
     def ref_offset(self, partition: int) -> int:
         value = self.counters.get(f"ref_offset|p{partition}")
@@ -136,8 +168,9 @@ class SchedulerHandler:
 
     def _work(self, key: str, partition: int, now: float, sk: ScheduleKey | None = None,
               limit: int | None = None) -> list:
-        """Plan, reclaim and dispatch (at most `limit`, by default max_dispatch_per_tick) for
-        one key; keep the active index in step."""
+        """Plan, reclaim and dispatch (at most `limit`, by default max_dispatch_per_tick, and
+        no more than the partition's dispatch window has room for) for one key; keep the
+        active index in step."""
         sk = sk or self.keys.get(key)
         if sk is None:
             return []
@@ -145,9 +178,12 @@ class SchedulerHandler:
         sk, planned = sched.plan(sk, self.business_date(), self.cfg)
         sk, reclaimed = sched.reclaim(sk, now, self.cfg)
         limit = self.cfg.max_dispatch_per_tick if limit is None else limit
+        stored = self.keys.get(key)
+        in_flight = self.processing(partition) - (stored.processing() if stored is not None else 0) + sk.processing()
+        limit = min(limit, max(0, self.cfg.max_processing_per_partition - in_flight))
         sk, dispatched = sched.dispatch(sk, now, limit, self.ref_offset(partition))
         outputs = planned + reclaimed + dispatched
-        self.keys.put(key, sk)
+        self._put(key, partition, sk)
         if sk.idle(self.business_date()):
             self._remove(f"active|p{partition}", key)
         else:
@@ -155,26 +191,32 @@ class SchedulerHandler:
         over = sched.over_attempts(sk, self.cfg) > 0
         if over != sk.alerted:
             # alert once per episode: re-armed when no job of the key is past the limit any more
-            self.keys.put(key, replace(sk, alerted=over))
+            self._put(key, partition, replace(sk, alerted=over))
             if over:
                 metrics.JOBS_OVER_ATTEMPTS.inc()
                 log.warning("scheduler: %s has jobs past %d attempts", key, self.cfg.max_attempts)
         return self._emit(sk, outputs, partition)
 
-    def _work_keys(self, keys, partition: int, now: float, prepare=lambda sk: sk) -> list:
+    def _work_keys(self, keys, partition: int, now: float, prepare=lambda sk: sk, *, fill_only: bool = False) -> tuple[list, int]:
         """Work several keys of the partition (a tick, a new business date, data arriving)
         with one dispatch budget of max_dispatch_per_tick between them, so a backlog is sent
-        a bounded slice at a time; the rest stays PENDING for the next tick."""
+        a bounded slice at a time; the rest stays PENDING for the next tick. `fill_only`
+        stops as soon as the budget or the partition's dispatch window is used up. Returns
+        the outputs and how many keys were worked."""
         budget = self.cfg.max_dispatch_per_tick
         out: list = []
+        worked = 0
         for key in keys:
+            if fill_only and (budget <= 0 or self.window_left(partition) <= 0):
+                break
+            worked += 1
             sk = self.keys.get(key)
             if sk is None:
                 continue
             rows = self._work(key, partition, now, prepare(sk), limit=budget)
             budget -= sum(1 for r in rows if isinstance(r, Message) and r.topic == "valuation-jobs")
             out += rows
-        return out
+        return out, worked
 
     # -- inputs --------------------------------------------------------------------------
     def on_position_state(self, row: PositionStateRow, partition: int, now: float) -> list:
@@ -226,7 +268,7 @@ class SchedulerHandler:
             current = self.business_date()
             if current is None or event.date > current:
                 self.counters.put("business_date", event.date.toordinal())
-                return self._work_keys((self.index.get(f"all|p{partition}") or KeySet()).keys, partition, now)
+                return self._work_keys((self.index.get(f"all|p{partition}") or KeySet()).keys, partition, now)[0]
             return []
         if isinstance(event, MarketPriceEvent):
             out = self._arrived(f"price|{event.security_id}", partition, offset, now)
@@ -243,7 +285,7 @@ class SchedulerHandler:
         waiting = self.index.get(f"wait|{what}|p{partition}")
         if waiting is None:
             return []
-        out = self._work_keys(waiting.keys, partition, now, lambda sk: sched.on_data_arrived(sk, what))
+        out, _ = self._work_keys(waiting.keys, partition, now, lambda sk: sched.on_data_arrived(sk, what))
         self.index.delete(f"wait|{what}|p{partition}")
         return out
 
@@ -259,4 +301,27 @@ class SchedulerHandler:
         return out
 
     def on_tick(self, partition: int, now: float) -> list:
-        return self._work_keys((self.index.get(f"active|p{partition}") or KeySet()).keys, partition, now)
+        """Every `full_pass_s`, work every active key (reclaims, retries after backoff) and
+        recount the partition's PROCESSING jobs from the keys themselves. In between, only
+        fill the dispatch window, going on from where the previous tick stopped."""
+        keys = (self.index.get(f"active|p{partition}") or KeySet()).keys
+        if now - self.pacing.full_pass_at.get(partition, float("-inf")) >= self.cfg.full_pass_s:
+            self.pacing.full_pass_at[partition] = now
+            out, _ = self._work_keys(keys, partition, now)
+            self._recount(partition, keys)
+            return out
+        if not keys or self.window_left(partition) <= 0:
+            return []
+        start = self.pacing.cursor.get(partition, 0) % len(keys)
+        out, worked = self._work_keys(keys[start:] + keys[:start], partition, now, fill_only=True)
+        self.pacing.cursor[partition] = start + worked
+        return out
+
+    def _recount(self, partition: int, keys) -> None:
+        """Only active keys have jobs: their count is the truth the running count must match."""
+        count = 0
+        for key in keys:
+            sk = self.keys.get(key)
+            count += sk.processing() if sk is not None else 0
+        if count != self.processing(partition):
+            self.counters.put(f"processing|p{partition}", count)

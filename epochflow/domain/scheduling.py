@@ -35,6 +35,10 @@ class SchedulerConfig:
     not_ready_delay_s: float = 0.2  # valuation had not seen the positions the job needs yet
     max_in_flight_per_key: int = 1000  # jobs not yet ended, per key
     max_dispatch_per_tick: int = 2000  # per partition and tick, so a backlog never starves live work
+    # jobs PROCESSING per partition, at most: a backlog waits here, PENDING, instead of in the
+    # valuation role's queue, where it would outlast processing_timeout_s and be reclaimed
+    max_processing_per_partition: int = 500
+    full_pass_s: float = 5.0  # a tick goes over every active key (reclaims) at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,9 @@ class ScheduleKey:
         if self.watermark is None:
             return self.first_open_date
         return max(self.watermark + DAY, self.first_open_date)
+
+    def processing(self) -> int:
+        return sum(1 for j in self.jobs if j.status is JobStatus.PROCESSING)
 
     def idle(self, business_date: date | None) -> bool:
         start = self.start_day()
