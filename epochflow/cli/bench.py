@@ -175,7 +175,12 @@ async def bench_replay(histories: tuple[int, ...], echo: Callable[[str], None] =
 # ---- bench fanout -----------------------------------------------------------------------
 
 FANOUT_SECURITY = "FANOUT_SEC"
-LIVE_KEYS = 20
+# The live feed spreads over LIVE_KEYS keys (a portfolio each, LIVE_SECURITIES securities
+# between them), the way a day's trading does: 20 trades a second on only 20 keys would
+# be one trade per key per second, all day, which measures how one key's history grows
+# (see `bench replay` and the README's known limits), not the fan-out's effect on live work.
+LIVE_KEYS = 500
+LIVE_SECURITIES = 20
 
 
 def fanout_workload(n: int, days: int) -> tuple[list, date]:
@@ -186,14 +191,14 @@ def fanout_workload(n: int, days: int) -> tuple[list, date]:
     first = START
     last = first + timedelta(days=days - 1)
     events: list = [InstrumentEvent(security_id=FANOUT_SECURITY, currency="USD")]
-    events += [InstrumentEvent(security_id=f"LIVE{k}", currency="USD") for k in range(LIVE_KEYS)]
+    events += [InstrumentEvent(security_id=f"LIVE{k}", currency="USD") for k in range(LIVE_SECURITIES)]
     events += [PortfolioEvent(portfolio_id=f"F{p:05d}", base_currency="USD") for p in range(n)]
     events += [PortfolioEvent(portfolio_id=f"LIVEP{k}", base_currency="USD") for k in range(LIVE_KEYS)]
     for d in range(days):
         day = first + timedelta(days=d)
         events.append(MarketPriceEvent(security_id=FANOUT_SECURITY, price_date=day, price=Decimal(50 + d % 7), currency="USD"))
         events += [MarketPriceEvent(security_id=f"LIVE{k}", price_date=day, price=Decimal(20), currency="USD")
-                   for k in range(LIVE_KEYS)]
+                   for k in range(LIVE_SECURITIES)]
     stamp = datetime.combine(first, dtime(10), tzinfo=timezone.utc)
     events += [TransactionEvent(
         transaction_id=f"F{p:05d}-BUY", portfolio_id=f"F{p:05d}", security_id=FANOUT_SECURITY, transaction_type="BUY",
@@ -221,7 +226,7 @@ class LiveStream:
         self.count += 1
         stamp = datetime.combine(self.day, dtime(8), tzinfo=timezone.utc) + timedelta(milliseconds=100 * self.count)
         return TransactionEvent(
-            transaction_id=f"LIVE-{self.count:08d}", portfolio_id=f"LIVEP{k}", security_id=f"LIVE{k}",
+            transaction_id=f"LIVE-{self.count:08d}", portfolio_id=f"LIVEP{k}", security_id=f"LIVE{k % LIVE_SECURITIES}",
             transaction_type="BUY", transaction_date=stamp, quantity=Decimal(1), price=Decimal(20),
             gross_amount=Decimal(20), trade_fee=Decimal(0), trade_currency="USD",
         )
