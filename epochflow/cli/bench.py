@@ -268,6 +268,27 @@ class LiveStream:
             await asyncio.sleep(0.01)
 
 
+async def _settle_showing_progress(pipeline: Pipeline, expected_jobs: int, echo: Callable[[str], None],
+                                   timeout: float = 3600, every_s: float = 10.0) -> None:
+    """Settle the pipeline; meanwhile, every `every_s`, how many of the expected valuation
+    jobs are COMPLETE, with a rate and an estimate of the time left."""
+    async def report() -> None:
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(every_s)
+            done = await reads.count_valuation_jobs(pipeline.engine, status="COMPLETE")
+            elapsed = time.monotonic() - started
+            rate = done / elapsed
+            left = f", about {(expected_jobs - done) / rate:.0f}s left" if rate > 0 and done < expected_jobs else ""
+            echo(f"    {elapsed:6.0f}s  days valued {done:,}/{expected_jobs:,} ({rate:,.0f}/s{left})")
+
+    reporter = asyncio.ensure_future(report())
+    try:
+        await pipeline.settle(timeout)
+    finally:
+        reporter.cancel()
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
@@ -310,7 +331,7 @@ async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle
                     await pipeline.quiesce(180)
                     started = time.monotonic()
                     await pipeline.publish(events)
-                    await pipeline.settle(3600)
+                    await _settle_showing_progress(pipeline, n * days, echo)
                     echo(f"  N={n:>6}: loaded and valued {n} keys x {days} days in {time.monotonic() - started:.1f}s")
                     live = LiveStream(pipeline, live_rate, last)
                     idle_until = time.monotonic() + idle_s
