@@ -7,9 +7,12 @@ valuation.value      valuation-jobs           -> snapshots and job outcomes
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from faust.streams import current_event
 
-from epochflow.agents.batching import process_batch
+from epochflow.agents.batching import by_partition, event_context, process_batch
 from epochflow.agents.results_feed import decode_rows, forwarded_barriers
 from epochflow.agents.valuation_handler import ValuationHandler
 from epochflow.app import app, settings
@@ -57,6 +60,36 @@ def _value(handler: ValuationHandler, progress, raw: bytes, partition: int) -> l
     return handler.on_job(job, -1 if seen is None else seen)
 
 
+VIEW_WAIT_S = 2.0
+
+
+def _batch_caught_up(events) -> bool:
+    """Whether this worker's other agents have read what every job of the batch needs."""
+    for partition, partition_events in by_partition(events).items():
+        handler, progress, _ = _handler()
+        with event_context(partition_events[-1]):
+            seen = progress.get(f"ref_offset|p{partition}")
+            for event in partition_events:
+                try:
+                    job = parse_job(event.value)
+                except Exception:
+                    continue  # not a job (a barrier) or invalid: dead-lettered by the batch
+                if not handler.caught_up(job, -1 if seen is None else seen):
+                    return False
+    return True
+
+
+async def _until_caught_up(events) -> None:
+    """Give this worker's positions and reference agents up to VIEW_WAIT_S to read what
+    the batch's jobs need before answering them: they read other topics at their own pace
+    (after a restart or a replay, far behind), and a NOT_READY answer relies on the
+    scheduler sending the job again, which it does not for a job it has moved past (a
+    replay re-reads jobs the scheduler answered long ago)."""
+    deadline = time.monotonic() + VIEW_WAIT_S
+    while not _batch_caught_up(events) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+
+
 @app.agent(topics.results, name="valuation.positions")
 async def follow_positions(stream):
     async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
@@ -72,4 +105,5 @@ async def follow_reference(stream):
 @app.agent(topics.valuation_jobs, name="valuation.value")
 async def value_jobs(stream):
     async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
+        await _until_caught_up(events)
         await _run("valuation.value", events, _value)

@@ -134,6 +134,15 @@ class ValuationHandler:
         return Price(price_date, value, currency)
 
     # -- jobs --------------------------------------------------------------------------
+    def caught_up(self, job: ValuationJob, ref_offset_seen: int) -> bool:
+        """Has this role's view (the key's positions, the reference data) reached what the
+        scheduler had seen when it dispatched the job? (A job of an older epoch is answered
+        at once: STALE.)"""
+        cached = self._cached(job.key)
+        if job.epoch < cached.epoch:
+            return True
+        return not (job.epoch > cached.epoch or cached.state_version < job.state_version or ref_offset_seen < job.ref_offset)
+
     def on_job(self, job: ValuationJob, ref_offset_seen: int) -> list:
         key = job.key
         cached = self._cached(key)
@@ -145,7 +154,7 @@ class ValuationHandler:
         if job.epoch < cached.epoch:
             metrics.STALE_EPOCH_DROPPED.labels("valuation.value").inc()
             return [outcome("STALE", f"job of epoch {job.epoch}, key is at {cached.epoch}")]
-        if job.epoch > cached.epoch or cached.state_version < job.state_version or ref_offset_seen < job.ref_offset:
+        if not self.caught_up(job, ref_offset_seen):
             return [outcome("NOT_READY", "positions or reference data not caught up yet")]
         portfolio = self.reference.portfolios.get(job.portfolio_id)
         instrument = self.reference.instruments.get(job.security_id)
