@@ -16,7 +16,7 @@ from epochflow.agents.batching import by_partition, event_context, process_batch
 from epochflow.agents.results_feed import decode_rows, forwarded_barriers
 from epochflow.agents.valuation_handler import ValuationHandler
 from epochflow.app import app, settings
-from epochflow.schemas.events import parse_reference
+from epochflow.schemas.events import InvalidEvent, parse_reference
 from epochflow.schemas.jobs import parse_job
 from epochflow.streams import topics
 from epochflow.tables import valuation as tables
@@ -72,7 +72,7 @@ def _batch_caught_up(events) -> bool:
             for event in partition_events:
                 try:
                     job = parse_job(event.value)
-                except Exception:
+                except InvalidEvent:
                     continue  # not a job (a barrier) or invalid: dead-lettered by the batch
                 if not handler.caught_up(job, -1 if seen is None else seen):
                     return False
