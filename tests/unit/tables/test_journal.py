@@ -1,0 +1,142 @@
+"""The redo journal: encoding, and the guarantee that a step killed after any prefix of its
+records ends, after a restart and re-delivery, exactly like an undisturbed run."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from epochflow.tables import journal
+from epochflow.tables.journal import Entry, Output, Write
+from tests.fixtures.faults import Killed, MemoryWorker
+
+blobs = st.binary(max_size=40)
+writes = st.builds(Write, table=st.sampled_from(["state", "refs"]), key=blobs, value=st.none() | blobs)
+outputs = st.builds(Output, topic=st.sampled_from(["results", "valuation-jobs"]), partition=st.integers(0, 2**31 - 1),
+                    key=blobs, value=blobs)
+
+
+@given(st.lists(writes, max_size=20), st.lists(outputs, max_size=20), st.integers(1, 200), st.integers(0, 7))
+def test_records_read_back_as_the_entry(ws, outs, chunk_bytes, partition):
+    entry = Entry(tuple(ws), tuple(outs))
+    stored = dict(journal.records(partition, entry, chunk_bytes))
+    found = journal.read(stored.get, partition)
+    assert found is not None
+    assert found[0] == entry
+    assert set(found[1]) == set(stored)
+
+
+def test_records_are_chunked_and_the_head_comes_last():
+    entry = Entry(tuple(Write("state", b"k%d" % i, b"x" * 100) for i in range(10)))
+    recs = journal.records(3, entry, chunk_bytes=250)
+    assert recs[-1][0] == journal.head_key(3)
+    assert len(recs) == 6  # two items per chunk, then the head
+    assert all(len(value) <= 250 for _, value in recs[:-1])
+
+
+def test_no_head_is_no_journal_and_a_head_without_its_chunk_is_an_error():
+    recs = dict(journal.records(0, Entry((Write("state", b"k", b"v"),))))
+    assert journal.read({}.get, 0) is None
+    del recs[journal.chunk_key(0, 0)]
+    with pytest.raises(RuntimeError, match="without its chunk"):
+        journal.read(recs.get, 0)
+
+
+# -- a role in miniature: quantities summed once per transaction id ------------------------------
+# The state and the fingerprint that guards it live in two tables, as in the positions role.
+def step(worker: MemoryWorker, events: list[tuple[str, int]]) -> Entry:
+    total = int(worker.get("state", 0, b"total") or b"0")
+    seen: dict[bytes, bytes] = {}
+    for txn_id, quantity in events:
+        key = txn_id.encode()
+        if worker.get("refs", 0, key) is None and key not in seen:
+            total += quantity
+            seen[key] = b"1"
+    if not seen:
+        return Entry()
+    ws = [Write("state", b"total", str(total).encode())] + [Write("refs", k, v) for k, v in seen.items()]
+    return Entry(tuple(ws), (Output("results", 0, b"total", str(total).encode()),))
+
+
+async def direct(worker: MemoryWorker, entry: Entry) -> None:
+    """What the roles did before the journal: write the tables, send, then wait."""
+    for write in entry.writes:
+        worker.apply(0, write)
+    for output in entry.outputs:
+        worker.send(output)
+    await worker.delivered()
+
+
+async def journalled(worker: MemoryWorker, entry: Entry) -> None:
+    await journal.commit(worker, {0: entry}, chunk_bytes=16)
+
+
+def run(batches: list[list[tuple[str, int]]], commit, kill_at: int | None, keep_local: bool,
+        landing=lambda pending: pending) -> tuple[bytes | None, bytes | None]:
+    """Run the batches; killed, restart and deliver again from the last committed batch."""
+    worker = MemoryWorker(kill_at=kill_at, landing=landing)
+    committed = 0  # input offset: batches before it are never delivered again
+
+    async def go(worker: MemoryWorker, committed: int) -> int:
+        await journal.redo(worker, [0])
+        for i in range(committed, len(batches)):
+            await commit(worker, step(worker, batches[i]))
+            committed = i + 1
+        return committed
+
+    try:
+        committed = asyncio.run(go(worker, committed))
+    except Killed:
+        worker = worker.restart(keep_local)
+        committed = asyncio.run(go(worker, committed))
+    last_output = worker.outputs()[-1].value if worker.outputs() else None
+    return worker.get("state", 0, b"total"), last_output
+
+
+BATCHES = [[("t1", 5), ("t2", 7)], [("t3", 7), ("t1", 5)], [("t4", 1)]]
+
+
+def records_of(commit) -> int:
+    worker = MemoryWorker()
+
+    async def go():
+        for batch in BATCHES:
+            await commit(worker, step(worker, batch))
+
+    asyncio.run(go())
+    return worker.enqueued
+
+
+@pytest.mark.parametrize("keep_local", [False, True], ids=["restored_from_changelog", "local_state_kept"])
+def test_a_kill_at_any_record_of_a_journalled_step_ends_like_an_undisturbed_run(keep_local):
+    expected = run(BATCHES, journalled, None, keep_local)
+    assert expected == (b"20", b"20")
+    for k in range(records_of(journalled) + 1):
+        assert run(BATCHES, journalled, k, keep_local) == expected, f"killed at record {k}"
+
+
+def test_without_the_journal_a_kill_between_the_state_and_its_fingerprint_counts_a_trade_twice():
+    """The harness sees the hole the journal closes: state landed, fingerprint lost."""
+    expected = run(BATCHES, direct, None, keep_local=False)
+    outcomes = {k: run(BATCHES, direct, k, keep_local=False) for k in range(records_of(direct) + 1)}
+    assert any(outcome != expected for outcome in outcomes.values())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.randoms(use_true_random=False), st.booleans())
+def test_records_landing_in_any_order_between_barriers_change_nothing(kill_at, rnd, keep_local):
+    """Records of different topic-partitions may land in any order before a barrier."""
+    def landing(pending):
+        shuffled = list(pending)
+        rnd.shuffle(shuffled)
+        # one topic-partition keeps its order: restore it among each partition's records
+        by_log: dict = {}
+        for record in pending:
+            by_log.setdefault((record.table, record.partition), []).append(record)
+        return [by_log[(r.table, r.partition)].pop(0) for r in shuffled]
+
+    k = kill_at % (records_of(journalled) + 1)
+    assert run(BATCHES, journalled, k, keep_local, landing) == run(BATCHES, journalled, None, keep_local)
