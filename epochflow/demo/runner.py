@@ -11,8 +11,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-from epochflow.demo.data import MODEL_PORTFOLIOS, WIDELY_HELD, demo_events, late_trade, model_portfolio_id, price_correction
 from epochflow.client import Pipeline
+from epochflow.demo.data import MODEL_PORTFOLIOS, WIDELY_HELD, demo_events, late_trade, model_portfolio_id, price_correction
 from epochflow.sinks import reads
 
 

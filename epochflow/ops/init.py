@@ -39,8 +39,8 @@ async def initialize(
     Connection errors are retried every `retry_interval_s` until `timeout_s` after the
     call; `report` (if given) hears about each wait, so a slow start is not a silent one.
     """
-    from epochflow.streams.admin import create_topics
     from epochflow.sinks.schema import migrate
+    from epochflow.streams.admin import create_topics
     from epochflow.streams.names import topic_specs
 
     missing = [

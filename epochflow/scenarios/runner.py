@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from epochflow.scenarios.expectations import Support, Verdict, check
 from epochflow.client import NotQuiescent, Pipeline
 from epochflow.config import Settings
+from epochflow.scenarios.expectations import Support, Verdict, check
 from epochflow.schemas.events import CheckpointEvent, InvalidEvent, parse_event
 from epochflow.sinks import reads
 
