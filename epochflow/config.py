@@ -6,8 +6,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROLES = ("positions", "scheduler", "valuation", "fanout", "sink", "api")
-
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)

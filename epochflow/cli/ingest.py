@@ -1,64 +1,41 @@
-"""Reading input files: a scenario file (JSON with cases), a JSON list of events, or JSON
-Lines. Every event is validated before anything is published; the first problems are
-reported with their line or position."""
+"""`epochflow ingest FILE`."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 from pathlib import Path
-from typing import Any
 
-from epochflow.schemas.events import CheckpointEvent, InvalidEvent, parse_event
-
-
-def read_raw_events(path: Path, case: str | None = None) -> list[tuple[str, Any]]:
-    """(where, raw event) pairs from a file, in order."""
-    text = Path(path).read_text()
-    stripped = text.lstrip()
-    if stripped.startswith("{") or stripped.startswith("["):
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            doc = None  # maybe JSON Lines whose first line is an object
-        if isinstance(doc, dict) and "cases" in doc:
-            out = []
-            for c in doc["cases"]:
-                if case and c.get("name") != case:
-                    continue
-                out += [(f"case {c.get('name')} event #{i}", e) for i, e in enumerate(c.get("events", []))]
-            if case and not out:
-                raise InvalidEvent(f"{path}: no case named {case!r}")
-            return out
-        if isinstance(doc, dict) and "events" in doc:
-            return [(f"event #{i}", e) for i, e in enumerate(doc["events"])]
-        if isinstance(doc, list):
-            return [(f"event #{i}", e) for i, e in enumerate(doc)]
-        if isinstance(doc, dict):
-            return [("event #0", doc)]
-    out = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            out.append((f"line {number}", json.loads(line)))
-        except ValueError as error:
-            raise InvalidEvent(f"{path}: line {number}: not JSON ({error.msg})") from None
-    return out
+import click
 
 
-def load_events(path: Path, case: str | None = None) -> list:
-    """Validated events (checkpoints dropped: they only mean something to the scenario runner)."""
-    events, problems = [], []
-    for where, raw in read_raw_events(path, case):
-        try:
-            event = parse_event(raw)
-        except InvalidEvent as error:
-            problems.append(f"{where}: {error.reason}")
-            continue
-        if not isinstance(event, CheckpointEvent):
-            events.append(event)
-    if problems:
-        shown = "\n  ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise InvalidEvent(f"{path}: {len(problems)} invalid event(s), nothing was published:\n  {shown}{more}")
-    return events
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--case", default=None, help="Only this case of a scenario file.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def ingest(file: Path, case: str | None, data_dir: Path | None) -> None:
+    """Validate and publish the events of FILE (scenario JSON, JSON list or JSON Lines)."""
+    from epochflow.devstack.stack import settings_for_running_stack
+    from epochflow.ops.ingest import load_events
+    from epochflow.schemas.events import InvalidEvent
+
+    try:
+        events = load_events(file, case)
+    except InvalidEvent as error:
+        raise click.ClickException(error.reason) from None
+    settings = settings_for_running_stack(data_dir)
+    if not settings.kafka_url:
+        raise click.ClickException("no running stack found: start one with `epochflow up` or set EPOCHFLOW_KAFKA_URL")
+    asyncio.run(_publish_with_progress(settings, events))
+
+
+async def _publish_with_progress(settings, events: list) -> None:
+    from epochflow.streams.producer import Producer
+    from epochflow.streams.publish import route
+    from epochflow.streams.security import client_options
+
+    async with Producer(settings.kafka_bootstrap, **client_options(settings)) as producer:
+        with click.progressbar(events, label=f"publishing {len(events)} events", show_eta=True, show_pos=True) as bar:
+            for event in bar:
+                for routed in route(event, settings):
+                    await producer.send(routed.topic, routed.partition, routed.key, routed.value)
+    click.echo(f"published {len(events)} events to {settings.kafka_url}")

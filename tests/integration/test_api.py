@@ -28,10 +28,10 @@ from urllib.parse import quote
 
 import pytest
 
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.stack import EmbeddedStack
-from epochflow.config import ROLES
+from epochflow.client import Pipeline
+from epochflow.devstack.stack import EmbeddedStack
 from epochflow.sinks import reads
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.stack import log_tail, running_stack, transaction
 from tests.fixtures.valuation import business_dates, days, instrument, portfolio, price
 
@@ -57,7 +57,7 @@ WEIGHT = D("1E-10")
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
     env = {"EPOCHFLOW_API_TOKEN": TOKEN, "EPOCHFLOW_API_MAX_BODY_BYTES": str(MAX_BODY)}
-    with running_stack(ROLES, worker_env=env) as running:
+    with running_stack(ROLE_NAMES, worker_env=env) as running:
         yield running
 
 

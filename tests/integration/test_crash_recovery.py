@@ -34,10 +34,9 @@ import pytest
 from sqlalchemy import func, select
 
 from epochflow.agents.positions_handler import PositionsHandler
-from epochflow.cli.broker import port_open
-from epochflow.cli.pipeline import NotQuiescent, Pipeline
-from epochflow.cli.stack import EmbeddedStack
-from epochflow.config import ROLES
+from epochflow.client import NotQuiescent, Pipeline
+from epochflow.devstack.ports import port_open
+from epochflow.devstack.stack import EmbeddedStack
 from epochflow.domain.valuation import DailyPosition, Price, value_position
 from epochflow.schemas.events import TransactionEvent
 from epochflow.schemas.results import PositionHistoryRow, PositionStateRow, TransactionRow
@@ -46,6 +45,7 @@ from epochflow.sinks.models import daily_position_snapshots, portfolio_valuation
 from epochflow.streams.partitioning import partition_for
 from epochflow.tables.reference import ReferenceData
 from epochflow.tables.store import MemoryStore
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.ephemeral_worker import ephemeral_command
 from tests.fixtures.stack import key_of, log_tail, running_stack, transaction
 from tests.fixtures.valuation import DAY, business_dates, days, instrument, portfolio, price, snap
@@ -166,7 +166,7 @@ def stack(request) -> Iterator[EmbeddedStack]:
     with their local state wiped at every start, rebuilding their tables from the
     changelog topics alone (like a container without a persistent disk)."""
     options = {"command": ephemeral_command} if request.param == "changelog_only" else {}
-    with running_stack(ROLES, worker_env={"EPOCHFLOW_PROCESSING_TIMEOUT_S": str(PROCESSING_TIMEOUT_S)},
+    with running_stack(ROLE_NAMES, worker_env={"EPOCHFLOW_PROCESSING_TIMEOUT_S": str(PROCESSING_TIMEOUT_S)},
                        **options) as running:
         yield running
 

@@ -34,9 +34,8 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.stack import EmbeddedStack
-from epochflow.config import ROLES
+from epochflow.client import Pipeline
+from epochflow.devstack.stack import EmbeddedStack
 from epochflow.sinks.dashboard_reads import (
     WRITTEN_TABLES,
     KeyGroup,
@@ -51,6 +50,7 @@ from epochflow.sinks.models import (
     reprocessing_triggers,
 )
 from epochflow.streams.partitioning import partition_for
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.browser import BrowserUnavailable, dump_dom, find_chromium, read_png, screenshot
 from tests.fixtures.stack import key_of, log_tail, running_stack, transaction
 from tests.fixtures.valuation import business_dates, days, instrument, portfolio, price
@@ -80,7 +80,7 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    with running_stack(ROLES) as running:
+    with running_stack(ROLE_NAMES) as running:
         yield running
 
 

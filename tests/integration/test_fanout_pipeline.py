@@ -17,12 +17,12 @@ from decimal import Decimal
 
 import pytest
 
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.broker import port_open
-from epochflow.cli.stack import EmbeddedStack
-from epochflow.config import ROLES
+from epochflow.client import Pipeline
+from epochflow.devstack.ports import port_open
+from epochflow.devstack.stack import EmbeddedStack
 from epochflow.schemas.events import FxRateEvent
 from epochflow.sinks import reads
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.stack import log_tail, running_stack, transaction
 from tests.fixtures.valuation import Windows, business_dates, days, instrument, portfolio, price
 
@@ -38,7 +38,7 @@ WINDOWS = Windows(date(2026, 3, 2), length=20)
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    with running_stack(ROLES, worker_env={"EPOCHFLOW_FANOUT_RATE": str(RATE)}) as running:
+    with running_stack(ROLE_NAMES, worker_env={"EPOCHFLOW_FANOUT_RATE": str(RATE)}) as running:
         yield running
 
 

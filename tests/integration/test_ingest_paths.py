@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from epochflow.cli.pipeline import Pipeline
+from epochflow.client import Pipeline
 from epochflow.sinks import reads
 from tests.fixtures.stack import running_stack
 

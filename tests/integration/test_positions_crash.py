@@ -35,14 +35,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
 from epochflow.agents.positions_handler import PositionsHandler
-from epochflow.cli.broker import consumer_lag
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.stack import EmbeddedStack
+from epochflow.client import Pipeline
+from epochflow.devstack.stack import EmbeddedStack
 from epochflow.schemas.commands import AdvanceWatermark
 from epochflow.schemas.events import BusinessDateEvent, InstrumentEvent, PortfolioEvent, TransactionEvent
 from epochflow.schemas.results import HistoryCarryOver, PositionHistoryRow, PositionStateRow, TransactionRow
 from epochflow.sinks import reads
 from epochflow.sinks.models import position_history
+from epochflow.streams.admin import consumer_lag
 from epochflow.streams.names import topic_name
 from epochflow.streams.partitioning import partition_for
 from epochflow.tables.reference import ReferenceData

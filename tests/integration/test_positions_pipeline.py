@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.stack import EmbeddedStack
+from epochflow.client import Pipeline
+from epochflow.devstack.stack import EmbeddedStack
 from epochflow.schemas.events import TransactionEvent, parse_event
 from epochflow.sinks import reads
 from epochflow.streams.partitioning import partition_for

@@ -18,11 +18,11 @@ from decimal import Decimal
 
 import pytest
 
-from epochflow.cli.broker import port_open
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.stack import EmbeddedStack
-from epochflow.config import ROLES
+from epochflow.client import Pipeline
+from epochflow.devstack.ports import port_open
+from epochflow.devstack.stack import EmbeddedStack
 from epochflow.sinks import reads
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.stack import log_tail, running_stack, transaction
 from tests.fixtures.valuation import business_dates, days, instrument, portfolio, price
 
@@ -39,7 +39,7 @@ ROUNDS = 10  # one BUY per key and round, the round's day (round 7 books a back-
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    with running_stack(ROLES, workers_per_role={"positions": 2, "valuation": 2}) as running:
+    with running_stack(ROLE_NAMES, workers_per_role={"positions": 2, "valuation": 2}) as running:
         yield running
 
 

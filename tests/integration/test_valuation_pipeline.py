@@ -16,10 +16,10 @@ from decimal import Decimal
 
 import pytest
 
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.stack import EmbeddedStack
-from epochflow.config import ROLES
+from epochflow.client import Pipeline
+from epochflow.devstack.stack import EmbeddedStack
 from epochflow.sinks import reads
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.stack import running_stack, transaction
 from tests.fixtures.valuation import (
     Windows,
@@ -42,7 +42,7 @@ WINDOWS = Windows(date(2026, 1, 5), length=40)
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    with running_stack(ROLES) as running:
+    with running_stack(ROLE_NAMES) as running:
         yield running
 
 

@@ -29,7 +29,6 @@ DASHBOARD_PROVIDER = GRAFANA / "provisioning" / "dashboards" / "epochflow.yml"
 ROLE_SERVICES = frozenset({"positions", "scheduler", "valuation", "fanout", "sink", "api"})
 INFRASTRUCTURE_SERVICES = frozenset({"kafka", "postgres", "init", "prometheus", "grafana"})
 EPOCHFLOW_SERVICES = ROLE_SERVICES | {"init"}
-BENCHMARK_ONLY_ROLES = frozenset({"naive"})  # started by `epochflow bench ingest`, never deployed
 ROLE_WITH_HOST_PORT = "api"  # the read API and dashboard
 
 # Metric names the dashboard may use before epochflow/metrics.py defines them, for metrics
@@ -171,13 +170,24 @@ def test_compose_has_the_infrastructure_and_one_service_per_role(services):
     assert all(name == role for name, role in roles.items()), f"a role service is named after its role: {roles}"
 
 
-def test_every_deployable_role_of_the_package_has_a_service(services):
-    from epochflow.roles import ROLE_MODULES
+def test_every_role_of_the_package_has_a_service(services):
+    from epochflow.topology import ROLES
 
-    deployable = set(ROLE_MODULES) - BENCHMARK_ONLY_ROLES
-    assert deployable <= set(role_services(services).values()), (
-        f"roles without a docker-compose service: {sorted(deployable - set(role_services(services).values()))}"
+    assert set(ROLES) <= set(role_services(services).values()), (
+        f"roles without a docker-compose service: {sorted(set(ROLES) - set(role_services(services).values()))}"
     )
+
+
+def test_the_benchmark_baseline_is_not_deployed(services):
+    """The naive agent of `epochflow bench ingest` is no role, and its topic no topic, of a
+    deployment: `init` and `up` create only the topics of `streams.names.topic_specs`."""
+    from epochflow.config import Settings
+    from epochflow.streams.names import topic_specs
+    from epochflow.topology import ROLES
+
+    assert "naive" not in ROLES
+    assert "naive" not in role_services(services).values()
+    assert not [spec.name for spec in topic_specs(Settings()) if "naive" in spec.name]
 
 
 @pytest.mark.parametrize("role", sorted(ROLE_SERVICES))
@@ -185,9 +195,9 @@ def test_each_role_service_runs_a_role_the_package_has(role):
     """`epochflow worker ROLE` must accept the role and know its modules, or the service
     exits at start."""
     from epochflow.cli.main import cli
-    from epochflow.roles import ROLE_MODULES
+    from epochflow.topology import ROLES
 
-    assert role in ROLE_MODULES, f"epochflow.roles.ROLE_MODULES has no {role!r} role yet"
+    assert role in ROLES, f"epochflow.topology.ROLES has no {role!r} role yet"
     accepted = cli.commands["worker"].params[0].type.choices
     assert role in accepted, f"`epochflow worker` accepts {list(accepted)}, not {role!r}"
 
@@ -248,8 +258,6 @@ def test_epochflow_services_set_only_variables_the_application_reads(services):
         unknown = set(env) - read
         assert not unknown, f"{name} sets variables epochflow never reads: {sorted(unknown)}"
         assert {"EPOCHFLOW_KAFKA_URL", "DATABASE_URL"} <= set(env), name
-        # `epochflow worker ROLE` sets it; a value here would be overridden or, worse, not.
-        assert "EPOCHFLOW_ROLE" not in env, name
 
 
 # -- Prometheus ----------------------------------------------------------------------------

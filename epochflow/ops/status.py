@@ -1,5 +1,5 @@
-"""`epochflow status`: per role, whether its worker processes run and how far its
-consumer group lags behind the topics it reads."""
+"""The status report of `epochflow status`: per role, whether its worker processes run and
+how far its consumer group lags behind the topics it reads."""
 
 from __future__ import annotations
 
@@ -8,32 +8,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from epochflow.cli.broker import consumer_lag, run_sync
-from epochflow.cli.stack import read_run_file, settings_for_running_stack
-from epochflow.cli.supervisor import pid_alive
-from epochflow.config import ROLES, Settings
+from epochflow.config import Settings
+from epochflow.devstack.process import pid_alive
+from epochflow.devstack.stack import read_run_file, settings_for_running_stack
+from epochflow.streams.admin import consumer_lag, run_sync
 from epochflow.streams.names import topic_name
-
-# The topics each role's agents consume (short names, see epochflow.streams.names).
-ROLE_INPUTS: dict[str, tuple[str, ...]] = {
-    "positions": ("transactions", "reference", "position-commands"),
-    "scheduler": ("results", "reference", "scheduler-ticks"),
-    "valuation": ("results", "reference", "valuation-jobs"),
-    "fanout": ("results", "reference", "fanout-ticks"),
-    "sink": ("results",),
-}
-
-
-def app_id(settings: Settings, role: str) -> str:
-    """The Faust app id of a role, which is also its consumer group id."""
-    return f"{settings.topic_prefix}-{role}"
+from epochflow.topology import ROLE_NAMES, role as role_of
 
 
 async def build_status(
-    settings: Settings, run: Mapping[str, Any] | None = None, roles: Sequence[str] = ROLES
+    settings: Settings, run: Mapping[str, Any] | None = None, roles: Sequence[str] = ROLE_NAMES
 ) -> dict[str, Any]:
     """The status report as plain data. `run` is a running stack's run file (see
-    `epochflow.cli.stack.read_run_file`): without one, workers are not known here (they
+    `epochflow.devstack.stack.read_run_file`): without one, workers are not known here (they
     run elsewhere, e.g. in docker compose) and only lag is reported."""
     report: dict[str, Any] = {
         "kafka_url": settings.kafka_url,
@@ -44,8 +31,8 @@ async def build_status(
         "roles": {},
     }
     for role in roles:
-        topics = [topic_name(settings, short) for short in ROLE_INPUTS.get(role, ())]
-        group = app_id(settings, role)
+        topics = [topic_name(settings, short) for short in role_of(role).inputs]
+        group = role_of(role).app_id(settings)
         entry: dict[str, Any] = {"group_id": group, "topics": topics}
         if run is not None:
             entry["workers"] = [_worker_entry(w) for w in run.get("workers", []) if w.get("role") == role]
@@ -69,7 +56,7 @@ async def _lag_entry(settings: Settings, group: str, topics: list[str]) -> dict[
     return {"lag": lag, "total_lag": sum(n for parts in lag.values() for n in parts.values())}
 
 
-def collect_status(data_dir: Path | None = None, roles: Sequence[str] = ROLES) -> dict[str, Any]:
+def collect_status(data_dir: Path | None = None, roles: Sequence[str] = ROLE_NAMES) -> dict[str, Any]:
     """The report for the stack running from `data_dir` (or the one the environment
     points at); sync, for the CLI."""
     settings = settings_for_running_stack(data_dir)

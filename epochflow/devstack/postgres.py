@@ -17,15 +17,14 @@ import importlib.util
 import logging
 import os
 import pwd
-import signal
 import stat
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from epochflow.cli.ports import free_port
+from epochflow.devstack.ports import free_port
+from epochflow.devstack.process import children, kill, log_tail, pid_alive, wait_dead
 
 log = logging.getLogger("epochflow.postgres")
 
@@ -275,10 +274,7 @@ def _log_file(data_dir: Path) -> Path:
 
 
 def _log_tail(data_dir: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(_log_file(data_dir).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+    return log_tail(_log_file(data_dir), lines)
 
 
 def _postmaster_pid(data_dir: Path) -> int:
@@ -294,7 +290,7 @@ def _stop_leftover(runner: _Runner, data_dir: Path) -> None:
         pid = _postmaster_pid(data_dir)
     except (OSError, ValueError):
         return
-    if _alive(pid) and _is_postmaster_of(pid, data_dir):
+    if pid_alive(pid) and _is_postmaster_of(pid, data_dir):
         log.warning("postgres.leftover_stopped pid=%d data_dir=%s", pid, data_dir)
         _stop_postmaster(runner, data_dir, pid, timeout=10.0)
 
@@ -316,9 +312,9 @@ def _ensure_database(runner: _Runner, port: int) -> None:
 def _stop_postmaster(runner: _Runner, data_dir: Path, pid: int, timeout: float) -> None:
     """Fast shutdown, then immediate, then SIGKILL: never leave the postmaster or its
     backends running."""
-    children = _children(pid)
+    backends = children(pid)
     for mode in ("fast", "immediate"):
-        if not _alive(pid):
+        if not pid_alive(pid):
             break
         try:
             runner.run(
@@ -335,38 +331,12 @@ def _stop_postmaster(runner: _Runner, data_dir: Path, pid: int, timeout: float) 
             )
         except subprocess.TimeoutExpired:
             pass
-        _wait_dead([pid], timeout=1.0)
-    for leftover in [pid, *children]:
-        if _alive(leftover):
+        wait_dead([pid], 1.0)
+    for leftover in [pid, *backends]:
+        if pid_alive(leftover):
             log.warning("postgres.sigkill pid=%d", leftover)
-            _kill(leftover)
-    _wait_dead([pid, *children], timeout=5.0)
-
-
-# -- processes ----------------------------------------------------------------------------
-
-
-def _alive(pid: int) -> bool:
-    """True while `pid` runs; a zombie (exited, not yet reaped by init) counts as dead."""
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat_line.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == pid:
-            found.append(int(entry.name))
-    return found
+            kill(leftover)
+    wait_dead([pid, *backends], 5.0)
 
 
 def _is_postmaster_of(pid: int, data_dir: Path) -> bool:
@@ -375,18 +345,3 @@ def _is_postmaster_of(pid: int, data_dir: Path) -> bool:
     except OSError:
         return False
     return bool(cmdline) and cmdline[0].endswith(b"postgres") and str(data_dir).encode() in cmdline
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_dead(pids: Sequence[int], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-

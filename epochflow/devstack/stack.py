@@ -23,10 +23,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from epochflow.cli.broker import BrokerHandle, create_topics, free_port, port_open, run_sync, start_broker
-from epochflow.cli.supervisor import Supervisor, pid_alive
-from epochflow.config import ROLES, Settings, load_settings
-from epochflow.streams.names import topic_specs
+from epochflow.config import Settings, load_settings
+from epochflow.devstack.broker import BrokerHandle, start_broker
+from epochflow.devstack.ports import free_port, port_open
+from epochflow.devstack.process import pid_alive
+from epochflow.devstack.supervisor import Supervisor
+from epochflow.streams.admin import create_topics, run_sync
+from epochflow.streams.names import TopicSpec, topic_specs
+from epochflow.topology import ROLE_NAMES
 
 log = logging.getLogger("epochflow.stack")
 
@@ -60,18 +64,20 @@ class EmbeddedStack:
     on a helper thread). `workers_per_role` maps a role to its worker count (default 1).
     With an embedded broker everything starts empty (Tansu keeps nothing), so by default
     (`fresh`) the workers' local state and the embedded database are wiped as well.
+    `topics(settings)` names topics to create besides the deployment's (a benchmark's own).
     """
 
     def __init__(
         self,
         data_dir: Path | None = None,
         *,
-        roles: Sequence[str] = ROLES,
+        roles: Sequence[str] = ROLE_NAMES,
         workers_per_role: Mapping[str, int] | None = None,
         partitions: int | None = None,
         topic_prefix: str | None = None,
         command: WorkerCommand = worker_command,
         worker_env: Mapping[str, str] | None = None,
+        topics: Callable[[Settings], Sequence[TopicSpec]] | None = None,
         fresh: bool = True,
         stop_timeout_s: float = 6.0,
     ) -> None:
@@ -89,9 +95,10 @@ class EmbeddedStack:
         self.workers_per_role = dict(workers_per_role or {})
         self.command = command
         self.worker_env = dict(worker_env or {})
+        self.topics = topics
         self.fresh = fresh
         self.broker: BrokerHandle | None = None
-        self.postgres: Any = None  # epochflow.cli.postgres.PgHandle when embedded
+        self.postgres: Any = None  # epochflow.devstack.postgres.PgHandle when embedded
         self.workers: list[WorkerInfo] = []
         self.supervisor = Supervisor(
             self.data_dir / "logs", stop_timeout_s=stop_timeout_s, on_change=self._write_run_file
@@ -231,7 +238,7 @@ class EmbeddedStack:
             kafka_url = self.broker.url
         database_url = self.settings.database_url
         if not database_url:
-            from epochflow.cli.postgres import start_postgres
+            from epochflow.devstack.postgres import start_postgres
 
             self.postgres = start_postgres(self.data_dir / "postgres")
             database_url = self.postgres.url
@@ -242,7 +249,8 @@ class EmbeddedStack:
         from epochflow.sinks.schema import migrate
 
         migrate(database_url)
-        run_sync(create_topics(self.settings.kafka_bootstrap, topic_specs(self.settings)))
+        extra = list(self.topics(self.settings)) if self.topics is not None else []
+        run_sync(create_topics(self.settings.kafka_bootstrap, topic_specs(self.settings) + extra))
 
         workers_dir = self.data_dir / "workers"
         if self.fresh and self.broker is not None:
@@ -270,7 +278,6 @@ class EmbeddedStack:
             "EPOCHFLOW_DATA_DIR": str(worker.data_dir),
             "EPOCHFLOW_WEB_PORT": str(worker.web_port),
             "EPOCHFLOW_WORKER_ID": worker.worker_id,
-            "EPOCHFLOW_ROLE": worker.role,
             "PYTHONUNBUFFERED": "1",  # log lines reach the log file as they happen
         }
 

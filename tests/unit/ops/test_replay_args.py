@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from aiokafka import TopicPartition
 
-from epochflow.cli.replay import ReplayError, ReplayPlan, ReplayRequest, local_state_dirs, parse_datetime, replay_request
+from epochflow.ops.replay import ReplayError, ReplayPlan, ReplayRequest, local_state_dirs, parse_datetime, replay_request
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 

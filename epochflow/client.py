@@ -18,13 +18,14 @@ from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from epochflow.config import ROLES, Settings
+from epochflow.config import Settings
 from epochflow.schemas.events import BusinessDateEvent
 from epochflow.sinks import reads
 from epochflow.sinks.schema import create_engine
 from epochflow.streams.producer import Producer
 from epochflow.streams.publish import barrier_messages, publish
 from epochflow.streams.security import client_options
+from epochflow.topology import ROLE_NAMES, ROLES
 
 # input topic (short name) -> the stage that forwards its barriers
 BARRIER_STAGES: dict[str, str] = {
@@ -36,9 +37,9 @@ BARRIER_STAGES: dict[str, str] = {
 
 def barrier_stages(roles: tuple[str, ...]) -> dict[str, list[str]]:
     """Every stage a barrier sent into each input topic must pass through: the positions
-    stages, and the scheduler, valuation and fan-out roles that follow the positions
-    output and read reference data themselves."""
-    followers = [r for r in ("scheduler", "valuation", "fanout") if r in roles]
+    stages, and the roles that follow the positions output (scheduler, valuation, fan-out)
+    and read reference data themselves."""
+    followers = [name for name, role in ROLES.items() if role.forwards_barriers and name in roles]
     graph: dict[str, list[str]] = {}
     for topic, stage in BARRIER_STAGES.items():
         graph[topic] = [stage] + [f"{role}<-{stage}" for role in followers]
@@ -55,11 +56,11 @@ class Pipeline:
     settings: Settings
     producer: Producer
     engine: AsyncEngine
-    roles: tuple[str, ...] = ROLES
+    roles: tuple[str, ...] = ROLE_NAMES
     business_date: date | None = None
 
     @classmethod
-    async def connect(cls, settings: Settings, roles: tuple[str, ...] = ROLES) -> "Pipeline":
+    async def connect(cls, settings: Settings, roles: tuple[str, ...] = ROLE_NAMES) -> "Pipeline":
         producer = Producer(settings.kafka_bootstrap, **client_options(settings))
         await producer.__aenter__()
         engine = create_engine(settings.database_url, pool_size=2)

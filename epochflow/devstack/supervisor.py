@@ -2,16 +2,14 @@
 its own file, restarted with backoff when it crashes, and never left behind.
 
 A Faust worker whose broker vanished can hang on SIGTERM, so every stop is SIGTERM, then
-SIGKILL after a deadline. Children also get the kernel's parent-death signal, so even a
-SIGKILLed supervisor leaves nothing running.
+SIGKILL after a deadline (`epochflow.devstack.process`). Children also get the kernel's
+parent-death signal, so even a SIGKILLed supervisor leaves nothing running.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
 import logging
-import os
 import signal
 import subprocess
 import threading
@@ -21,103 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 
+from epochflow.devstack.process import kill_group, signal_group, spawn, terminate, wait_exited
+
 log = logging.getLogger("epochflow.supervisor")
-
-_PR_SET_PDEATHSIG = 1
-try:
-    # Resolved up front: between fork and exec the child must not load anything.
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # not Linux
-    _prctl = None
-
-
-def spawn(
-    cmd: Sequence[str | os.PathLike[str]],
-    *,
-    env: Mapping[str, str] | None = None,
-    log_path: Path | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start `cmd` in a new session (its own process group), stdout+stderr appended to
-    `log_path`. A terminal's Ctrl-C then reaches only us, so we choose the stop order;
-    and the kernel SIGKILLs the child if the thread that spawned it dies."""
-    parent = os.getpid()
-
-    def die_with_parent() -> None:
-        if _prctl is not None:
-            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != parent:  # the parent died before prctl took effect
-                os._exit(1)
-
-    out = open(log_path, "ab") if log_path is not None else None
-    try:
-        return subprocess.Popen(
-            [os.fspath(part) for part in cmd],
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL,
-            stdout=out if out is not None else subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - async-signal-safe: one libc call
-        )
-    finally:
-        if out is not None:
-            out.close()
-
-
-def terminate(processes: Sequence[subprocess.Popen[bytes]], timeout_s: float) -> None:
-    """Stop every process group: SIGTERM all at once, SIGKILL whatever still runs after
-    `timeout_s`, and reap the leaders. Returns once they are all gone."""
-    # Only unreaped leaders: a reaped PID (and so its group id) may already be reused.
-    live = [p for p in processes if p.returncode is None]
-    for process in live:
-        _signal_group(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for process in live:
-        if not _wait_exited(process.pid, deadline - time.monotonic()):
-            log.warning("supervisor.sigkill pid=%d (still running %.1fs after SIGTERM)", process.pid, timeout_s)
-    for process in live:
-        _kill_group(process)
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> int:
-    """SIGKILL the process group and reap its leader; returns the exit code."""
-    if process.returncode is None:
-        # Also the leader's stragglers: the group lives on while the leader is unreaped.
-        _signal_group(process.pid, signal.SIGKILL)
-    return process.wait()
-
-
-def pid_alive(pid: int) -> bool:
-    """True while `pid` runs; a zombie counts as gone (PID 1 of a container may never
-    reap the orphans it inherits)."""
-    if pid <= 0:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _wait_exited(pid: int, timeout_s: float) -> bool:
-    """Wait for `pid` (our child) to exit without reaping it."""
-    deadline = time.monotonic() + max(timeout_s, 0.0)
-    while True:
-        try:
-            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                return True
-        except ChildProcessError:  # already reaped
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,9 +159,9 @@ class Supervisor:
         restarts it like any crashed worker. Returns the signalled PID."""
         with self._lock:
             worker = self._workers[name]
-            if worker.process is None or _wait_exited(worker.process.pid, 0):
+            if worker.process is None or wait_exited(worker.process.pid, 0):
                 raise RuntimeError(f"worker {name} is not running ({worker.state})")
-            _signal_group(worker.process.pid, sig)
+            signal_group(worker.process.pid, sig)
             return worker.process.pid
 
     def restart(self, name: str) -> int:
@@ -267,7 +171,7 @@ class Supervisor:
             if self._stopping:
                 raise RuntimeError("supervisor is stopping")
             if worker.process is not None:
-                worker.last_exit_code = _kill_group(worker.process)
+                worker.last_exit_code = kill_group(worker.process)
             worker.restarts += 1
             self._spawn(worker)
             pid = worker.process.pid  # type: ignore[union-attr]
@@ -330,9 +234,9 @@ class Supervisor:
 
     def _check(self, worker: _Worker, now: float) -> bool:
         if worker.state == "running" and worker.process is not None:
-            if not _wait_exited(worker.process.pid, 0):
+            if not wait_exited(worker.process.pid, 0):
                 return False
-            code = _kill_group(worker.process)  # leftovers of the crashed group go too
+            code = kill_group(worker.process)  # leftovers of the crashed group go too
             worker.process = None
             worker.last_exit_code = code
             ran_for = now - worker.started_at

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from epochflow.cli.expectations import Support, check, same
+from epochflow.scenarios.expectations import Support, check, same
 
 
 @pytest.mark.parametrize(
