@@ -11,7 +11,7 @@ ROLE_MODULES: dict[str, tuple[str, ...]] = {
     "valuation": ("epochflow.agents.valuation",),
     "fanout": ("epochflow.agents.fanout",),
     "sink": ("epochflow.agents.sink",),
-    "api": ("epochflow.web.dashboard", "epochflow.monitor"),  # the web views every role serves, the operations dashboard, deployment-wide gauges
+    "api": ("epochflow.web.dashboard.views", "epochflow.monitor"),  # the web views every role serves, the operations dashboard, deployment-wide gauges
     "naive": ("epochflow.agents.naive",),  # benchmark baseline, started only by `epochflow bench ingest`
 }
 
