@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from epochflow.config import Settings
 from epochflow.schemas.events import BusinessDateEvent
-from epochflow.sinks import reads
+from epochflow.sinks.reads.quiescence import barriers_seen, pipeline_activity
 from epochflow.sinks.schema import create_engine
 from epochflow.streams.producer import Producer
 from epochflow.streams.publish import barrier_messages, publish
@@ -85,7 +85,7 @@ class Pipeline:
                 raise NotQuiescent(f"pipeline not quiescent after {timeout:.0f}s: {_describe_activity(previous)}") from error
             if self.business_date is None or "scheduler" not in self.roles:
                 return time.monotonic() - started
-            activity = await reads.pipeline_activity(self.engine, self.business_date)
+            activity = await pipeline_activity(self.engine, self.business_date)
             settled = not (activity["processing"] or activity["runnable"] or activity["not_settled"]
                            or activity["triggers_pending"] or activity["reset_jobs_open"])
             if settled and settled_at == activity["fingerprint"]:
@@ -134,7 +134,7 @@ class Pipeline:
         wanted = {(stage, p) for stage in names for p in range(self.settings.partitions)}
         delay = 0.02
         while True:
-            seen = await reads.barriers_seen(self.engine, token)
+            seen = await barriers_seen(self.engine, token)
             missing = wanted - seen
             if not missing:
                 return time.monotonic() - started

@@ -67,7 +67,7 @@ _ROLES = (
     Role("fanout", ("epochflow.agents.fanout",), ("results", "reference", "fanout-ticks"), forwards_barriers=True),
     Role("sink", ("epochflow.agents.sink",), ("results",)),
     # the operations dashboard and deployment-wide gauges (every role serves epochflow.web.views)
-    Role("api", ("epochflow.web.dashboard", "epochflow.monitor")),
+    Role("api", ("epochflow.web.dashboard.views", "epochflow.monitor")),
 )
 
 ROLES: dict[str, Role] = {role.name: role for role in _ROLES}  # in start order

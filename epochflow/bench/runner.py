@@ -23,7 +23,8 @@ from epochflow.bench.workloads import (
 )
 from epochflow.client import BARRIER_STAGES, Pipeline
 from epochflow.schemas.events import TransactionEvent
-from epochflow.sinks import reads
+from epochflow.sinks.api import count_valuation_jobs, fanout_progress
+from epochflow.sinks.scenario import count_position_history, count_snapshots, fetch_positions
 from epochflow.streams.names import topic_name
 from epochflow.streams.publish import route
 
@@ -58,7 +59,7 @@ async def bench_ingest(transactions: int, keys: int, echo: Callable[[str], None]
                     await pipeline.publish(reference)
                     await pipeline.quiesce(180, {**BARRIER_STAGES, **NAIVE_STAGES})
                     seconds = await _timed_publish(pipeline, trades, topic, stages)
-                    rows = await reads.count_position_history(pipeline.engine, epoch=0)
+                    rows = await count_position_history(pipeline.engine, epoch=0)
                     rate = transactions / seconds
                     echo(f"  {label:<8} {seconds:7.2f} s  {rate:9.0f} txn/s   (history rows in PostgreSQL so far: {rows})")
                     figures[f"{label}_seconds"] = round(seconds, 3)
@@ -76,9 +77,9 @@ async def _wait_current(pipeline: Pipeline, portfolio: str, security: str, epoch
     """Seconds until the key is CURRENT in `epoch` at the business date with every snapshot."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        state = await reads.fetch_positions(pipeline.engine, portfolio, security)
+        state = await fetch_positions(pipeline.engine, portfolio, security)
         if state and state[0].epoch >= epoch and state[0].status == "CURRENT" and state[0].watermark_date == pipeline.business_date:
-            if await reads.count_snapshots(pipeline.engine, portfolio, security, state[0].epoch) >= days:
+            if await count_snapshots(pipeline.engine, portfolio, security, state[0].epoch) >= days:
                 return time.monotonic() - started
         await asyncio.sleep(0.05)
     raise TimeoutError(f"{portfolio}|{security} not CURRENT in epoch {epoch} within {timeout}s")
@@ -106,7 +107,7 @@ async def bench_replay(histories: tuple[int, ...], echo: Callable[[str], None] =
                     await pipeline.settle(600)
                     echo(f"  H={h:>6}: loaded and valued {h} days in {time.monotonic() - started:.1f}s")
                     for fraction in (0.1, 0.5, 0.9):
-                        state = (await reads.fetch_positions(pipeline.engine, portfolio, security))[0]
+                        state = (await fetch_positions(pipeline.engine, portfolio, security))[0]
                         offset = int(h * fraction)
                         late = TransactionEvent(
                             transaction_id=f"{portfolio}-LATE-{int(fraction * 100)}", portfolio_id=portfolio,
@@ -142,7 +143,7 @@ async def _settle_showing_progress(pipeline: Pipeline, expected_jobs: int, echo:
         started = time.monotonic()
         while True:
             await asyncio.sleep(every_s)
-            done = await reads.count_valuation_jobs(pipeline.engine, status="COMPLETE")
+            done = await count_valuation_jobs(pipeline.engine, status="COMPLETE")
             elapsed = time.monotonic() - started
             rate = done / elapsed
             left = f", about {(expected_jobs - done) / rate:.0f}s left" if rate > 0 and done < expected_jobs else ""
@@ -217,7 +218,7 @@ async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle
 
                     corrected = last - timedelta(days=back)
                     new_price = Decimal("1234.5")
-                    generation_before = max(r.generation for r in await reads.fetch_positions(pipeline.engine, security_id=FANOUT_SECURITY))
+                    generation_before = max(r.generation for r in await fetch_positions(pipeline.engine, security_id=FANOUT_SECURITY))
                     done = asyncio.Event()
                     t0 = time.monotonic()
                     await pipeline.publish([MarketPriceEvent(security_id=FANOUT_SECURITY, price_date=corrected,
@@ -230,7 +231,7 @@ async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle
                             break
                         if time.monotonic() - shown >= 2:
                             revalued = await _fanout_revalued(pipeline, corrected, new_price)
-                            progress = await reads.fanout_progress(pipeline.engine)
+                            progress = await fanout_progress(pipeline.engine)
                             echo(f"    {time.monotonic() - t0:6.1f}s  keys reset {progress['keys_reset']}/{progress['keys_total']} "
                                  f"(open jobs)  revalued {revalued}/{n}  CURRENT again {current}/{n}")
                             shown = time.monotonic()

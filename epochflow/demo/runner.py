@@ -13,7 +13,9 @@ from pathlib import Path
 
 from epochflow.client import Pipeline
 from epochflow.demo.data import MODEL_PORTFOLIOS, WIDELY_HELD, demo_events, late_trade, model_portfolio_id, price_correction
-from epochflow.sinks import reads
+from epochflow.sinks.api import fanout_progress, fetch_reprocessing_jobs, fetch_snapshots
+from epochflow.sinks.overview import flagged_transactions, positions_overview
+from epochflow.sinks.scenario import fetch_positions, snapshot_current_epoch
 
 
 def _money(value: Decimal | None) -> str:
@@ -54,7 +56,7 @@ async def run_demo(echo: Callable[[str], None] = print) -> int:
 
 
 async def _print_book(pipeline: Pipeline, echo: Callable[[str], None]) -> None:
-    rows = [r for r in await reads.positions_overview(pipeline.engine, pipeline.business_date)
+    rows = [r for r in await positions_overview(pipeline.engine, pipeline.business_date)
             if not r["portfolio_id"].startswith("MODEL_")]
     header = (f"{'portfolio':<20}{'security':<9}{'quantity':>9}{'cost (base)':>15}{'market value':>15}"
               f"{'unrealized':>13}{'realized':>12}  {'status':<16}held since")
@@ -71,7 +73,7 @@ async def _print_book(pipeline: Pipeline, echo: Callable[[str], None]) -> None:
             f"{_money(row['market_value']):>15}{_money(row['unrealized_gain_loss']):>13}"
             f"{_money(row['realized_gain_loss']):>12}  {row['valuation_status'] or '-':<16}{row['held_since_date'] or '-'}"
         )
-    flagged = await reads.flagged_transactions(pipeline.engine)
+    flagged = await flagged_transactions(pipeline.engine)
     echo(f"{len(rows)} positions (and {MODEL_PORTFOLIOS} model portfolios holding {WIDELY_HELD}); "
          f"transactions still flagged (oversold or waiting for FX): {len(flagged)}")
 
@@ -79,8 +81,8 @@ async def _print_book(pipeline: Pipeline, echo: Callable[[str], None]) -> None:
 async def _late_trade_story(pipeline: Pipeline, echo: Callable[[str], None]) -> None:
     trade = late_trade()
     p, s = trade.portfolio_id, trade.security_id
-    before = (await reads.fetch_positions(pipeline.engine, p, s))[0]
-    old = {r.date: r for r in await reads.fetch_snapshots(pipeline.engine, p, s, epoch=before.epoch)}
+    before = (await fetch_positions(pipeline.engine, p, s))[0]
+    old = {r.date: r for r in await fetch_snapshots(pipeline.engine, p, s, epoch=before.epoch)}
     echo("")
     echo(f"a SELL of {_qty(trade.quantity)} {s} in {p} dated {trade.transaction_date.date()} is booked now, "
          f"three days late (business date {pipeline.business_date})")
@@ -91,14 +93,14 @@ async def _late_trade_story(pipeline: Pipeline, echo: Callable[[str], None]) -> 
     deadline = time.monotonic() + 60
     while seen.epoch == before.epoch and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-        seen = (await reads.fetch_positions(pipeline.engine, p, s))[0]
+        seen = (await fetch_positions(pipeline.engine, p, s))[0]
     echo(f"  moments later: epoch {seen.epoch}, {seen.status}, watermark {seen.watermark_date} "
          "(the history is replayed under the new epoch and the days from the trade date revalued)")
     await pipeline.settle(300)
-    after = (await reads.fetch_positions(pipeline.engine, p, s))[0]
+    after = (await fetch_positions(pipeline.engine, p, s))[0]
     echo(f"  settled: epoch {after.epoch}, {after.status}, watermark {after.watermark_date}, "
          f"quantity {_qty(after.quantity)}, cost {_money(after.cost_basis)}")
-    new = await reads.fetch_snapshots(pipeline.engine, p, s, epoch=after.epoch)
+    new = await fetch_snapshots(pipeline.engine, p, s, epoch=after.epoch)
     echo(f"  {'date':<12}{'qty before':>11}{'MV before':>15}{'qty after':>11}{'MV after':>15}  status")
     for row in new[-6:]:
         was = old.get(row.date)
@@ -111,8 +113,8 @@ async def _late_trade_story(pipeline: Pipeline, echo: Callable[[str], None]) -> 
 async def _price_correction_story(pipeline: Pipeline, events: list, echo: Callable[[str], None]) -> None:
     correction, old_price = price_correction(events)
     day, security = correction.price_date, correction.security_id
-    holders = [r for r in await reads.fetch_positions(pipeline.engine, security_id=security)]
-    before = {r.portfolio_id: await reads.snapshot_current_epoch(pipeline.engine, r.portfolio_id, security, day) for r in holders}
+    holders = [r for r in await fetch_positions(pipeline.engine, security_id=security)]
+    before = {r.portfolio_id: await snapshot_current_epoch(pipeline.engine, r.portfolio_id, security, day) for r in holders}
     echo("")
     echo(f"the price vendor corrects {security}'s close of {day} (a week back) from {old_price} to {correction.price}; "
          f"{len(holders)} portfolios hold {security}")
@@ -120,8 +122,8 @@ async def _price_correction_story(pipeline: Pipeline, events: list, echo: Callab
     started = time.monotonic()
     shown = ""
     while time.monotonic() - started < 300:
-        progress = await reads.fanout_progress(pipeline.engine)
-        states = await reads.fetch_positions(pipeline.engine, security_id=security)
+        progress = await fanout_progress(pipeline.engine)
+        states = await fetch_positions(pipeline.engine, security_id=security)
         reprocessing = sum(1 for r in states if r.status == "REPROCESSING")
         jobs = progress["pending"] + progress["processing"]
         line = (f"  {time.monotonic() - started:5.1f}s  RESET_WATERMARKS jobs open {jobs}, done {progress['complete']}; "
@@ -134,7 +136,7 @@ async def _price_correction_story(pipeline: Pipeline, events: list, echo: Callab
         await asyncio.sleep(0.25)
     await pipeline.settle(300)
     echo(f"  settled in {time.monotonic() - started:.1f}s; the jobs, as operators see them in reprocessing_jobs:")
-    for job in sorted(await reads.fetch_reprocessing_jobs(pipeline.engine, security_id=security), key=lambda j: j.job_id):
+    for job in sorted(await fetch_reprocessing_jobs(pipeline.engine, security_id=security), key=lambda j: j.job_id):
         echo(f"    {job.job_id:<22} {job.status:<9} from {job.earliest_impacted_date}  keys {job.keys_reset}/{job.keys_total}"
              f"  attempts {job.attempt_count}")
     echo(f"  {'portfolio':<20}{'MV ' + day.isoformat() + ' before':>24}{'after':>14}{'epoch':>7}  status")
@@ -142,12 +144,12 @@ async def _price_correction_story(pipeline: Pipeline, events: list, echo: Callab
     shown_portfolios += [model_portfolio_id(m) for m in (0, 1, MODEL_PORTFOLIOS - 1)]
     total_before = total_after = Decimal(0)
     for row in holders:
-        after = await reads.snapshot_current_epoch(pipeline.engine, row.portfolio_id, security, day)
+        after = await snapshot_current_epoch(pipeline.engine, row.portfolio_id, security, day)
         was = before.get(row.portfolio_id)
         total_before += (was or {}).get("market_value") or 0
         total_after += (after or {}).get("market_value") or 0
         if row.portfolio_id in shown_portfolios:
-            state = (await reads.fetch_positions(pipeline.engine, row.portfolio_id, security))[0]
+            state = (await fetch_positions(pipeline.engine, row.portfolio_id, security))[0]
             echo(f"  {row.portfolio_id:<20}{_money(was['market_value'] if was else None):>24}"
                  f"{_money(after['market_value'] if after else None):>14}{state.epoch:>7}  {state.status}")
     echo(f"  all {len(holders)} holders: {security} on {day} was worth {_money(total_before)}, now {_money(total_after)}"

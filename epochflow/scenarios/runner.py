@@ -20,7 +20,8 @@ from epochflow.client import NotQuiescent, Pipeline
 from epochflow.config import Settings
 from epochflow.scenarios.expectations import Support, Verdict, check
 from epochflow.schemas.events import CheckpointEvent, InvalidEvent, parse_event
-from epochflow.sinks import reads
+from epochflow.sinks.query import position
+from epochflow.sinks.scenario import earliest_job_date, history_count, history_row, snapshot, snapshot_current_epoch, transaction, valuation_job
 
 StackFactory = Callable[[], AbstractAsyncContextManager[Settings]]
 
@@ -101,21 +102,21 @@ def load_cases(path: Path, only: str | None = None) -> list[Case]:
 def fetchers(pipeline: Pipeline) -> dict:
     engine = pipeline.engine
     return {
-        "positions": lambda row: reads.position(engine, row["portfolio_id"], row["security_id"]),
-        "transactions": lambda row: reads.transaction(engine, row["transaction_id"]),
-        "position_history": lambda row: reads.history_row(
+        "positions": lambda row: position(engine, row["portfolio_id"], row["security_id"]),
+        "transactions": lambda row: transaction(engine, row["transaction_id"]),
+        "position_history": lambda row: history_row(
             engine, row["portfolio_id"], row["security_id"], int(row["epoch"]), row["transaction_id"]
         ),
-        "position_history_count": lambda row: reads.history_count(
+        "position_history_count": lambda row: history_count(
             engine, row["portfolio_id"], row["security_id"], int(row["epoch"])
         ),
-        "snapshots": lambda row: reads.snapshot(
+        "snapshots": lambda row: snapshot(
             engine, row["portfolio_id"], row["security_id"], _day(row["date"]), int(row["epoch"])
-        ) if "epoch" in row else reads.snapshot_current_epoch(engine, row["portfolio_id"], row["security_id"], _day(row["date"])),
-        "snapshots_current_epoch": lambda row: reads.snapshot_current_epoch(
+        ) if "epoch" in row else snapshot_current_epoch(engine, row["portfolio_id"], row["security_id"], _day(row["date"])),
+        "snapshots_current_epoch": lambda row: snapshot_current_epoch(
             engine, row["portfolio_id"], row["security_id"], _day(row["date"])
         ),
-        "valuation_jobs": lambda row: reads.valuation_job(
+        "valuation_jobs": lambda row: valuation_job(
             engine, row["portfolio_id"], row["security_id"], _day(row["valuation_date"]), int(row["epoch"])
         ),
         "valuation_jobs_absent": lambda row: _no_job_before(engine, row),
@@ -130,7 +131,7 @@ def _day(text: str):
 
 async def _no_job_before(engine, row: dict) -> dict:
     """Passes (echoes the row) when no job exists before `valuation_date_before`."""
-    earliest = await reads.earliest_job_date(engine, row["portfolio_id"], row["security_id"])
+    earliest = await earliest_job_date(engine, row["portfolio_id"], row["security_id"])
     limit = _day(row["valuation_date_before"])
     if earliest is None or earliest >= limit:
         return dict(row)

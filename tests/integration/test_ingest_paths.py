@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from epochflow.client import Pipeline
-from epochflow.sinks import reads
+from epochflow.sinks.reads.scenario import fetch_positions
 from tests.fixtures.stack import running_stack
 
 pytestmark = pytest.mark.integration
@@ -55,7 +55,7 @@ async def _positions(stack) -> list:
     pipeline = await Pipeline.connect(stack.settings, roles=stack.roles)
     try:
         await pipeline.quiesce(120)
-        return await reads.fetch_positions(pipeline.engine, "P_IN")
+        return await fetch_positions(pipeline.engine, "P_IN")
     finally:
         await pipeline.close()
 

@@ -1,40 +1,25 @@
-"""The dashboard's sampling ring buffer and the shaping of what it reads into panels and
-chart series (`epochflow/web/dashboard.py`); the page itself is checked for being
-self-contained. No broker, no database: readings and consumers are made up here."""
+"""The dashboard's pure part (`epochflow/web/dashboard/panels.py`): the sampling ring
+buffer and the shaping of what the sampler reads into panels, chart series and data.json.
+No broker, no database, no Faust app: readings are made up here."""
 
 from __future__ import annotations
 
 import json
-import re
+import subprocess
+import sys
 from datetime import date, datetime, timezone
-from types import SimpleNamespace
 
 import pytest
 
-from tests.fixtures.agents import load_app
-
-load_app("api")  # before the dashboard module imports epochflow.app
-
-from epochflow.sinks.dashboard_reads import (  # noqa: E402
-    DatabaseReading,
-    KeyGroup,
-    ResetJob,
-    ResetJobCount,
-    TableStats,
-    ValuationJobGroup,
-)
-from epochflow.web import dashboard  # noqa: E402
-from epochflow.web.dashboard import (  # noqa: E402
-    DeadLetterWatch,
-    Sample,
-    Sampler,
+from epochflow.sinks.reads.dashboard import KeyGroup, ResetJobCount, ValuationJobGroup
+from epochflow.web.dashboard import panels
+from epochflow.web.dashboard.panels import (
     SampleRing,
     dashboard_payload,
     dead_letter_entry,
     fanout_progress,
     infer_business_date,
     key_counts,
-    page_html,
     reprocessing_queue,
     shape_panels,
     spread,
@@ -42,42 +27,16 @@ from epochflow.web.dashboard import (  # noqa: E402
     valuation_queue,
     watermark_lag,
 )
-
-BD = date(2026, 3, 20)
-T0 = 1_800_000_000.0
+from tests.unit.web.dashboard.readings import BD, T0, job, reading, sample
 
 
-def sample(at: float, *, current: int | None = 1, rows: dict[str, int] | None = None, dead: int | None = 0,
-           errors: dict[str, str] | None = None, previous: Sample | None = None) -> Sample:
-    panels = None if current is None else {
-        "keys": {"total": current, "by_status": {"CURRENT": current, "REPROCESSING": 0}, "waiting_for_data": 0},
-    }
-    return Sample(at=at, duration_s=0.01, panels=panels, rows_written=rows,
-                  throughput=throughput(previous, rows, at), dead_letters=None if dead is None else {"count": dead},
-                  errors=errors or {})
-
-
-def job(job_id: str, status: str, reset: int, total: int, attempts: int = 1) -> ResetJob:
-    return ResetJob(job_id=job_id, subject="price|SEC", partition=0, status=status, keys_reset=reset,
-                    keys_total=total, attempt_count=attempts, earliest_impacted_date=date(2026, 3, 10),
-                    created_at=datetime(2026, 3, 20, 9, tzinfo=timezone.utc), finished_at=None, failure_reason=None)
-
-
-def reading(**changes) -> DatabaseReading:
-    base = dict(
-        key_groups=(KeyGroup("CURRENT", BD, 8, 0), KeyGroup("REPROCESSING", date(2026, 3, 15), 2, 1)),
-        valuation_jobs=(ValuationJobGroup("COMPLETE", False, 40, BD),
-                        ValuationJobGroup("PENDING", False, 3, date(2026, 3, 18)),
-                        ValuationJobGroup("PENDING", True, 1, date(2026, 3, 17))),
-        valuation_counts_exact=True,
-        reset_jobs={"PROCESSING": ResetJobCount(1, 120, 500), "COMPLETE": ResetJobCount(2, 40, 40)},
-        triggers_pending=1,
-        open_reset_jobs=(job("J1", "PROCESSING", 120, 500),),
-        finished_reset_jobs=(job("J0", "COMPLETE", 20, 20),),
-        tables={"transactions": TableStats(100, 90), "portfolio_valuation_jobs": TableStats(60, 44)},
+def test_panels_load_without_faust_or_the_app() -> None:
+    probe = (
+        "import sys, epochflow.web.dashboard.panels; "
+        "loaded = [m for m in ('faust', 'mode', 'aiokafka', 'epochflow.app') if m in sys.modules]; "
+        "assert not loaded, loaded"
     )
-    base.update(changes)
-    return DatabaseReading(**base)
+    subprocess.run([sys.executable, "-c", probe], check=True)
 
 
 # -- the ring buffer ------------------------------------------------------------------------
@@ -131,7 +90,7 @@ def test_series_are_aligned_on_time_with_gaps_where_a_source_failed() -> None:
     assert series["keys_current"] == [3, None, 4]
     assert series["dead_letters"] == [0, None, 2]
     assert series["rows_per_s"] == [None, None, 5.0]  # 20 rows over the 4 s since the last reading
-    assert set(series) == {"t", *dashboard.HISTORY_SERIES}
+    assert set(series) == {"t", *panels.HISTORY_SERIES}
     assert len(ring.series(max_points=2)["t"]) == 2
 
 
@@ -222,7 +181,7 @@ def test_a_dead_letter_is_shown_by_stage_and_reason_and_anything_else_as_it_is()
     entry = dead_letter_entry(json.dumps(record).encode(), 41)
     assert (entry["offset"], entry["stage"], entry["reason"], entry["source"]) == (
         41, "positions.apply", "transaction_date: field required", "t.transactions[2]@7")
-    assert len(entry["raw"]) == dashboard.TEXT_LIMIT and entry["raw"].endswith("…")
+    assert len(entry["raw"]) == panels.TEXT_LIMIT and entry["raw"].endswith("…")
     odd = dead_letter_entry(b"\xffnot json", 3)
     assert odd["reason"] == "not a dead-letter record" and odd["raw"].endswith("not json")
     assert dead_letter_entry(None, 0)["raw"] == ""
@@ -251,138 +210,3 @@ def test_the_payload_keeps_the_last_good_figures_and_reports_the_newest_errors()
     assert payload["sampler"]["stale"] is False
     assert dashboard_payload(ring, T0 + 60)["sampler"]["stale"] is True
     json.dumps(payload)
-
-
-# -- the sampler and the dead-letter watch, with stand-ins --------------------------------------
-
-
-async def test_a_sample_reads_the_database_and_records_what_failed(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [T0]
-    sampler = Sampler("postgresql://nowhere/db", "", "p.dead-letter", SampleRing(60, 2), clock=lambda: now[0])
-
-    async def read() -> DatabaseReading:
-        return reading()
-
-    monkeypatch.setattr(sampler, "_read_database", read)
-    first = await sampler.sample_once()
-    assert first.panels["keys"]["total"] == 10
-    assert first.errors == {"dead_letters": "no broker configured (EPOCHFLOW_KAFKA_URL)"}
-
-    async def broken() -> DatabaseReading:
-        raise ConnectionRefusedError("connection refused")
-
-    monkeypatch.setattr(sampler, "_read_database", broken)
-    now[0] += 2
-    second = await sampler.sample_once()
-    assert second.panels is None and second.errors["database"] == "ConnectionRefusedError: connection refused"
-    payload = await sampler.payload()
-    assert payload["keys"]["total"] == 10 and "database" in payload["errors"]
-    assert payload["history"]["keys_current"] == [8, None]
-
-
-async def test_the_first_request_of_a_fresh_worker_takes_a_sample(monkeypatch: pytest.MonkeyPatch) -> None:
-    sampler = Sampler("", "", "p.dead-letter", SampleRing(60, 2), clock=lambda: T0)
-    payload = await sampler.payload()
-    assert payload["sampler"]["samples"] == 1
-    assert payload["errors"]["database"] == "no database configured (DATABASE_URL)"
-
-
-class FakeConsumer:
-    """What DeadLetterWatch uses of AIOKafkaConsumer."""
-
-    def __init__(self, **options) -> None:
-        self.options = options
-        self.highwater_ = 12
-        self.start_ = 2
-        self.polled_ms = T0 * 1000
-        self.buffered = [SimpleNamespace(offset=o, value=json.dumps({"stage": "s", "reason": f"r{o}"}).encode())
-                         for o in range(7, 12)]
-        self.stopped = False
-        self.seeked = None
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-    async def topics(self) -> set[str]:
-        return {"p.dead-letter"}
-
-    def assign(self, partitions) -> None: ...
-
-    async def beginning_offsets(self, partitions):
-        return {tp: self.start_ for tp in partitions}
-
-    async def end_offsets(self, partitions):
-        return {tp: self.highwater_ - 1 for tp in partitions}  # as the embedded broker: a batch short
-
-    def seek(self, tp, offset) -> None:
-        self.seeked = offset
-
-    async def getmany(self, tp, timeout_ms=0):
-        records, self.buffered = self.buffered, []
-        return {tp: records} if records else {}
-
-    def highwater(self, tp) -> int:
-        return self.highwater_
-
-    def last_poll_timestamp(self, tp) -> float:
-        return self.polled_ms
-
-
-async def test_the_dead_letter_count_is_the_topic_size_with_the_latest_records_first() -> None:
-    consumers: list[FakeConsumer] = []
-
-    def factory(**options) -> FakeConsumer:
-        consumers.append(FakeConsumer(**options))
-        return consumers[-1]
-
-    watch = DeadLetterWatch("127.0.0.1:1", "p.dead-letter", recent=3, consumer_factory=factory)
-    seen = await watch.read(T0 + 1)
-    consumer = consumers[0]
-    assert consumer.options["group_id"] is None and consumer.seeked == 11 - 3
-    assert (seen["count"], seen["high_watermark"], seen["stale"]) == (10, 12, False)
-    assert [r["offset"] for r in seen["recent"]] == [11, 10, 9]
-    consumer.highwater_ = 13
-    consumer.buffered = [SimpleNamespace(offset=12, value=b'{"stage": "s", "reason": "late"}')]
-    later = await watch.read(T0 + 3)
-    assert later["count"] == 11 and later["recent"][0]["reason"] == "late"
-    assert (await watch.read(T0 + 60))["stale"] is True  # no fetch response for a minute
-    await watch.close()
-    assert consumer.stopped
-
-
-async def test_a_missing_dead_letter_topic_is_an_error_not_a_new_topic() -> None:
-    class NoTopic(FakeConsumer):
-        async def topics(self) -> set[str]:
-            return set()
-
-    made: list[FakeConsumer] = []
-    watch = DeadLetterWatch("127.0.0.1:1", "p.dead-letter", consumer_factory=lambda **o: made.append(NoTopic(**o)) or made[-1])
-    with pytest.raises(LookupError, match="p.dead-letter does not exist"):
-        await watch.read(T0)
-    assert made[0].stopped and made[0].seeked is None
-
-
-# -- the page --------------------------------------------------------------------------------
-
-
-PANELS = ("keys-by-status", "valuation-queue", "reprocessing-queue", "watermark-lag", "fanout-progress",
-          "throughput", "dead-letters")
-
-
-def test_the_page_has_every_panel_with_a_heading() -> None:
-    html = page_html()
-    for panel in PANELS:
-        assert re.search(rf'<section class="panel" id="{panel}"><h2>[^<]+</h2>', html), panel
-    for element in ("status", "last-refresh", "business-date"):
-        assert f'id="{element}"' in html
-
-
-def test_the_page_is_self_contained_and_never_injects_markup() -> None:
-    html = page_html()
-    assert not re.search(r'(src|href)\s*=\s*["\']?(https?:)?//', html, re.I)
-    assert not re.search(r"@import|url\(\s*['\"]?(https?:)?//", html, re.I)
-    assert "<script src" not in html and '<link rel="stylesheet"' not in html
-    assert not re.search(r"\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML|document\.write", html)
-    assert "data.json" in html

@@ -15,9 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+
 from sqlalchemy import BigInteger, Text, column, func, select, table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from epochflow.domain import fanout
+from epochflow.domain.scheduling import JobStatus
 from epochflow.sinks.models import (
     daily_position_snapshots,
     portfolio_valuation_jobs,
@@ -27,6 +30,7 @@ from epochflow.sinks.models import (
     reprocessing_triggers,
     transactions,
 )
+from epochflow.sinks.reads.query import consistent
 
 # The sink's tables whose writes make up "throughput" (pipeline_barriers is bookkeeping).
 WRITTEN_TABLES: tuple[str, ...] = tuple(
@@ -41,9 +45,8 @@ WRITTEN_TABLES: tuple[str, ...] = tuple(
         reprocessing_triggers,
     )
 )
-OPEN_JOB_STATUSES = ("PENDING", "PROCESSING")
 # valuation-job statuses counted exactly through the status index, whatever the table size
-INDEXED_JOB_STATUSES = ("PENDING", "PROCESSING", "FAILED")
+INDEXED_JOB_STATUSES = (JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.FAILED)
 EXACT_COUNT_MAX_ROWS = 200_000
 OPEN_RESET_JOBS_SHOWN = 20
 FINISHED_RESET_JOBS_SHOWN = 5
@@ -130,23 +133,21 @@ async def read_dashboard(engine: AsyncEngine, exact_count_max_rows: int = EXACT_
     transaction (so the panels agree with each other) with a statement timeout. Terminal
     valuation-job statuses are counted only while the job table has at most
     `exact_count_max_rows` rows (PostgreSQL's estimate)."""
-    async with engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-        async with conn.begin():
-            await conn.execute(select(func.set_config("statement_timeout", str(STATEMENT_TIMEOUT_MS), True)))
-            tables = await _table_stats(conn)
-            job_rows = tables.get(portfolio_valuation_jobs.name, TableStats(0, 0)).live_rows
-            exact = job_rows <= exact_count_max_rows
-            return DatabaseReading(
-                key_groups=await _key_groups(conn),
-                valuation_jobs=await _valuation_jobs(conn, exact),
-                valuation_counts_exact=exact,
-                reset_jobs=await _reset_jobs_by_status(conn),
-                triggers_pending=await _triggers_pending(conn),
-                open_reset_jobs=await _reset_jobs(conn, open_=True, limit=OPEN_RESET_JOBS_SHOWN),
-                finished_reset_jobs=await _reset_jobs(conn, open_=False, limit=FINISHED_RESET_JOBS_SHOWN),
-                tables=tables,
-            )
+    async with consistent(engine) as conn:
+        await conn.execute(select(func.set_config("statement_timeout", str(STATEMENT_TIMEOUT_MS), True)))
+        tables = await _table_stats(conn)
+        job_rows = tables.get(portfolio_valuation_jobs.name, TableStats(0, 0)).live_rows
+        exact = job_rows <= exact_count_max_rows
+        return DatabaseReading(
+            key_groups=await _key_groups(conn),
+            valuation_jobs=await _valuation_jobs(conn, exact),
+            valuation_counts_exact=exact,
+            reset_jobs=await _reset_jobs_by_status(conn),
+            triggers_pending=await _triggers_pending(conn),
+            open_reset_jobs=await _reset_jobs(conn, open_=True, limit=OPEN_RESET_JOBS_SHOWN),
+            finished_reset_jobs=await _reset_jobs(conn, open_=False, limit=FINISHED_RESET_JOBS_SHOWN),
+            tables=tables,
+        )
 
 
 async def _table_stats(conn: AsyncConnection) -> dict[str, TableStats]:
@@ -193,7 +194,7 @@ async def _valuation_jobs(conn: AsyncConnection, exact: bool) -> tuple[Valuation
     if not exact:
         query = query.where(j.status.in_(INDEXED_JOB_STATUSES))
     return tuple(
-        ValuationJobGroup(row.status, row.status == "PENDING" and bool(row.has_reason), int(row.jobs), row.latest_date)
+        ValuationJobGroup(row.status, row.status == JobStatus.PENDING and bool(row.has_reason), int(row.jobs), row.latest_date)
         for row in await conn.execute(query.order_by(j.status))
     )
 
@@ -224,9 +225,9 @@ async def _reset_jobs(conn: AsyncConnection, *, open_: bool, limit: int) -> tupl
                r.earliest_impacted_date, r.created_at, r.finished_at, r.failure_reason)
     query = select(*columns)
     if open_:  # oldest first: the order the fan-out works through them
-        query = query.where(r.status.in_(OPEN_JOB_STATUSES)).order_by(r.created_at, r.job_id)
+        query = query.where(r.status.in_(fanout.OPEN)).order_by(r.created_at, r.job_id)
     else:  # most recently finished first
-        query = query.where(r.status.not_in(OPEN_JOB_STATUSES)).order_by(
+        query = query.where(r.status.not_in(fanout.OPEN)).order_by(
             func.coalesce(r.finished_at, r.updated_at).desc(), r.job_id
         )
     rows = await conn.execute(query.limit(limit))

@@ -1,52 +1,41 @@
-"""The operations dashboard of the api role: `GET /dashboard/` (one self-contained HTML
-page, `dashboard.html` beside this module) and `GET /dashboard/data.json` (what it draws).
-
-A sampler task in the api worker reads PostgreSQL (`epochflow.sinks.dashboard_reads`) and
-the size of the dead-letter topic every `INTERVAL_S`, and keeps the samples of the last
-`WINDOW_S` in a ring buffer: the charts have history from the moment the worker started,
-and however many browsers poll, the database is read once per interval. When a sample
-takes long (a large database), the sampler slows down rather than spend more than
-`MAX_DUTY` of its time querying.
-
-The shaping of a sample into panels and of the ring into chart series is pure (no I/O, the
-time comes in as an argument) and tested in `tests/unit/web/test_dashboard.py`.
+"""The operations dashboard's pure part: the samples and their ring buffer, the shaping
+of a database reading into panels, of the ring into chart series and of both into
+`data.json`. No Faust, no I/O, no clock read: the time comes in as an argument. The
+sampler (`sampler.py`) fills the ring; the views (`views.py`) serve what this shapes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from functools import cache
-from importlib import resources
 from typing import Any
 
-from epochflow.sinks.dashboard_reads import (
+from epochflow.domain import fanout
+from epochflow.domain.model import KeyStatus
+from epochflow.domain.scheduling import JobStatus
+from epochflow.sinks.reads.dashboard import (
+    INDEXED_JOB_STATUSES,
     DatabaseReading,
     KeyGroup,
     ResetJob,
     ResetJobCount,
     ValuationJobGroup,
 )
-
-log = logging.getLogger("epochflow.dashboard")
+from epochflow.sinks.reads.query import OPEN_JOB_STATUSES
 
 INTERVAL_S = 2.0  # one sample every two seconds ...
 WINDOW_S = 30 * 60.0  # ... for the last thirty minutes
 REFRESH_S = 3.0  # how often the page asks for data.json
-MAX_DUTY = 0.2  # at most this share of the sampler's time is spent sampling
 HISTORY_POINTS = 450  # chart points per series sent to the page (the ring holds up to 900)
-RECENT_DEAD_LETTERS = 5
 TEXT_LIMIT = 300  # characters of a dead letter's reason or raw message shown
 
-KEY_STATUSES = ("CURRENT", "REPROCESSING")
-RESET_JOB_STATUSES = ("PENDING", "PROCESSING", "COMPLETE", "FAILED")
-VALUATION_JOB_STATUSES = ("PENDING", "PROCESSING", "COMPLETE", "SKIPPED_NO_POSITION", "FAILED")
+# plain strings: they become the keys of the JSON the page reads
+KEY_STATUSES = tuple(status.value for status in KeyStatus)
+RESET_JOB_STATUSES = tuple(status.value for status in fanout.ResetJobStatus)
+VALUATION_JOB_STATUSES = tuple(status.value for status in JobStatus)
 # days a key's watermark is behind the business date: (label, from, to inclusive)
 LAG_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
     ("0", 0, 0),
@@ -141,13 +130,13 @@ def _dig(value: Any, *path: str) -> Any:
 
 
 HISTORY_SERIES: dict[str, Callable[[Sample], Any]] = {
-    "keys_current": lambda s: _dig(s.panels, "keys", "by_status", "CURRENT"),
-    "keys_reprocessing": lambda s: _dig(s.panels, "keys", "by_status", "REPROCESSING"),
+    "keys_current": lambda s: _dig(s.panels, "keys", "by_status", KeyStatus.CURRENT),
+    "keys_reprocessing": lambda s: _dig(s.panels, "keys", "by_status", KeyStatus.REPROCESSING),
     "jobs_runnable": lambda s: _dig(s.panels, "valuation_queue", "runnable"),
     "jobs_blocked": lambda s: _dig(s.panels, "valuation_queue", "blocked"),
     "jobs_processing": lambda s: _dig(s.panels, "valuation_queue", "processing"),
-    "reset_jobs_pending": lambda s: _dig(s.panels, "reprocessing_queue", "jobs_by_status", "PENDING"),
-    "reset_jobs_processing": lambda s: _dig(s.panels, "reprocessing_queue", "jobs_by_status", "PROCESSING"),
+    "reset_jobs_pending": lambda s: _dig(s.panels, "reprocessing_queue", "jobs_by_status", fanout.ResetJobStatus.PENDING),
+    "reset_jobs_processing": lambda s: _dig(s.panels, "reprocessing_queue", "jobs_by_status", fanout.ResetJobStatus.PROCESSING),
     "triggers_pending": lambda s: _dig(s.panels, "reprocessing_queue", "triggers_pending"),
     "max_lag_days": lambda s: _dig(s.panels, "watermark_lag", "max_days"),
     "keys_behind": lambda s: _dig(s.panels, "watermark_lag", "keys_behind"),
@@ -156,7 +145,7 @@ HISTORY_SERIES: dict[str, Callable[[Sample], Any]] = {
 }
 
 
-# -- shaping a database reading into panels (pure) ----------------------------------------
+# -- shaping a database reading into panels ----------------------------------------------
 
 
 def shape_panels(reading: DatabaseReading) -> dict[str, Any]:
@@ -178,7 +167,7 @@ def infer_business_date(groups: Iterable[KeyGroup], jobs: Iterable[ValuationJobG
     workers' tables): the latest watermark of any key, or the latest date of an open
     valuation job (the scheduler plans jobs up to the business date as soon as it moves)."""
     dates = [g.watermark_date for g in groups if g.watermark_date is not None]
-    dates += [j.latest_date for j in jobs if j.status in ("PENDING", "PROCESSING") and j.latest_date is not None]
+    dates += [j.latest_date for j in jobs if j.status in OPEN_JOB_STATUSES and j.latest_date is not None]
     return max(dates, default=None)
 
 
@@ -233,12 +222,12 @@ def valuation_queue(groups: Iterable[ValuationJobGroup], exact: bool, live_rows:
     runnable = blocked = 0
     for group in groups:
         by_status[group.status] += group.jobs
-        if group.status == "PENDING":
+        if group.status == JobStatus.PENDING:
             if group.blocked:
                 blocked += group.jobs
             else:
                 runnable += group.jobs
-    shown = {status: by_status.get(status, 0) if exact or status in ("PENDING", "PROCESSING", "FAILED") else None
+    shown = {status: by_status.get(status, 0) if exact or status in INDEXED_JOB_STATUSES else None
              for status in VALUATION_JOB_STATUSES}
     shown.update({status: n for status, n in by_status.items() if status not in shown})
     finished_estimate = None
@@ -248,9 +237,9 @@ def valuation_queue(groups: Iterable[ValuationJobGroup], exact: bool, live_rows:
         "by_status": shown,
         "runnable": runnable,
         "blocked": blocked,
-        "processing": by_status.get("PROCESSING", 0),
-        "failed": by_status.get("FAILED", 0),
-        "open": runnable + blocked + by_status.get("PROCESSING", 0),
+        "processing": by_status.get(JobStatus.PROCESSING, 0),
+        "failed": by_status.get(JobStatus.FAILED, 0),
+        "open": runnable + blocked + by_status.get(JobStatus.PROCESSING, 0),
         "exact": exact,
         "finished_estimate": finished_estimate,
     }
@@ -261,7 +250,7 @@ def reprocessing_queue(jobs: Mapping[str, ResetJobCount], triggers_pending: int)
     by_status.update({status: count.jobs for status, count in jobs.items()})
     return {
         "jobs_by_status": by_status,
-        "open": by_status["PENDING"] + by_status["PROCESSING"],
+        "open": sum(by_status[status] for status in fanout.OPEN),
         "triggers_pending": triggers_pending,
     }
 
@@ -270,7 +259,7 @@ def fanout_progress(jobs: Mapping[str, ResetJobCount], open_jobs: Iterable[Reset
                     finished_jobs: Iterable[ResetJob]) -> dict[str, Any]:
     """Keys reset of keys to reset over every open job, and the open jobs (oldest first)
     and the last finished ones, each with its own progress."""
-    open_counts = [jobs[s] for s in ("PENDING", "PROCESSING") if s in jobs]
+    open_counts = [jobs[s] for s in fanout.OPEN if s in jobs]
     keys_reset = sum(c.keys_reset for c in open_counts)
     keys_total = sum(c.keys_total for c in open_counts)
     return {
@@ -291,7 +280,7 @@ def reset_job_entry(job: ResetJob) -> dict[str, Any]:
         "status": job.status,
         "keys_reset": job.keys_reset,
         "keys_total": job.keys_total,
-        "fraction": 1.0 if job.status == "COMPLETE" else _fraction(job.keys_reset, job.keys_total),
+        "fraction": 1.0 if job.status == fanout.ResetJobStatus.COMPLETE else _fraction(job.keys_reset, job.keys_total),
         "attempt_count": job.attempt_count,
         "earliest_impacted_date": _iso(job.earliest_impacted_date),
         "created_at": _iso(job.created_at),
@@ -414,254 +403,3 @@ def _clip(text: str | None, limit: int = TEXT_LIMIT) -> str | None:
 
 def describe(error: BaseException) -> str:
     return _clip(f"{type(error).__name__}: {error}") or type(error).__name__
-
-
-# -- reading the dead-letter topic --------------------------------------------------------
-
-
-class DeadLetterWatch:
-    """The size of the dead-letter topic (high watermark − log start of its one partition)
-    and its last few records, from one long-lived consumer with no group.
-
-    Cheap per sample: the consumer's background fetcher long-polls the end of the log and
-    every Fetch response carries the high watermark (which the embedded broker, unlike
-    ListOffsets(LATEST), reports exactly); a sample only takes the records buffered since
-    the last one. The log start is asked for once a minute."""
-
-    LOG_START_EVERY_S = 60.0
-    STALE_AFTER_S = 15.0
-
-    def __init__(self, bootstrap: str, topic: str, recent: int = RECENT_DEAD_LETTERS,
-                 client_options: Mapping[str, Any] | None = None,
-                 consumer_factory: Callable[..., Any] | None = None) -> None:
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self._client_options = dict(client_options or {})  # TLS / SASL (epochflow.streams.security)
-        self._recent: deque[dict[str, Any]] = deque(maxlen=recent)
-        self._consumer: Any = None
-        self._tp: Any = None
-        self._log_start = 0
-        self._log_start_read_at = 0.0
-        self._factory = consumer_factory
-
-    async def read(self, now: float) -> dict[str, Any]:
-        if self._consumer is None:
-            await self._start()
-        consumer, tp = self._consumer, self._tp
-        try:
-            for records in (await consumer.getmany(tp, timeout_ms=0)).values():
-                for record in records:
-                    self._recent.append(dead_letter_entry(record.value, record.offset))
-            if now - self._log_start_read_at > self.LOG_START_EVERY_S:
-                self._log_start = (await consumer.beginning_offsets([tp]))[tp]
-                self._log_start_read_at = now
-            highwater = consumer.highwater(tp)
-            polled_ms = consumer.last_poll_timestamp(tp)
-        except Exception:
-            await self.close()  # start over next time
-            raise
-        if highwater is None:
-            raise TimeoutError(f"no fetch response from {self.topic} yet")
-        age = max(0.0, now - polled_ms / 1000) if polled_ms else None
-        return {
-            "topic": self.topic,
-            "count": max(0, highwater - self._log_start),
-            "log_start": self._log_start,
-            "high_watermark": highwater,
-            "stale": age is None or age > self.STALE_AFTER_S,
-            "recent": list(reversed(self._recent)),  # newest first
-        }
-
-    async def _start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        factory = self._factory or AIOKafkaConsumer
-        consumer = factory(
-            bootstrap_servers=self.bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            client_id="epochflow-dashboard",
-            fetch_max_wait_ms=500,
-            max_partition_fetch_bytes=64 * 1024,
-            request_timeout_ms=10_000,
-            **self._client_options,
-        )
-        await consumer.start()
-        try:
-            # all topics' metadata: naming a missing topic would make the broker create it
-            if self.topic not in await consumer.topics():
-                raise LookupError(f"topic {self.topic} does not exist")
-            tp = TopicPartition(self.topic, 0)
-            consumer.assign([tp])
-            start = (await consumer.beginning_offsets([tp]))[tp]
-            end = (await consumer.end_offsets([tp]))[tp]  # may be a batch short: a start point only
-            consumer.seek(tp, max(start, end - self._recent.maxlen))
-            deadline = time.monotonic() + 10
-            while consumer.highwater(tp) is None and time.monotonic() < deadline:
-                for records in (await consumer.getmany(tp, timeout_ms=200)).values():
-                    for record in records:
-                        self._recent.append(dead_letter_entry(record.value, record.offset))
-        except BaseException:
-            await consumer.stop()
-            raise
-        self._consumer, self._tp = consumer, tp
-        self._log_start, self._log_start_read_at = start, time.time()
-
-    async def close(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            try:
-                await consumer.stop()
-            except Exception:  # closing is best effort; the next read starts afresh
-                log.debug("dashboard.dead_letters: consumer stop failed", exc_info=True)
-
-
-# -- the sampler --------------------------------------------------------------------------
-
-
-class Sampler:
-    """Takes a sample every `interval_s` (slower when sampling is slow) into `ring`."""
-
-    DATABASE_TIMEOUT_S = 10.0
-    BROKER_TIMEOUT_S = 15.0
-
-    def __init__(self, database_url: str, bootstrap: str, dead_letter_topic: str,
-                 ring: SampleRing | None = None, clock: Callable[[], float] = time.time,
-                 kafka_options: Mapping[str, Any] | None = None) -> None:
-        self.database_url = database_url
-        self.ring = ring or SampleRing()
-        self._clock = clock
-        self._engine: Any = None
-        self._watch = DeadLetterWatch(bootstrap, dead_letter_topic, client_options=kafka_options) if bootstrap else None
-        self._lock = asyncio.Lock()
-        self._failing: set[str] = set()
-
-    def _database(self) -> Any:
-        if self._engine is None:
-            from epochflow.sinks.schema import create_engine
-
-            self._engine = create_engine(self.database_url, pool_size=1, max_overflow=1)
-        return self._engine
-
-    async def sample_once(self) -> Sample:
-        async with self._lock:
-            started, at = time.monotonic(), self._clock()
-            errors: dict[str, str] = {}
-            panels = rows_written = None
-            if self.database_url:
-                try:
-                    reading = await asyncio.wait_for(self._read_database(), self.DATABASE_TIMEOUT_S)
-                    panels = shape_panels(reading)
-                    rows_written = {table: stats.rows_written for table, stats in reading.tables.items()}
-                except Exception as error:  # the page shows it; the sampler goes on
-                    errors["database"] = describe(error)
-            else:
-                errors["database"] = "no database configured (DATABASE_URL)"
-            dead_letters = None
-            if self._watch is not None:
-                try:
-                    dead_letters = await asyncio.wait_for(self._watch.read(at), self.BROKER_TIMEOUT_S)
-                    if dead_letters["stale"]:
-                        errors["dead_letters"] = f"no answer from the broker about {self._watch.topic} lately"
-                except Exception as error:
-                    await self._watch.close()
-                    errors["dead_letters"] = describe(error)
-            else:
-                errors["dead_letters"] = "no broker configured (EPOCHFLOW_KAFKA_URL)"
-            previous = self.ring.latest(lambda s: s.rows_written is not None)
-            sample = Sample(
-                at=at,
-                duration_s=time.monotonic() - started,
-                panels=panels,
-                rows_written=rows_written,
-                throughput=throughput(previous, rows_written, at),
-                dead_letters=dead_letters,
-                errors=errors,
-            )
-            self.ring.append(sample)
-            self._log_changes(errors)
-            return sample
-
-    async def _read_database(self) -> DatabaseReading:
-        from epochflow.sinks.dashboard_reads import read_dashboard
-
-        return await read_dashboard(self._database())
-
-    def _log_changes(self, errors: Mapping[str, str]) -> None:
-        # once per change, not every two seconds
-        for source in set(errors) - self._failing:
-            log.warning("dashboard.sample: %s unavailable: %s", source, errors[source])
-        for source in self._failing - set(errors):
-            log.info("dashboard.sample: %s available again", source)
-        self._failing = set(errors)
-
-    async def payload(self) -> dict[str, Any]:
-        if not len(self.ring):  # the first request of a fresh worker does not wait a round
-            await self.sample_once()
-        return dashboard_payload(self.ring, self._clock())
-
-    async def run(self) -> None:
-        try:
-            while True:
-                sample = await self.sample_once()
-                # slow down rather than query more than MAX_DUTY of the time
-                pause = max(self.ring.interval_s - sample.duration_s, sample.duration_s * (1 / MAX_DUTY - 1))
-                await asyncio.sleep(pause)
-        finally:
-            await self.close()
-
-    async def close(self) -> None:
-        if self._watch is not None:
-            await self._watch.close()
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await engine.dispose()
-
-
-# -- Faust wiring (the api role) ----------------------------------------------------------
-
-
-@cache
-def page_html() -> str:
-    return resources.files("epochflow.web").joinpath("dashboard.html").read_text(encoding="utf-8")
-
-
-def _register() -> Sampler:
-    from epochflow.app import app, settings
-    from epochflow.streams.names import topic_name
-    from epochflow.streams.security import client_options
-    from epochflow.web.access import Access
-    from epochflow.web.routes import ApiView, Operation, route
-
-    sampler = Sampler(settings.database_url, settings.kafka_bootstrap if settings.kafka_url else "",
-                      topic_name(settings, "dead-letter"), kafka_options=client_options(settings))
-    no_store = {"Cache-Control": "no-store"}
-
-    @route("/dashboard/", tag="operations",
-           get=Operation("The operations dashboard (an HTML page that polls /dashboard/data.json)", Access.READ,
-                         None, content_type="text/html"))
-    class DashboardPage(ApiView):
-        async def get(self, request):
-            try:
-                return self.html(page_html(), headers=no_store)
-            except OSError as error:  # a packaging mistake: say so instead of a bare 500
-                return self.text(f"dashboard.html is missing from the installed package: {error}", status=500)
-
-    @route("/dashboard/data.json", tag="operations",
-           get=Operation("The dashboard's figures: the latest sample and the history the charts draw", Access.READ,
-                         None, errors={503: "neither a database nor a broker is configured"}))
-    class DashboardData(ApiView):
-        async def get(self, request):
-            if not settings.database_url and not settings.kafka_url:
-                return self.json({"error": "neither a database (DATABASE_URL) nor a broker is configured"},
-                                 status=503, headers=no_store)
-            return self.json(await sampler.payload(), headers=no_store)
-
-    @app.task
-    async def dashboard_sampler() -> None:
-        await sampler.run()
-
-    return sampler
-
-
-SAMPLER = _register()

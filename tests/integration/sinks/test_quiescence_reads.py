@@ -1,4 +1,5 @@
-"""The read helpers over snapshots and valuation jobs, and the quiescence summary."""
+"""Is the pipeline still moving (`epochflow/sinks/reads/quiescence.py`): what the scenario
+runner's settle waits on."""
 
 from __future__ import annotations
 
@@ -10,129 +11,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from epochflow.schemas.results import ResultRow
-from epochflow.sinks import reads
+from epochflow.sinks.reads import quiescence as reads
+from epochflow.sinks.reads.api import fetch_reprocessing_jobs
 from epochflow.sinks.writer import ResultWriter
-from tests.fixtures.result_rows import D1, D2, D3, state, tx
+from tests.fixtures.result_rows import D1, state
 from tests.integration.sinks.valuation_rows import job, snap
 
 pytestmark = pytest.mark.integration
 
-D4 = date(2025, 8, 4)
-BD = date(2025, 8, 10)  # the business date of the quiescence tests
-
-
-def _key(portfolio_id: str = "P1", security_id: str = "S1") -> dict[str, str]:
-    return {"portfolio_id": portfolio_id, "security_id": security_id}
-
-
-async def test_snapshot_reads(clean_db: AsyncEngine) -> None:
-    await ResultWriter(clean_db).write(
-        [
-            snap(D1, epoch=0, quantity=Decimal("1")),
-            snap(D2, epoch=0, quantity=Decimal("2")),
-            snap(D1, epoch=1, quantity=Decimal("10")),
-            snap(D3, epoch=1, quantity=Decimal("30")),
-            snap(D2, epoch=1, quantity=Decimal("20")),
-            snap(D1, epoch=2, quantity=Decimal("100")),  # a newer epoch than the state's
-            snap(D1, **_key("P2")),
-            state(epoch=1, version=4),
-        ]
-    )
-
-    assert (await reads.snapshot(clean_db, "P1", "S1", D2, 0) or {})["quantity"] == Decimal("2")
-    assert (await reads.snapshot(clean_db, "P1", "S1", D2, 1) or {})["quantity"] == Decimal("20")
-    assert await reads.snapshot(clean_db, "P1", "S1", D4, 1) is None
-    assert await reads.snapshot(clean_db, "P1", "S1", D2, 2) is None
-
-    # the current epoch is position_state's (1), not the highest snapshot epoch (2)
-    current = await reads.snapshot_current_epoch(clean_db, "P1", "S1", D1) or {}
-    assert (current["epoch"], current["quantity"]) == (1, Decimal("10"))
-    assert await reads.snapshot_current_epoch(clean_db, "P1", "S1", D4) is None
-    assert await reads.snapshot_current_epoch(clean_db, "P2", "S1", D1) is None  # P2 has no state
-
-    assert [(s.date, s.quantity) for s in await reads.fetch_snapshots(clean_db, "P1", "S1")] == [
-        (D1, 10),
-        (D2, 20),
-        (D3, 30),
-    ]
-    assert [s.date for s in await reads.fetch_snapshots(clean_db, "P1", "S1", epoch=0)] == [D1, D2]
-    assert [s.date for s in await reads.fetch_snapshots(clean_db, "P1", "S1", date_from=D2)] == [D2, D3]
-    assert [s.date for s in await reads.fetch_snapshots(clean_db, "P1", "S1", date_to=D2)] == [D1, D2]
-    assert [s.date for s in await reads.fetch_snapshots(clean_db, "P1", "S1", 1, D2, D2)] == [D2]
-    assert await reads.fetch_snapshots(clean_db, "P2", "S1") == []  # no state: no current epoch
-    assert await reads.fetch_snapshots(clean_db, "P2", "S1", epoch=0) == [snap(D1, **_key("P2"))]
-
-
-async def test_job_reads(clean_db: AsyncEngine) -> None:
-    rows: list[ResultRow] = [
-        job(D3, epoch=0, version=2, status="COMPLETE"),
-        job(D2, epoch=1, version=1, status="PROCESSING"),
-        job(D2, epoch=0, version=0, status="PENDING"),
-        job(D4, epoch=1, version=3, status="PENDING", attempt_count=2, failure_reason="no price for S1"),
-        job(D1, version=0, **_key("P2")),
-        job(D1, version=0, **_key("P1", "S0")),
-    ]
-    await ResultWriter(clean_db).write(rows)
-
-    stored = await reads.valuation_job(clean_db, "P1", "S1", D4, 1) or {}
-    assert (stored["status"], stored["attempt_count"], stored["failure_reason"], stored["version"]) == (
-        "PENDING",
-        2,
-        "no price for S1",
-        3,
-    )
-    assert await reads.valuation_job(clean_db, "P1", "S1", D4, 0) is None
-
-    assert await reads.earliest_job_date(clean_db, "P1", "S1") == D2  # any epoch
-    assert await reads.earliest_job_date(clean_db, "P2", "S1") == D1
-    assert await reads.earliest_job_date(clean_db, "P9", "S1") is None
-
-    everything = await reads.fetch_valuation_jobs(clean_db)
-    assert [(j.portfolio_id, j.security_id, j.valuation_date, j.epoch) for j in everything] == [
-        ("P1", "S0", D1, 0),
-        ("P1", "S1", D2, 0),
-        ("P1", "S1", D2, 1),
-        ("P1", "S1", D3, 0),
-        ("P1", "S1", D4, 1),
-        ("P2", "S1", D1, 0),
-    ]
-    assert everything[4] == rows[3]
-    assert [j.valuation_date for j in await reads.fetch_valuation_jobs(clean_db, "P1", "S1")] == [D2, D2, D3, D4]
-    assert [j.portfolio_id for j in await reads.fetch_valuation_jobs(clean_db, security_id="S1", status="PENDING")] == [
-        "P1",
-        "P1",
-        "P2",
-    ]
-    assert await reads.fetch_valuation_jobs(clean_db, "P1", status="PROCESSING") == [rows[1]]
-    page = await reads.fetch_valuation_jobs(clean_db, limit=2, offset=1)
-    assert page == everything[1:3]
-    assert await reads.fetch_valuation_jobs(clean_db, limit=0) == []
-    with pytest.raises(ValueError):
-        await reads.fetch_valuation_jobs(clean_db, offset=-1)
-
-
-async def test_the_overview_shows_the_business_dates_valuation(clean_db: AsyncEngine) -> None:
-    await ResultWriter(clean_db).write(
-        [
-            tx("T1", realized_gain_loss=Decimal("5"), realized_gain_loss_local=Decimal("4")),
-            state(epoch=1, version=2),
-            snap(D2, epoch=1, market_value=Decimal("1500"), valuation_status="VALUED_STALE"),
-            snap(D3, epoch=0, market_value=Decimal("999")),  # an old epoch: never shown
-            state(**_key("P2")),
-        ]
-    )
-    p1, p2 = await reads.positions_overview(clean_db, D2)
-    assert (p1["market_value"], p1["valuation_status"], p1["snapshot_date"]) == (Decimal("1500"), "VALUED_STALE", D2)
-    assert (p1["realized_gain_loss"], p1["realized_gain_loss_local"], p1["quantity"]) == (5, 4, 100)
-    assert (p2["market_value"], p2["valuation_status"], p2["realized_gain_loss"]) == (None, None, None)
-
-    p1, _ = await reads.positions_overview(clean_db, D3)  # no snapshot of that day yet
-    assert (p1["market_value"], p1["valuation_status"]) == (None, None)
-    p1, _ = await reads.positions_overview(clean_db)  # the latest day
-    assert p1["snapshot_date"] == D2
-
-
-# -- pipeline_activity --------------------------------------------------------------------
+BD = date(2025, 8, 10)  # the business date of these tests
 
 
 def _state(security_id: str, epoch: int = 1, **changes: object) -> ResultRow:
@@ -277,5 +164,5 @@ async def test_the_fanouts_open_triggers_and_jobs_keep_the_pipeline_unsettled(cl
                         job.model_copy(update={"version": 1, "status": "PENDING"})])  # an older row never wins
     activity = await reads.pipeline_activity(clean_db, BD)
     assert (activity["triggers_pending"], activity["reset_jobs_open"]) == (0, 0)
-    [stored] = await reads.fetch_reprocessing_jobs(clean_db)
+    [stored] = await fetch_reprocessing_jobs(clean_db)
     assert (stored.status, stored.keys_reset, stored.version) == ("COMPLETE", 3, 3)
