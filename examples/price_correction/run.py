@@ -103,8 +103,13 @@ class Api:
     def call(self, method: str, path: str, body: object = None) -> object:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=self.headers)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError:
+            raise
+        except urllib.error.URLError as error:
+            raise SystemExit(f"{method} {self.base_url}{path}: {error.reason} (is the stack still up?)") from None
 
     def get(self, path: str) -> dict | None:
         """The JSON body, or None for a 404 (nothing there yet)."""
