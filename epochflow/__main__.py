@@ -9,9 +9,14 @@ import sys
 
 def run_worker(role: str) -> None:
     os.environ["EPOCHFLOW_ROLE"] = role
+    from epochflow.config import ConfigError
     from epochflow.roles import load_role
 
-    app = load_role(role)
+    try:
+        app = load_role(role)  # loads the settings
+    except ConfigError as error:
+        print(f"epochflow worker {role}: {error.format_message()}", file=sys.stderr)
+        sys.exit(error.exit_code)
     from faust.worker import Worker
 
     profile_to = os.environ.get("EPOCHFLOW_PROFILE_DIR")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from epochflow.config import ROLES
+from epochflow.config import ROLES, mask_url
 
 
 @click.group()
@@ -49,7 +49,7 @@ def up(workers: tuple[str, ...], partitions: int | None, data_dir: Path | None) 
     try:
         with stack:
             click.echo(f"kafka     {stack.kafka_url}")
-            click.echo(f"database  {stack.database_url}")
+            click.echo(f"database  {mask_url(stack.database_url)}")
             stack.wait_ready(120)
             for worker in stack.describe()["workers"]:
                 click.echo(f"worker    {worker['name']:<14} pid {worker['pid']:<8} http://127.0.0.1:{worker['web_port']}/")
@@ -272,6 +272,10 @@ def bench_fanout(portfolios: str, days: int, live_rate: float, idle_seconds: flo
     figures = asyncio.run(run(tuple(int(n) for n in portfolios.split(",")), days, live_rate, idle_seconds, click.echo, env))
     if as_json:
         click.echo(json.dumps(figures))
+
+
+from epochflow.cli.config_cmd import config_command  # noqa: E402
+cli.add_command(config_command)
 
 
 @cli.command(hidden=True)

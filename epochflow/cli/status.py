@@ -11,7 +11,7 @@ from typing import Any
 from epochflow.cli.broker import consumer_lag, run_sync
 from epochflow.cli.stack import read_run_file, settings_for_running_stack
 from epochflow.cli.supervisor import pid_alive
-from epochflow.config import ROLES, Settings
+from epochflow.config import ROLES, Settings, mask_url
 from epochflow.streams.names import topic_name
 
 # The topics each role's agents consume (short names, see epochflow.streams.names).
@@ -37,7 +37,7 @@ async def build_status(
     run elsewhere, e.g. in docker compose) and only lag is reported."""
     report: dict[str, Any] = {
         "kafka_url": settings.kafka_url,
-        "database_url": settings.database_url,
+        "database_url": mask_url(settings.database_url),
         "topic_prefix": settings.topic_prefix,
         "partitions": settings.partitions,
         "stack_pid": run["pid"] if run else None,
