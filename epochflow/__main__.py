@@ -9,11 +9,15 @@ import sys
 def main() -> None:
     if len(sys.argv) >= 3 and sys.argv[1] == "worker":
         from epochflow.apps import load, run_worker
+        from epochflow.config import ConfigError
 
         try:
-            app = load(sys.argv[2])
+            app = load(sys.argv[2])  # loads the settings
         except ValueError as error:  # an unknown role
             raise SystemExit(str(error)) from None
+        except ConfigError as error:
+            print(f"epochflow worker {sys.argv[2]}: {error.format_message()}", file=sys.stderr)
+            sys.exit(error.exit_code)
         run_worker(app, sys.argv[2])
         return
     from epochflow.cli.main import cli

@@ -12,6 +12,7 @@ from epochflow.cli.replay import replay
 from epochflow.cli.scenario import scenario
 from epochflow.cli.up import status, up
 from epochflow.cli.worker import worker
+from epochflow.cli.config_cmd import config_command
 
 
 @click.group()
@@ -20,5 +21,5 @@ def cli() -> None:
     duplicated and missing data."""
 
 
-for command in (up, status, ingest, scenario, init_command, replay, demo, bench, worker):
+for command in (up, status, ingest, scenario, init_command, replay, demo, bench, worker, config_command):
     cli.add_command(command)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from epochflow.config import mask_url
 from epochflow.topology import ROLE_NAMES
 
 
@@ -37,7 +38,7 @@ def up(workers: tuple[str, ...], partitions: int | None, data_dir: Path | None) 
     try:
         with stack:
             click.echo(f"kafka     {stack.kafka_url}")
-            click.echo(f"database  {stack.database_url}")
+            click.echo(f"database  {mask_url(stack.database_url)}")
             stack.wait_ready(120)
             for worker in stack.describe()["workers"]:
                 click.echo(f"worker    {worker['name']:<14} pid {worker['pid']:<8} http://127.0.0.1:{worker['web_port']}/")

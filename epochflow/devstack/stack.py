@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from epochflow.config import Settings, load_settings
+from epochflow.config import Settings, load_settings, mask_url
 from epochflow.devstack.broker import BrokerHandle, start_broker
 from epochflow.devstack.ports import free_port, port_open
 from epochflow.devstack.process import pid_alive
@@ -187,7 +187,7 @@ class EmbeddedStack:
             "pid": os.getpid(),
             "data_dir": str(self.data_dir),
             "kafka_url": self.kafka_url,
-            "database_url": self.database_url,
+            "database_url": mask_url(self.database_url),  # the file is readable by others
             "partitions": self.settings.partitions,
             "topic_prefix": self.settings.topic_prefix,
             "embedded": {
@@ -264,7 +264,7 @@ class EmbeddedStack:
                 self.supervisor.add(worker.name, self.command(role), self._env(worker))
         self._started = True
         self.supervisor.start()
-        log.info("stack.started kafka=%s database=%s workers=%d", kafka_url, database_url, len(self.workers))
+        log.info("stack.started kafka=%s database=%s workers=%d", kafka_url, mask_url(database_url), len(self.workers))
 
     def _env(self, worker: WorkerInfo) -> dict[str, str]:
         s = self.settings
@@ -313,7 +313,7 @@ def settings_for_running_stack(data_dir: Path | None = None) -> Settings:
     changes: dict[str, Any] = {}
     if not settings.kafka_url:
         changes.update(kafka_url=run["kafka_url"], partitions=run["partitions"], topic_prefix=run["topic_prefix"])
-    if not settings.database_url:
+    if not settings.database_url:  # masked when it has a password: only the embedded one (trust auth) has none
         changes["database_url"] = run["database_url"]
     return dataclasses.replace(settings, **changes)
 

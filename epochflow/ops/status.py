@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from epochflow.config import Settings
+from epochflow.config import Settings, mask_url
 from epochflow.devstack.process import pid_alive
 from epochflow.devstack.stack import read_run_file, settings_for_running_stack
 from epochflow.streams.admin import consumer_lag, run_sync
@@ -24,7 +24,7 @@ async def build_status(
     run elsewhere, e.g. in docker compose) and only lag is reported."""
     report: dict[str, Any] = {
         "kafka_url": settings.kafka_url,
-        "database_url": settings.database_url,
+        "database_url": mask_url(settings.database_url),
         "topic_prefix": settings.topic_prefix,
         "partitions": settings.partitions,
         "stack_pid": run["pid"] if run else None,

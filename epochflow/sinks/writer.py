@@ -20,6 +20,8 @@ Guarantees (at-least-once delivery makes every batch a candidate for redelivery)
   Rows of one kind are first reduced to one per primary key, keeping the row that would
   have won when applied in order (the last one of the highest (epoch[, version])).
 * `JobOutcome` rows travel on the results topic for the scheduler; they are skipped here.
+* refused rows isolated: `write_refusing` stores a batch without the rows PostgreSQL
+  refuses (see `epochflow.sinks.errors`) and names them; the sink dead-letters them.
 
 The ordering rule. transactions, position_state, valuation jobs and pipeline_barriers do
 not depend on each other or on the rest, so each is one statement per batch.
@@ -75,6 +77,7 @@ from epochflow.sinks.models import (
     reprocessing_triggers,
     transactions,
 )
+from epochflow.sinks.errors import ErrorKind, classify, reason, sqlstate
 from epochflow.sinks.schema import create_engine
 
 R = TypeVar("R")
@@ -99,53 +102,108 @@ class ResultWriter:
 
     async def write(self, rows: Sequence[ResultRow]) -> None:
         """Write the batch atomically: all of it is visible, or (on error) none of it."""
-        txs: list[TransactionRow] = []
-        states: list[PositionStateRow] = []
-        jobs: list[ValuationJobRow] = []
-        triggers: list[ReprocessingTriggerRow] = []
-        reset_jobs: list[ReprocessingJobRow] = []
-        barriers: list[Barrier] = []
-        ordered: list[OrderedItem] = []
+        batch = _Batch.of(rows)
+        if batch.empty:
+            return
+        async with self.engine.begin() as conn:
+            await batch.execute(conn)
+
+    async def write_refusing(self, rows: Sequence[ResultRow]) -> list[Refusal]:
+        """Write the batch in one transaction, leaving out the rows PostgreSQL refuses
+        (`errors.ErrorKind.REFUSED_ROW`), and return those. The batch is bisected, each part
+        under its own savepoint, down to the single rows that fail on their own; the parts
+        run in order, so the rest is stored exactly as if the refused rows had never been in
+        the batch. Any other error propagates and nothing is written."""
+        async with self.engine.begin() as conn:
+            return await _write_isolating(conn, list(rows), 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A row PostgreSQL refused: its index in the batch, the row and PostgreSQL's reason."""
+
+    index: int
+    row: ResultRow
+    reason: str
+    sqlstate: str | None
+
+
+async def _write_isolating(conn: AsyncConnection, rows: list[ResultRow], offset: int) -> list[Refusal]:
+    batch = _Batch.of(rows)
+    if batch.empty:
+        return []
+    try:
+        async with conn.begin_nested():
+            await batch.execute(conn)
+        return []
+    except Exception as error:
+        if classify(error) is not ErrorKind.REFUSED_ROW:
+            raise
+        if len(rows) == 1:
+            return [Refusal(offset, rows[0], reason(error), sqlstate(error))]
+    half = len(rows) // 2
+    return await _write_isolating(conn, rows[:half], offset) + await _write_isolating(conn, rows[half:], offset + half)
+
+
+@dataclass
+class _Batch:
+    """A batch's rows by kind, in the order of the batch within each kind."""
+
+    txs: list[TransactionRow] = field(default_factory=list)
+    states: list[PositionStateRow] = field(default_factory=list)
+    jobs: list[ValuationJobRow] = field(default_factory=list)
+    triggers: list[ReprocessingTriggerRow] = field(default_factory=list)
+    reset_jobs: list[ReprocessingJobRow] = field(default_factory=list)
+    barriers: list[Barrier] = field(default_factory=list)
+    ordered: list[OrderedItem] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, rows: Iterable[ResultRow]) -> _Batch:
+        batch = cls()
         for row in rows:
             match row:
                 case TransactionRow():
-                    txs.append(row)
+                    batch.txs.append(row)
                 case PositionStateRow():
-                    states.append(row)
+                    batch.states.append(row)
                 case ValuationJobRow():
-                    jobs.append(row)
+                    batch.jobs.append(row)
                 case ReprocessingTriggerRow():
-                    triggers.append(row)
+                    batch.triggers.append(row)
                 case ReprocessingJobRow():
-                    reset_jobs.append(row)
+                    batch.reset_jobs.append(row)
                 case Barrier():
-                    barriers.append(row)
+                    batch.barriers.append(row)
                 case PositionHistoryRow() | SnapshotRow() | HistoryCarryOver():
-                    ordered.append(row)
+                    batch.ordered.append(row)
                 case JobOutcome():
                     continue  # a message for the scheduler, not for the database
                 case _:
                     raise TypeError(f"not a result row: {type(row).__name__}")
-        if not (txs or states or jobs or triggers or reset_jobs or barriers or ordered):
-            return
+        return batch
 
-        async with self.engine.begin() as conn:
-            if txs:
-                await conn.execute(_transactions_upsert(txs))
-            if ordered:
-                await _write_ordered(conn, ordered)
-            if states:
-                await conn.execute(_position_state_upsert(states))
-            if jobs:
-                await conn.execute(_versioned_upsert(portfolio_valuation_jobs, JOB_COLUMNS, jobs))
-            if triggers:
-                await conn.execute(_versioned_upsert(reprocessing_triggers, TRIGGER_COLUMNS, triggers))
-            if reset_jobs:
-                await conn.execute(_versioned_upsert(reprocessing_jobs, RESET_JOB_COLUMNS, reset_jobs))
-            # Last, so a barrier never becomes visible before what preceded it (the whole
-            # batch commits at once anyway; this keeps it true if that ever changes).
-            if barriers:
-                await conn.execute(_barriers_insert(barriers))
+    @property
+    def empty(self) -> bool:
+        return not (self.txs or self.states or self.jobs or self.triggers or self.reset_jobs or self.barriers
+                    or self.ordered)
+
+    async def execute(self, conn: AsyncConnection) -> None:
+        if self.txs:
+            await conn.execute(_transactions_upsert(self.txs))
+        if self.ordered:
+            await _write_ordered(conn, self.ordered)
+        if self.states:
+            await conn.execute(_position_state_upsert(self.states))
+        if self.jobs:
+            await conn.execute(_versioned_upsert(portfolio_valuation_jobs, JOB_COLUMNS, self.jobs))
+        if self.triggers:
+            await conn.execute(_versioned_upsert(reprocessing_triggers, TRIGGER_COLUMNS, self.triggers))
+        if self.reset_jobs:
+            await conn.execute(_versioned_upsert(reprocessing_jobs, RESET_JOB_COLUMNS, self.reset_jobs))
+        # Last, so a barrier never becomes visible before what preceded it (the whole
+        # batch commits at once anyway; this keeps it true if that ever changes).
+        if self.barriers:
+            await conn.execute(_barriers_insert(self.barriers))
 
 
 # -- per-kind statements ------------------------------------------------------------------

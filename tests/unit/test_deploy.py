@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from epochflow.config import VARIABLES
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "epochflow"
 COMPOSE = ROOT / "docker-compose.yml"
@@ -127,7 +129,8 @@ _EPOCHFLOW_METRIC = re.compile(r"\bepochflow_[A-Za-z0-9_:]+")
 
 @cache
 def variables_the_package_reads() -> frozenset[str]:
-    names: set[str] = set()
+    """The settings' variables (`epochflow.config.VARIABLES`) and those read elsewhere."""
+    names: set[str] = set(VARIABLES)
     for path in PACKAGE.rglob("*.py"):
         for match in _ENV_READ.finditer(path.read_text()):
             names.add(match.group(1) or match.group(2))
@@ -158,6 +161,7 @@ def dashboard_expressions(dashboard: dict[str, Any]) -> list[str]:
 def test_the_scans_find_what_the_package_reads_and_defines():
     # Guards the regexes: an empty or tiny set would make the subset checks below vacuous.
     assert {"EPOCHFLOW_KAFKA_URL", "DATABASE_URL", "EPOCHFLOW_PARTITIONS"} <= variables_the_package_reads()
+    assert {"EPOCHFLOW_PROFILE_DIR"} <= variables_the_package_reads()  # read outside config.py
     assert {"epochflow_events_total", "epochflow_batch_duration_seconds_bucket"} <= metrics_the_package_defines()
 
 
