@@ -95,7 +95,7 @@ def amount_problem(value: Any) -> tuple[Decimal | None, str | None]:
     assert isinstance(exponent, int)
     if -exponent > MAX_DECIMAL_PLACES:
         return None, f"has more than {MAX_DECIMAL_PLACES} decimal places"
-    if abs(number) >= Decimal(10) ** MAX_INTEGER_DIGITS:
+    if number.copy_abs() >= Decimal(10) ** MAX_INTEGER_DIGITS:  # abs() would round to 28 digits
         return None, f"is out of range: at most {MAX_INTEGER_DIGITS} digits before the decimal point"
     if number == 0:
         number = Decimal(0)  # "-0", "0E+9": one zero
