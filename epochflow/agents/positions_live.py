@@ -38,7 +38,8 @@ def _iso(day) -> str | None:
     get=Operation(
         "A key's position state straight from the positions worker that owns it (any positions worker answers)",
         Access.READ, None,
-        errors={400: "an id ingest would refuse (empty, too long, control characters, space or '|')", 404: "no such key",
+        errors={400: "an id ingest would refuse (empty, too long, control characters, space or '|')",
+                404: "no such key",
                 503: "the owning worker is still recovering its tables, or unreachable during a rebalance"},
     ),
 )

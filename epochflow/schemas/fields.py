@@ -121,7 +121,8 @@ def timestamp_problem(value: Any) -> str | None:
 
 
 def _refuse(kind: str, problem: str) -> PydanticCustomError:
-    return PydanticCustomError(kind, problem)
+    # the problem as context, not as the template: a brace in it must not be formatted
+    return PydanticCustomError(kind, "{problem}", {"problem": problem})
 
 
 def _checked_id(value: str) -> str:

@@ -50,7 +50,9 @@ _FROM = Param("from", "First day, inclusive (YYYY-MM-DD)", _DATE)
 _TO = Param("to", "Last day, inclusive (YYYY-MM-DD); not before `from`", _DATE)
 _LIMIT = Param("limit", "Page size, 1..1000 (default 100)", {"type": "integer", "minimum": 1, "maximum": 1000})
 _OFFSET = Param(
-    "offset", f"Rows to skip, 0..{params.INT32_MAX} (default 0)", {"type": "integer", "minimum": 0, "maximum": params.INT32_MAX}
+    "offset",
+    f"Rows to skip, 0..{params.INT32_MAX} (default 0)",
+    {"type": "integer", "minimum": 0, "maximum": params.INT32_MAX},
 )
 _UNKNOWN_KEY = {404: "The key has no position_state row"}
 _UNKNOWN_PORTFOLIO = {404: "No key of the portfolio has a position_state row"}
