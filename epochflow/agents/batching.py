@@ -53,7 +53,7 @@ def barrier_token(raw: bytes) -> str | None:
         return None
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # a hostile message must not stop the partition
         return None
     return doc.get("token") if isinstance(doc, dict) and doc.get("type") == "barrier" else None
 

@@ -8,7 +8,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from epochflow.schemas.events import Id, InvalidEvent, describe
+from epochflow.schemas.events import InvalidEvent, describe
+from epochflow.schemas.fields import Id
 
 
 class _Command(BaseModel):

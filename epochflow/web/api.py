@@ -63,7 +63,11 @@ _DATE = {"type": "string", "format": "date"}
 _FROM = Param("from", "First day, inclusive (YYYY-MM-DD)", _DATE)
 _TO = Param("to", "Last day, inclusive (YYYY-MM-DD); not before `from`", _DATE)
 _LIMIT = Param("limit", "Page size, 1..1000 (default 100)", {"type": "integer", "minimum": 1, "maximum": 1000})
-_OFFSET = Param("offset", "Rows to skip, >= 0 (default 0)", {"type": "integer", "minimum": 0})
+_OFFSET = Param(
+    "offset",
+    f"Rows to skip, 0..{params.INT32_MAX} (default 0)",
+    {"type": "integer", "minimum": 0, "maximum": params.INT32_MAX},
+)
 _UNKNOWN_KEY = {404: "The key has no position_state row"}
 _UNKNOWN_PORTFOLIO = {404: "No key of the portfolio has a position_state row"}
 
@@ -255,7 +259,11 @@ class LineageView(ApiView):
             Param("portfolio_id", "Only this portfolio's jobs"),
             Param("security_id", "Only this security's jobs"),
             Param("status", "Only jobs in this status", {"enum": list(VALUATION_JOB_STATUSES)}),
-            Param("epoch", "Only jobs of this epoch (>= 0)", {"type": "integer", "minimum": 0}),
+            Param(
+                "epoch",
+                f"Only jobs of this epoch (0..{params.INT32_MAX})",
+                {"type": "integer", "minimum": 0, "maximum": params.INT32_MAX},
+            ),
             _LIMIT,
             _OFFSET,
         ),
@@ -268,7 +276,7 @@ class ValuationJobsView(ApiView):
         portfolio_id = params.optional_identifier(query, "portfolio_id")
         security_id = params.optional_identifier(query, "security_id")
         status = params.choice(query, "status", VALUATION_JOB_STATUSES)
-        epoch = params.optional_integer(query, "epoch", minimum=0)
+        epoch = params.optional_integer(query, "epoch")
         limit, offset = params.paging(query)
         engine = database()
         jobs = await fetch_valuation_jobs(engine, portfolio_id, security_id, status, limit, offset, epoch)
@@ -345,7 +353,7 @@ class ReprocessingJobsView(ApiView):
         query = request.query
         status = params.choice(query, "status", RESET_JOB_STATUSES)
         security_id = params.optional_identifier(query, "security_id")
-        subject = params.optional_identifier(query, "subject")
+        subject = params.optional_subject(query, "subject")
         limit, offset = params.paging(query)
         engine = database()
         jobs = await fetch_reprocessing_jobs(

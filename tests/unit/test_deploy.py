@@ -230,6 +230,28 @@ def test_the_api_publishes_its_web_port_on_all_interfaces(services):
     assert len(published_host_ports(api)) == 1
 
 
+_REQUIRED_FROM_ENVIRONMENT = re.compile(r"^\$\{EPOCHFLOW_API_TOKEN:\?[^}]+\}$")
+
+
+def _serves_beyond_loopback(service: dict[str, Any]) -> bool:
+    host = str(environment(service).get("EPOCHFLOW_WEB_HOST", "127.0.0.1"))
+    return host not in ("127.0.0.1", "localhost", "::1")
+
+
+def test_every_worker_serving_beyond_loopback_requires_a_token_from_the_environment(services):
+    """Every worker serves POST /ingest/; listening on all interfaces it refuses to start
+    without EPOCHFLOW_API_TOKEN, and compose refuses to run without one (no default)."""
+    exposed = [name for name in role_services(services) if _serves_beyond_loopback(services[name])]
+    assert ROLE_WITH_HOST_PORT in exposed
+    for name in exposed:
+        env = environment(services[name])
+        assert _REQUIRED_FROM_ENVIRONMENT.match(str(env.get("EPOCHFLOW_API_TOKEN", ""))), (
+            f"{name} listens on {env.get('EPOCHFLOW_WEB_HOST')} without a required token: "
+            f"set EPOCHFLOW_API_TOKEN: ${{EPOCHFLOW_API_TOKEN:?...}}"
+        )
+        assert "EPOCHFLOW_API_ALLOW_NO_TOKEN" not in env, f"{name} opts out of the token"
+
+
 def test_role_services_start_after_init_completed(services):
     for name in ROLE_SERVICES:
         deps = depends_on(services[name])

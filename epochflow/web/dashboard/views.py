@@ -1,5 +1,5 @@
 """The dashboard's routes and its sampler task on the api role's Faust app: importing
-this module registers them (the api role loads it, `epochflow.roles`)."""
+this module registers them (the api role loads it, `epochflow.topology`)."""
 
 from __future__ import annotations
 
