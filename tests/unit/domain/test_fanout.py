@@ -10,34 +10,33 @@ crashes, and check that no correction is lost and no holder is skipped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from epochflow.agents.configs import fanout_config
+from epochflow.config import Settings
 from epochflow.domain.fanout import (
-    FanoutConfig,
     RateLimiter,
     ResetJob,
     ResetJobStatus,
     SubjectState,
     Trigger,
     claim,
-    describe_subject,
-    fx_subject,
     on_correction,
-    price_subject,
     queue,
     take,
 )
+from epochflow.domain.keys import describe_subject, fx_subject, price_subject
 
 PENDING, PROCESSING = ResetJobStatus.PENDING, ResetJobStatus.PROCESSING
 COMPLETE, FAILED = ResetJobStatus.COMPLETE, ResetJobStatus.FAILED
 DAY = timedelta(days=1)
 SUBJECT = price_subject("S1")
-CFG = FanoutConfig(claim_batch=4, keys_per_cycle=500, rate_per_s=1000.0, max_attempts=3)
+CFG = replace(fanout_config(Settings()), claim_batch=4, keys_per_cycle=500, rate_per_s=1000.0, max_attempts=3)
 NOW = 1_000.0
 
 
@@ -303,7 +302,7 @@ def test_rate_limiter_never_grants_more_than_the_rate_over_a_window(rate, calls)
 # ---- properties: a worker with crashes ---------------------------------------------------
 
 HOLDERS = 5
-PROPERTY_CFG = FanoutConfig(max_attempts=10_000)  # crashes alone never fail a job here
+PROPERTY_CFG = replace(fanout_config(Settings()), max_attempts=10_000)  # crashes alone never fail a job here
 
 
 @dataclass

@@ -74,7 +74,7 @@ def test_first_transaction_writes_history_and_state() -> None:
     assert written.epoch == 0 and [seq for seq, _ in written.entries] == [0]
     assert key.state.epoch == 0 and key.state.status is CURRENT
     assert key.state.first_open_date == key.state.last_transaction_date == day("09-01")
-    assert key.entry("B") in key.buckets[key.refs["B"].month].entries
+    assert key.entry("B") in key.buckets[key.refs["B"].week].entries
 
 
 # ---- duplicates ------------------------------------------------------------------------
@@ -134,7 +134,7 @@ AMENDMENTS = {
         txn(BUY, 10, 100, "09-05", id="X"), txn(BUY, 20, 100, "09-05", id="X"), "09-03", 0, "09-05", "09-03"),
     "moved-earlier-future-dates": (
         txn(BUY, 10, 100, "09-06", id="X"), txn(BUY, 10, 100, "09-04", id="X"), "09-03", 0, "09-04", "09-03"),
-    "moved-later-into-next-month": (
+    "moved-later-into-a-later-week": (
         txn(BUY, 10, 100, "09-06", id="X"), txn(BUY, 10, 100, "10-02", id="X"), "09-03", 0, "09-06", "09-03"),
     "past-transaction-amended-in-place": (
         txn(BUY, 10, 100, "09-02", id="X"), txn(BUY, 12, 100, "09-02", id="X"), "09-05", 1, "09-02", "09-01"),
@@ -161,10 +161,10 @@ def test_amendment_replaces_the_old_version(original, amended, watermark, epoch,
     # recomputed (and re-sent) from the earlier of the old and new dates
     resent = [e for _, e in only(step, HistoryWritten).entries]
     assert resent == [e for e in key.entries() if e.txn.date >= day(resent_from)]
-    assert key.entry("X") in key.buckets[key.refs["X"].month].entries  # the ref finds the new version
-    # the month the old version left is rewritten too (deleted when it is empty)
+    assert key.entry("X") in key.buckets[key.refs["X"].week].entries  # the ref finds the new version
+    # the week the old version left is rewritten too (deleted when it is empty)
     assert all(b.entries for b in key.buckets.values())
-    assert [m for m, _ in key.state.months] == sorted(key.buckets)
+    assert [m for m, _ in key.state.weeks] == sorted(key.buckets)
 
 
 # ---- back-dated detection against the effective completed date -------------------------

@@ -42,8 +42,8 @@ from epochflow.domain.scheduling import (
 PENDING, PROCESSING, COMPLETE = JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.COMPLETE
 SKIPPED, FAILED = JobStatus.SKIPPED_NO_POSITION, JobStatus.FAILED
 DAY = timedelta(days=1)
-CFG = SchedulerConfig(backoff_s=600.0, max_attempts=3, processing_timeout_s=30.0, not_ready_delay_s=0.5,
-                      max_in_flight_per_key=1000, max_dispatch_per_tick=1000)
+CFG = SchedulerConfig(backoff_s=600.0, max_attempts=3, processing_timeout_s=30.0, max_processing_per_partition=500,
+                      not_ready_delay_s=0.5, max_in_flight_per_key=1000, max_dispatch_per_tick=1000)
 NOW = 10_000.0
 
 
