@@ -40,9 +40,16 @@ class KeyStatus(StrEnum):
     REPROCESSING = "REPROCESSING"
 
 
+class ReprocessingStatus(StrEnum):
+    """What readers are told about a key."""
+
+    CURRENT = "CURRENT"
+    IN_PROGRESS = "IN_PROGRESS"  # its numbers are being rebuilt
+
+
 def reprocessing_status(status: str) -> str:
     """What readers are told about a key: CURRENT, or IN_PROGRESS while it is rebuilt."""
-    return "IN_PROGRESS" if status == KeyStatus.REPROCESSING else "CURRENT"
+    return (ReprocessingStatus.IN_PROGRESS if status == KeyStatus.REPROCESSING else ReprocessingStatus.CURRENT).value
 
 
 class Flag(StrEnum):
