@@ -130,11 +130,11 @@ class FanoutHandler:
         date is a correction of days already valued (or due to be): a trigger."""
         business_date = self.reference.business_date()
         changed = apply_reference_event(self.reference, event)
-        if not changed or business_date is None:
+        if not changed:
             return []
-        if isinstance(event, MarketPriceEvent) and event.price_date < business_date:
+        if isinstance(event, MarketPriceEvent) and fanout.is_correction(event.price_date, business_date):
             return self._correct(price_subject(event.security_id), event.price_date, partition, offset, now)
-        if isinstance(event, FxRateEvent) and event.rate_date < business_date:
+        if isinstance(event, FxRateEvent) and fanout.is_correction(event.rate_date, business_date):
             subject = fx_subject(event.from_currency, event.to_currency)
             return self._correct(subject, event.rate_date, partition, offset, now)
         return []

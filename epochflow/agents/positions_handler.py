@@ -11,7 +11,16 @@ from datetime import date, datetime, timezone
 from epochflow import metrics
 from epochflow.domain.keys import fx_subject, partition_record, portfolio_subject, record_key, record_partition, split_position_key
 from epochflow.domain.model import PositionState, Transaction, TxnRef
-from epochflow.domain.positions import Dropped, Reference, Step, apply_advance, apply_reference_change, apply_reset, apply_transaction
+from epochflow.domain.positions import (
+    Dropped,
+    Reference,
+    Step,
+    apply_advance,
+    apply_reference_change,
+    apply_reset,
+    apply_transaction,
+    recost_from,
+)
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
 from epochflow.schemas.events import FxRateEvent, MarketPriceEvent, PortfolioEvent, TransactionEvent
 from epochflow.schemas.results import rows_for
@@ -119,11 +128,9 @@ class PositionsHandler:
         rows: list = []
         for key in keys_of(self.key_index, index_name):
             state = self._state(key)
-            start = since or state.first_open_date
+            start = recost_from(state, since)
             if start is None:
                 continue
-            if state.fx_missing_from is not None:
-                start = min(start, state.fx_missing_from)
             step = apply_reference_change(state, start, self._loader(key), self._reference_for(state.portfolio_id))
             if step.changed and step.state.fx_currencies:
                 ctx = self._reference_for(state.portfolio_id).ctx

@@ -251,7 +251,7 @@ class SchedulerHandler:
         if isinstance(event, MarketPriceEvent):
             out = self._arrived(price_subject(event.security_id), partition, offset, now)
             business_date = self.business_date()
-            if business_date is None or event.price_date >= business_date:
+            if sched.is_live_price(event.price_date, business_date):
                 out += self._price_for_valued_days(event.security_id, event.price_date, partition, now)
             return out
         if isinstance(event, FxRateEvent):

@@ -94,6 +94,12 @@ class SubjectState:
         return self.trigger is not None or (self.job is not None and self.job.status in OPEN)
 
 
+def is_correction(day: date, business_date: date | None) -> bool:
+    """A price or rate that changed for a day before the business date corrects days
+    already valued (or due to be). Without a business date nothing is valued yet."""
+    return business_date is not None and day < business_date
+
+
 def on_correction(state: SubjectState, day: date, ref_offset: int, now: float) -> SubjectState:
     """A back-dated price or rate for `day`: the trigger keeps the earliest impacted date
     (a later, earlier-dated correction moves it back; a later-dated one does not) and the

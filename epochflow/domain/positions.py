@@ -233,6 +233,16 @@ def _waiting_for(rebuilt: Rebuilt, state: PositionState, reference: Reference, s
 
 # ---- reference data arriving ---------------------------------------------------------
 
+def recost_from(state: PositionState, since: date | None) -> date | None:
+    """Where a key is re-costed from when reference data it depends on changes: the change's
+    date (the portfolio's: the first transaction), or earlier where base-currency figures
+    already wait for a rate. None: the key has no history yet."""
+    start = since or state.first_open_date
+    if start is None:
+        return None
+    return start if state.fx_missing_from is None else min(start, state.fx_missing_from)
+
+
 def apply_reference_change(state: PositionState, since: date, load: BucketLoader, reference: Reference) -> Step:
     """An FX rate (or the portfolio) arrived or changed: re-cost the key from `since`, in
     the same epoch, and revalue the days it touched."""

@@ -341,6 +341,13 @@ def on_data_arrived(sk: ScheduleKey, what: str) -> ScheduleKey:
     ))
 
 
+def is_live_price(day: date, business_date: date | None) -> bool:
+    """A price dated the business date or later (or before any business date) is live data,
+    not a correction: the scheduler revalues the days it may have missed
+    (`on_price_for_valued_days`); earlier ones are the fan-out's."""
+    return business_date is None or day >= business_date
+
+
 def on_price_for_valued_days(sk: ScheduleKey, day: date) -> tuple[ScheduleKey, list[Output]]:
     """A price dated `day` (the business date or later: not back-dated) arrived after some
     of the key's days from `day` on may have been valued without it: those days are valued

@@ -28,6 +28,7 @@ from epochflow.domain.fanout import (
     claim,
     claim_waits,
     interrupted,
+    is_correction,
     on_correction,
     pace_limiter,
     queue,
@@ -539,3 +540,17 @@ def test_a_key_that_never_comes_back_current_expires_from_the_window() -> None:
     window.add("P1|S", 0.0)
     assert window.room(10.0) == 0
     assert window.room(10.5) == 1
+
+
+CORRECTIONS_OR_NOT = {
+    # name: (day, business day or None, a correction)
+    "before-the-business-date": (9, 10, True),
+    "on-the-business-date": (10, 10, False),
+    "after-the-business-date": (11, 10, False),
+    "no-business-date-yet": (1, None, False),
+}
+
+
+@pytest.mark.parametrize("n,business,expected", [pytest.param(*c, id=k) for k, c in CORRECTIONS_OR_NOT.items()])
+def test_is_correction(n, business, expected) -> None:
+    assert is_correction(d(n), None if business is None else d(business)) is expected

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from epochflow import metrics
-from epochflow.domain.model import Flag, KeyStatus, TxnType
+from epochflow.domain.model import Flag, KeyStatus, PositionState, TxnType
 from epochflow.domain.positions import (
     Dropped,
     EpochOpened,
@@ -20,6 +20,7 @@ from epochflow.domain.positions import (
     StateChanged,
     apply_business_date,
     detect_backdated,
+    recost_from,
 )
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
 from epochflow.schemas.events import BusinessDateEvent
@@ -506,3 +507,22 @@ def test_portfolio_arriving_after_the_first_transaction_was_amended_later(handle
     state = handler.states.get("P1|S1")
     assert (state.waiting_for, state.fx_missing_from) == ("", None)
     assert (state.holding.cost_local, state.holding.cost_base) == (D(10), D(10))
+
+
+RECOST_FROM = {
+    # name: (change date or None (a portfolio), first open date, FX missing from, start)
+    "fx-rate-from-its-date": ("08-10", "08-01", None, "08-10"),
+    "portfolio-from-the-first-transaction": (None, "08-01", None, "08-01"),
+    "earlier-where-figures-wait-for-a-rate": ("08-10", "08-01", "08-05", "08-05"),
+    "a-later-wait-does-not-move-it": ("08-10", "08-01", "08-12", "08-10"),
+    "no-history-yet": (None, None, None, None),
+}
+
+
+@pytest.mark.parametrize("since,first_open,missing_from,start", [pytest.param(*c, id=n) for n, c in RECOST_FROM.items()])
+def test_recost_from(since, first_open, missing_from, start) -> None:
+    def opt(text: str | None) -> date | None:
+        return None if text is None else day(text)
+
+    state = PositionState("P1", "S1", first_open_date=opt(first_open), fx_missing_from=opt(missing_from))
+    assert recost_from(state, opt(since)) == opt(start)

@@ -34,6 +34,7 @@ from epochflow.domain.scheduling import (
     fill_order,
     filled,
     full_pass_due,
+    is_live_price,
     on_data_arrived,
     on_outcome,
     on_outcomes,
@@ -618,3 +619,17 @@ FILL_ORDERS = {
 @pytest.mark.parametrize("cursor,order,start", [pytest.param(*c, id=n) for n, c in FILL_ORDERS.items()])
 def test_fill_order(cursor, order, start) -> None:
     assert fill_order(("a", "b", "c"), cursor) == (order, start)
+
+
+LIVE_PRICES = {
+    # name: (price day, business day or None, live)
+    "on-the-business-date": (5, 5, True),
+    "after-the-business-date": (6, 5, True),
+    "before-it-is-a-correction": (4, 5, False),
+    "no-business-date-yet": (1, None, True),
+}
+
+
+@pytest.mark.parametrize("n,business,live", [pytest.param(*c, id=k) for k, c in LIVE_PRICES.items()])
+def test_is_live_price(n, business, live) -> None:
+    assert is_live_price(d(n), d(business)) is live
