@@ -12,13 +12,13 @@ from epochflow.bench.baseline import NAIVE_TOPIC
 from epochflow.schemas.events import parse_reference, parse_transaction
 from epochflow.streams import topics
 from epochflow.tables import positions as tables
+from epochflow.tables.reference import ReferenceData
 
 naive_transactions = topics.raw_topic(NAIVE_TOPIC)
 
 
 def _handler() -> PositionsHandler:
-    state, history, refs, index = tables.stores()
-    return PositionsHandler(state, history, refs, index, tables.reference_data())
+    return PositionsHandler(tables.STATE, tables.HISTORY, tables.REFS, tables.KEY_INDEX, ReferenceData(*tables.REFERENCE))
 
 
 async def _one_by_one(stage: str, stream, handle) -> None:

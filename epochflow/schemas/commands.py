@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from epochflow.domain.keys import position_key
 from epochflow.schemas.events import InvalidEvent, describe
 from epochflow.schemas.fields import Id
 
@@ -20,7 +21,7 @@ class _Command(BaseModel):
 
     @property
     def key(self) -> str:
-        return f"{self.portfolio_id}|{self.security_id}"
+        return position_key(self.portfolio_id, self.security_id)
 
 
 class AdvanceWatermark(_Command):

@@ -9,11 +9,13 @@ Guarantees (at-least-once delivery makes every batch a candidate for redelivery)
 
 * idempotent: writing a batch twice changes nothing. Updates only fire when the stored
   row differs, so a replayed batch does not even touch `updated_at`.
-* epoch-aware: a transaction row never replaces one of a higher epoch (an equal epoch
-  replaces it, that is an amendment); a position_state row replaces the stored one only
-  when its (epoch, version) is greater or equal; a valuation job row only when its
-  `version` is greater or equal (the scheduler numbers each job's updates); the same for the
-  fan-out's reprocessing triggers and jobs (numbered by the fan-out).
+* epoch-aware (`domain.fencing.supersedes`, on each kind's fence columns): a transaction
+  row never replaces one of a higher epoch (an equal epoch replaces it, that is an
+  amendment); a position_state row replaces the stored one only when its (epoch, version)
+  is greater or equal; a valuation job row only when its `version` is greater or equal (the
+  scheduler numbers each job's updates); the same for the fan-out's reprocessing triggers
+  and jobs (numbered by the fan-out). The rule runs twice from one definition: in Python
+  over the batch (`_winners`) and as the upsert's WHERE clause against the stored row.
   position_history and daily_position_snapshots rows are keyed by epoch, so they are
   plain upserts; barriers keep their first `seen_at`.
 * order-preserving: the result equals applying the batch's rows one by one in order.
@@ -54,6 +56,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ColumnElement, Executable
 from sqlalchemy.types import TypeEngine
 
+from epochflow.domain.fencing import supersedes
 from epochflow.schemas.results import (
     Barrier,
     HistoryCarryOver,
@@ -209,8 +212,27 @@ class _Batch:
 # -- per-kind statements ------------------------------------------------------------------
 
 
+# Each kind's fence: the columns that, compared as a tuple, decide whether a row replaces
+# the stored one (domain.fencing.supersedes).
+TRANSACTION_FENCE = ("epoch",)
+STATE_FENCE = ("epoch", "version")
+VERSION_FENCE = ("version",)  # rows of a single writer that numbers its updates
+
+
+def _replaces(fence: tuple[str, ...]) -> Callable[[Any, Any], bool]:
+    """`supersedes` between two rows of a batch."""
+    return lambda new, old: supersedes(tuple(getattr(new, c) for c in fence), tuple(getattr(old, c) for c in fence))
+
+
+def _superseded(table: Table, excluded: Any, fence: tuple[str, ...]) -> ColumnElement[bool]:
+    """`supersedes(incoming, stored)` in SQL: the stored row's fence <= the incoming one's."""
+    if len(fence) == 1:
+        return table.c[fence[0]] <= excluded[fence[0]]
+    return tuple_(*(table.c[c] for c in fence)) <= tuple_(*(excluded[c] for c in fence))
+
+
 def _transactions_upsert(rows: list[TransactionRow]) -> Executable:
-    kept = _winners(rows, key=lambda r: r.transaction_id, replaces=lambda new, old: new.epoch >= old.epoch)
+    kept = _winners(rows, key=lambda r: r.transaction_id, replaces=_replaces(TRANSACTION_FENCE))
     stmt = pg_insert(transactions).from_select(
         TRANSACTION_COLUMNS, _unnest(transactions, TRANSACTION_COLUMNS, kept)
     )
@@ -219,7 +241,7 @@ def _transactions_upsert(rows: list[TransactionRow]) -> Executable:
         index_elements=["transaction_id"],
         set_={**{c: stmt.excluded[c] for c in content}, "updated_at": func.now()},
         where=and_(
-            transactions.c.epoch <= stmt.excluded.epoch, _differs(transactions, stmt.excluded, content)
+            _superseded(transactions, stmt.excluded, TRANSACTION_FENCE), _differs(transactions, stmt.excluded, content)
         ),
     )
 
@@ -286,21 +308,14 @@ def _carry_copy(table: Table, names: list[str], date_column: str, carries: list[
 
 
 def _position_state_upsert(rows: list[PositionStateRow]) -> Executable:
-    kept = _winners(
-        rows,
-        key=lambda r: (r.portfolio_id, r.security_id),
-        replaces=lambda new, old: (new.epoch, new.version) >= (old.epoch, old.version),
-    )
+    kept = _winners(rows, key=lambda r: (r.portfolio_id, r.security_id), replaces=_replaces(STATE_FENCE))
     stmt = pg_insert(position_state).from_select(STATE_COLUMNS, _unnest(position_state, STATE_COLUMNS, kept))
     content = [c for c in STATE_COLUMNS if c not in ("portfolio_id", "security_id")]
-    stored, incoming = position_state.c, stmt.excluded
+    incoming = stmt.excluded
     return stmt.on_conflict_do_update(
         index_elements=["portfolio_id", "security_id"],
         set_={c: incoming[c] for c in content},
-        where=and_(
-            tuple_(stored.epoch, stored.version) <= tuple_(incoming.epoch, incoming.version),
-            _differs(position_state, incoming, content),
-        ),
+        where=and_(_superseded(position_state, incoming, STATE_FENCE), _differs(position_state, incoming, content)),
     )
 
 
@@ -309,14 +324,13 @@ def _versioned_upsert(table: Table, columns: list[str], rows: Sequence[Any]) -> 
     triggers and jobs): a row replaces the stored one only when its version is greater or
     equal."""
     pk = [c.name for c in table.primary_key.columns]
-    kept = _winners(rows, key=lambda row: tuple(getattr(row, n) for n in pk),
-                    replaces=lambda new, old: new.version >= old.version)
+    kept = _winners(rows, key=lambda row: tuple(getattr(row, n) for n in pk), replaces=_replaces(VERSION_FENCE))
     stmt = pg_insert(table).from_select(columns, _unnest(table, columns, kept))
     content = [c for c in columns if c not in pk]
     return stmt.on_conflict_do_update(
         index_elements=pk,
         set_={c: stmt.excluded[c] for c in content},
-        where=and_(table.c.version <= stmt.excluded.version, _differs(table, stmt.excluded, content)),
+        where=and_(_superseded(table, stmt.excluded, VERSION_FENCE), _differs(table, stmt.excluded, content)),
     )
 
 

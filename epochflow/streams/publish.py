@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from epochflow.config import Settings
+from epochflow.domain.keys import position_key
 from epochflow.schemas.events import CheckpointEvent, TransactionEvent
 from epochflow.streams.names import topic_name
 from epochflow.streams.partitioning import partition_for
@@ -30,7 +31,7 @@ def route(event, settings: Settings) -> list[Routed]:
         return []
     value = event.model_dump_json().encode()
     if isinstance(event, TransactionEvent):
-        key = f"{event.portfolio_id}|{event.security_id}"
+        key = position_key(event.portfolio_id, event.security_id)
         return [Routed(topic_name(settings, "transactions"), partition_for(key, settings.partitions), key.encode(), value)]
     key = _reference_key(event).encode()
     topic = topic_name(settings, "reference")

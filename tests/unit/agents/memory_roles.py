@@ -14,8 +14,11 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 
 from epochflow.agents.positions_handler import PositionsHandler
-from epochflow.agents.scheduler_handler import Message, SchedulerHandler
+from epochflow.agents.messages import Message
+from epochflow.agents.scheduler_handler import SchedulerHandler
 from epochflow.agents.valuation_handler import ValuationHandler
+from epochflow.agents.configs import scheduler_config
+from epochflow.config import Settings
 from epochflow.domain.scheduling import SchedulerConfig
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark, parse_command
 from epochflow.schemas.events import (
@@ -39,7 +42,7 @@ def valuation_handler() -> ValuationHandler:
 
 
 def scheduler_handler(cfg: SchedulerConfig | None = None) -> SchedulerHandler:
-    return SchedulerHandler(MemoryStore(), MemoryStore(), MemoryStore(), cfg or SchedulerConfig(), partitions=1)
+    return SchedulerHandler(MemoryStore(), MemoryStore(), MemoryStore(), cfg or scheduler_config(Settings()), partitions=1)
 
 
 def positions_handler() -> PositionsHandler:
@@ -74,7 +77,7 @@ def trade(transaction_id: str, kind: str, on: date, quantity, unit_price, portfo
 
 @dataclass
 class Loop:
-    cfg: SchedulerConfig = field(default_factory=SchedulerConfig)
+    cfg: SchedulerConfig = field(default_factory=lambda: scheduler_config(Settings()))
     positions: PositionsHandler = field(default_factory=positions_handler)
     valuation: ValuationHandler = field(default_factory=valuation_handler)
     scheduler: SchedulerHandler = None  # type: ignore[assignment]

@@ -5,6 +5,7 @@ resuming a restarted worker's job at its cursor."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -12,8 +13,11 @@ import pytest
 
 from epochflow import metrics
 from epochflow.agents.fanout_handler import FanoutHandler
-from epochflow.agents.scheduler_handler import Message
-from epochflow.domain.fanout import FanoutConfig, RateLimiter, SubjectState, fx_subject, price_subject
+from epochflow.agents.messages import Message
+from epochflow.agents.configs import fanout_config
+from epochflow.config import Settings
+from epochflow.domain.fanout import FanoutConfig, RateLimiter, SubjectState
+from epochflow.domain.keys import fx_subject, price_subject
 from epochflow.schemas.commands import ResetWatermark, parse_command
 from epochflow.schemas.events import BusinessDateEvent, FxRateEvent, InstrumentEvent, MarketPriceEvent, PortfolioEvent
 from epochflow.schemas.results import PositionStateRow, ReprocessingJobRow, ReprocessingTriggerRow
@@ -24,7 +28,8 @@ D = Decimal
 DAY = timedelta(days=1)
 P = 0  # the partition under test
 BUSINESS = 10  # the business date is day 10
-CFG = FanoutConfig(claim_batch=4, keys_per_cycle=500, rate_per_s=1000.0, max_attempts=5)
+DEFAULT = fanout_config(Settings())
+CFG = replace(DEFAULT, claim_batch=4, keys_per_cycle=500, rate_per_s=1000.0, max_attempts=5)
 
 
 def d(n: int) -> date:
@@ -268,13 +273,13 @@ def test_limiter_paces_the_resets_over_several_ticks() -> None:
 
 
 def test_keys_per_cycle_bounds_one_jobs_batch() -> None:
-    h = world(fanout_handler(cfg=FanoutConfig(keys_per_cycle=2)), holders=keys(5), portfolios=usd_portfolios(5))
+    h = world(fanout_handler(cfg=replace(DEFAULT, keys_per_cycle=2)), holders=keys(5), portfolios=usd_portfolios(5))
     h.on_reference(price(4, 101), P, 50, now=0.0)
     assert [len(resets(h.on_tick(P, now=float(t)))) for t in range(4)] == [2, 2, 1, 0]
 
 
 def test_claim_batch_bounds_the_jobs_processing_at_once() -> None:
-    h = world(fanout_handler(rate=1, cfg=FanoutConfig(claim_batch=1)), holders=("P1|S1", "P1|S2"),
+    h = world(fanout_handler(rate=1, cfg=replace(DEFAULT, claim_batch=1)), holders=("P1|S1", "P1|S2"),
               instruments={"S1": "USD", "S2": "USD"})
     h.on_reference(price(4, 101, "S1"), P, 50, now=0.0)
     h.on_reference(price(4, 101, "S2"), P, 51, now=0.0)
@@ -318,7 +323,7 @@ def test_a_restarted_worker_finishes_the_job_with_no_key_sent_twice() -> None:
 
 
 def test_a_job_interrupted_past_max_attempts_fails() -> None:
-    h = world(fanout_handler(rate=1, cfg=FanoutConfig(max_attempts=2)), holders=keys(5), portfolios=usd_portfolios(5))
+    h = world(fanout_handler(rate=1, cfg=replace(DEFAULT, max_attempts=2)), holders=keys(5), portfolios=usd_portfolios(5))
     h.on_reference(price(4, 101), P, 60, now=0.0)
     failed = counter(metrics.RESET_JOB_EVENTS, "FAILED")
     h.on_tick(P, now=0.0)

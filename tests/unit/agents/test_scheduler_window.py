@@ -7,17 +7,20 @@ and reclaims, ticks between full passes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from epochflow.agents.configs import scheduler_config
+from epochflow.config import Settings
 from epochflow.domain.scheduling import SchedulerConfig
 from memory_roles import Loop, business_date, instrument, portfolio, price, trade
 
 DAY = timedelta(days=1)
 WINDOW = 3
-CFG = SchedulerConfig(processing_timeout_s=30.0, max_processing_per_partition=WINDOW, full_pass_s=5.0)
+CFG = replace(scheduler_config(Settings()), processing_timeout_s=30.0, max_processing_per_partition=WINDOW, full_pass_s=5.0)
 SECURITIES = ("S1", "S2", "S3")
 
 

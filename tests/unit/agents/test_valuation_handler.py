@@ -12,7 +12,8 @@ from decimal import Decimal
 import pytest
 
 from epochflow import metrics
-from epochflow.domain.valuation import CHUNK, CachedKey, DailyPosition
+from epochflow.domain.history_copy import CHUNK, CachedKey
+from epochflow.domain.valuation import DailyPosition
 from epochflow.schemas.jobs import ValuationJob
 from epochflow.schemas.results import HistoryCarryOver, JobOutcome, PositionHistoryRow, PositionStateRow, SnapshotRow
 from epochflow.tables.reference import apply_reference_event

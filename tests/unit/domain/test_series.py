@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from epochflow.domain.keys import fx_subject
 from epochflow.domain.model import month_of
 from epochflow.domain.series import SeriesMonth, add_month, latest_on_or_before, upsert_point
 from factories import D, memory_reference
@@ -81,7 +82,7 @@ def test_add_month_keeps_the_index_sorted_and_unique() -> None:
 
 def test_reference_data_fx_uses_the_series() -> None:
     ref = memory_reference()
-    name = ref.fx_name("EUR", "USD")
+    name = fx_subject("EUR", "USD")
     for text, value in SERIES.items():
         ref.put_point(name, date.fromisoformat(text), D(value))
     assert ref.fx("EUR", "USD", date(2025, 3, 15)) == D("1.15")

@@ -29,8 +29,7 @@ from unittest import mock
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import epochflow.agents.valuation_handler as valuation_handler_module
-import epochflow.domain.valuation as valuation_module
+import epochflow.domain.history_copy as history_copy_module
 
 from epochflow.agents.positions_handler import to_transaction
 from epochflow.domain.model import CostMethod
@@ -207,13 +206,12 @@ def expected_by_the_rules(s: Scenario, key: str, day: date, row: SnapshotRow) ->
 def chunks_of(size: int) -> ExitStack:
     """The valuation copy's chunk size, made small so short histories cross chunk ends."""
     stack = ExitStack()
-    for module in (valuation_module, valuation_handler_module):
-        stack.enter_context(mock.patch.object(module, "CHUNK", size))
+    stack.enter_context(mock.patch.object(history_copy_module, "CHUNK", size))
     return stack
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scenarios(), st.sampled_from([2, 3, valuation_module.CHUNK]))
+@given(scenarios(), st.sampled_from([2, 3, history_copy_module.CHUNK]))
 def test_any_arrival_order_values_every_day_as_in_order(s: Scenario, chunk: int) -> None:
     with chunks_of(chunk):
         expected = in_order_snapshots(s)

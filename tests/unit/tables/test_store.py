@@ -169,7 +169,7 @@ STATE = PositionState(
         lots=(Lot(D("100"), D("20000.00"), None), Lot(D("50.0000"), D("11000"), None)),
         held_since=date(2025, 8, 1),
     ),
-    months=(("2025-08", 2),),
+    weeks=(("2025-W31", 2),),
     waiting_for="fx EUR/USD 2025-08-01",
     reset_jobs=("job-1",),
 )
