@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from epochflow.schemas.documents import DocumentError, load_json
+from epochflow.schemas.documents import DocumentError, json_kind, load_json
 from epochflow.schemas.events import CheckpointEvent, InvalidEvent, parse_event
 
 
@@ -92,7 +92,7 @@ def _from_document(doc: Any, case: str | None) -> tuple[list[tuple[str, Any]], l
         out, problems, found = [], [], False
         for number, raw_case in enumerate(cases):
             if not isinstance(raw_case, dict):
-                problems.append(Problem(f"case #{number}", f"must be an object, not {_kind(raw_case)}"))
+                problems.append(Problem(f"case #{number}", f"must be an object, not {json_kind(raw_case)}"))
                 continue
             name = raw_case.get("name")
             if case and name != case:
@@ -100,7 +100,7 @@ def _from_document(doc: Any, case: str | None) -> tuple[list[tuple[str, Any]], l
             found = True
             events = raw_case.get("events", [])
             if not isinstance(events, list):
-                problems.append(Problem(f"case {name}", f"events: must be a list, not {_kind(events)}"))
+                problems.append(Problem(f"case {name}", f"events: must be a list, not {json_kind(events)}"))
                 continue
             out += [(f"case {name} event #{i}", event) for i, event in enumerate(events)]
         if case and not found:
@@ -109,16 +109,11 @@ def _from_document(doc: Any, case: str | None) -> tuple[list[tuple[str, Any]], l
     if isinstance(doc, dict) and "events" in doc:
         events = doc["events"]
         if not isinstance(events, list):
-            return [], [Problem("file", f"events: must be a list, not {_kind(events)}")]
+            return [], [Problem("file", f"events: must be a list, not {json_kind(events)}")]
         return [(f"event #{i}", event) for i, event in enumerate(events)], []
     if isinstance(doc, list):
         return [(f"event #{i}", event) for i, event in enumerate(doc)], []
     return [("event #0", doc)], []
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "true or false", type(None): "null"}.get(
-        type(value), "a number")
 
 
 def read_events(path: Path, case: str | None = None) -> Reading:
@@ -131,7 +126,7 @@ def read_events(path: Path, case: str | None = None) -> Reading:
             reading.invalid_events += 1
             continue
         if not isinstance(raw, dict):
-            reading.problems.append(Problem(where, f"an event must be a JSON object, not {_kind(raw)}"))
+            reading.problems.append(Problem(where, f"an event must be a JSON object, not {json_kind(raw)}"))
             reading.invalid_events += 1
             continue
         try:
