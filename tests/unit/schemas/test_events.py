@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from epochflow.cli import demo_data
+from epochflow.demo import data as demo_data
 from epochflow.bench.workloads import fanout_workload, ingest_workload, replay_workload
 from epochflow.schemas.events import CheckpointEvent, InvalidEvent, parse_event, parse_reference, parse_transaction
 
