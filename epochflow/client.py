@@ -23,7 +23,7 @@ from epochflow.schemas.events import BusinessDateEvent
 from epochflow.sinks.reads.quiescence import barriers_seen, pipeline_activity
 from epochflow.sinks.schema import create_engine
 from epochflow.streams.producer import Producer
-from epochflow.streams.publish import barrier_messages, publish
+from epochflow.streams.publish import barrier_messages, check_partitions, publish
 from epochflow.streams.security import client_options
 from epochflow.topology import ROLE_NAMES, ROLES
 
@@ -63,6 +63,11 @@ class Pipeline:
     async def connect(cls, settings: Settings, roles: tuple[str, ...] = ROLE_NAMES) -> "Pipeline":
         producer = Producer(settings.kafka_bootstrap, **client_options(settings))
         await producer.__aenter__()
+        try:  # events and barriers are routed by EPOCHFLOW_PARTITIONS: the broker must agree
+            await check_partitions(settings, producer.partition_counts)
+        except BaseException:
+            await producer.__aexit__(None, None, None)
+            raise
         engine = create_engine(settings.database_url, pool_size=2)
         return cls(settings, producer, engine, tuple(roles))
 

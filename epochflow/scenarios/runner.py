@@ -18,6 +18,7 @@ from typing import Any
 
 from epochflow.client import NotQuiescent, Pipeline
 from epochflow.config import Settings
+from epochflow.scenarios.checks import check_scenario_file
 from epochflow.scenarios.expectations import Support, Verdict, check
 from epochflow.schemas.events import CheckpointEvent, InvalidEvent, parse_event
 from epochflow.sinks.reads.query import position
@@ -173,6 +174,7 @@ async def _check_point(pipeline: Pipeline, label: str, expected: dict, support: 
 
 async def run_file(path: Path, stack: StackFactory, only: str | None = None, timeout: float = 120.0,
                    echo: Callable[[str], None] = print) -> list[CaseResult]:
+    check_scenario_file(path)  # every problem of the file's shape, before any stack starts
     support = current_support()
     results = []
     for case in load_cases(path, only):

@@ -52,3 +52,9 @@ def load_json(raw: bytes | str, limit: int = MAX_NESTING) -> Any:
         return json.loads(raw)
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise DocumentError(f"not JSON: {error}") from None
+
+
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, for a message: `an object`, `a list`, `a number`..."""
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "true or false", type(None): "null"}
+    return kinds.get(type(value), "a number")

@@ -156,10 +156,12 @@ _REFERENCE = TypeAdapter(Annotated[ReferenceEvent, Field(discriminator="type")])
 class InvalidEvent(ValueError):
     """An input event that failed validation; `reason` names the field and the problem."""
 
-    def __init__(self, reason: str, raw: Any = None) -> None:
+    def __init__(self, reason: str, raw: Any = None, problems: tuple[str, ...] = ()) -> None:
         super().__init__(reason)
         self.reason = reason
         self.raw = raw
+        # each problem on its own (`field: reason`); `reason` is them joined by "; "
+        self.problems = problems or (reason,)
 
 
 _FIELDS = {
@@ -183,13 +185,18 @@ def _unknown_field(loc: tuple) -> str:
 
 def describe(error: ValidationError) -> str:
     """Every problem of a failed validation as `field: reason`, joined by "; "."""
+    return "; ".join(field_problems(error))
+
+
+def field_problems(error: ValidationError) -> tuple[str, ...]:
+    """Every problem of a failed validation, each as `field: reason`."""
     parts = []
     for item in error.errors():
         # the discriminator tag shows up as a location segment; keep the field name readable
         loc = ".".join(str(p) for p in item["loc"] if not isinstance(p, int)) or "event"
         message = _unknown_field(item["loc"]) if item["type"] == "extra_forbidden" else item["msg"]
         parts.append(f"{loc}: {message.removeprefix('Value error, ')}")
-    return "; ".join(parts)
+    return tuple(parts)
 
 
 def parse_event(raw: Any) -> Any:
@@ -199,7 +206,8 @@ def parse_event(raw: Any) -> Any:
             return _INPUT.validate_json(raw)
         return _INPUT.validate_python(raw)
     except ValidationError as error:
-        raise InvalidEvent(describe(error), raw) from None
+        problems = field_problems(error)
+        raise InvalidEvent("; ".join(problems), raw, problems) from None
 
 
 def parse_reference(raw: bytes) -> ReferenceEvent:

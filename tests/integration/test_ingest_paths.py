@@ -186,3 +186,54 @@ def test_a_hostile_message_on_the_topic_is_dead_lettered_and_what_follows_reache
     assert all(letter["stage"] == "positions.apply" and letter["topic"].endswith("transactions") for letter in letters)
     [position] = positions
     assert position.quantity == quantity_before + 10
+
+
+async def _create_topics_and_count_messages(bootstrap: str, settings, create: bool) -> dict[tuple[str, int], int]:
+    """Create the topics of `settings` (when `create`) and count the messages on each
+    partition of the input topics."""
+    from aiokafka import TopicPartition
+
+    from epochflow.streams.admin import create_topics
+    from epochflow.streams.highwater import fetch_highwaters
+    from epochflow.streams.names import topic_name, topic_specs
+
+    if create:
+        await create_topics(bootstrap, topic_specs(settings))
+    partitions = [TopicPartition(topic_name(settings, short), p)
+                  for short in ("transactions", "reference") for p in range(settings.partitions)]
+    ends = await fetch_highwaters(bootstrap, partitions, 30)
+    return {(tp.topic.rsplit(".", 1)[1], tp.partition): end for tp, end in ends.items()}
+
+
+def test_cli_refuses_a_topic_whose_partition_count_is_not_the_configured_one(stack, tmp_path: Path) -> None:
+    import dataclasses
+    import uuid
+
+    from epochflow.streams.partitioning import partition_for
+
+    on_broker = dataclasses.replace(stack.settings, partitions=6, topic_prefix=f"parts{uuid.uuid4().hex[:8]}")
+    bootstrap = stack.settings.kafka_bootstrap
+    assert set(asyncio.run(_create_topics_and_count_messages(bootstrap, on_broker, create=True)).values()) == {0}
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in [PORTFOLIO, txn("PARTS_1")]) + "\n")
+
+    def ingest(partitions: int) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
+        env.update(EPOCHFLOW_KAFKA_URL=stack.settings.kafka_url, EPOCHFLOW_TOPIC_PREFIX=on_broker.topic_prefix,
+                   EPOCHFLOW_PARTITIONS=str(partitions), EPOCHFLOW_DATA_DIR=str(tmp_path / "data"))
+        return subprocess.run([sys.executable, "-m", "epochflow", "ingest", str(path)], capture_output=True,
+                              text=True, env=env, timeout=120)
+
+    refused = ingest(4)
+    assert refused.returncode != 0
+    assert (f"topic {on_broker.topic_prefix}.transactions has 6 partitions, EPOCHFLOW_PARTITIONS is 4: "
+            "set EPOCHFLOW_PARTITIONS=6 (every role must agree)") in refused.stderr, refused.stderr
+    assert "nothing was published" in refused.stderr
+    assert set(asyncio.run(_create_topics_and_count_messages(bootstrap, on_broker, create=False)).values()) == {0}
+
+    published = ingest(6)
+    assert published.returncode == 0, published.stderr
+    counts = asyncio.run(_create_topics_and_count_messages(bootstrap, on_broker, create=False))
+    assert {p: counts[("reference", p)] for p in range(6)} == {p: 1 for p in range(6)}  # the portfolio, everywhere
+    key_partition = partition_for("P_IN|S_IN", 6)
+    assert {p: counts[("transactions", p)] for p in range(6)} == {p: int(p == key_partition) for p in range(6)}
