@@ -60,7 +60,7 @@ class Pipeline:
     business_date: date | None = None
 
     @classmethod
-    async def connect(cls, settings: Settings, roles: tuple[str, ...] = ROLE_NAMES) -> "Pipeline":
+    async def connect(cls, settings: Settings, roles: tuple[str, ...] = ROLE_NAMES) -> Pipeline:
         producer = Producer(settings.kafka_bootstrap, **client_options(settings))
         await producer.__aenter__()
         try:  # events and barriers are routed by EPOCHFLOW_PARTITIONS: the broker must agree
@@ -105,7 +105,7 @@ class Pipeline:
         await self.producer.__aexit__(None, None, None)
         await self.engine.dispose()
 
-    async def __aenter__(self) -> "Pipeline":
+    async def __aenter__(self) -> Pipeline:
         return self
 
     async def __aexit__(self, *exc) -> None:

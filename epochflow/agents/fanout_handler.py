@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from epochflow import metrics
 from epochflow.agents.messages import Message
@@ -38,7 +38,7 @@ log = logging.getLogger("epochflow.fanout")
 
 
 def _at(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 class FanoutHealth:
@@ -105,7 +105,7 @@ class FanoutHandler:
         return self._rows(state, before)
 
     def _rows(self, state: SubjectState, before: SubjectState | None) -> list:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         security_id, from_currency, to_currency = describe_subject(state.subject)
         common = dict(subject=state.subject, partition=state.partition, security_id=security_id,
                       from_currency=from_currency, to_currency=to_currency, version=state.version, updated_at=now)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from epochflow import metrics
 from epochflow.domain.keys import fx_subject, partition_record, portfolio_subject, record_key, record_partition, split_position_key
@@ -53,7 +53,7 @@ class PositionsHandler:
     refs: Store[TxnRef]
     key_index: Store[KeySet]
     reference: ReferenceData
-    clock: callable = field(default=lambda: datetime.now(timezone.utc))
+    clock: callable = field(default=lambda: datetime.now(UTC))
 
     # -- lookups -------------------------------------------------------------------
     def _state(self, key: str) -> PositionState:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from epochflow import metrics
 from epochflow.agents.messages import Message
@@ -111,7 +111,7 @@ class SchedulerHandler:
 
     def _emit(self, sk: ScheduleKey, outputs: list, partition: int) -> list:
         out: list = []
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for item in outputs:
             if isinstance(item, sched.JobChanged):
                 j = item.job

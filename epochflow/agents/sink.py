@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -79,7 +79,7 @@ def _dead_letter_row(refusal: Refusal, event: Any) -> None:
         "offset": message.offset,
         "raw": json.dumps(row),
         "row": row,
-        "at": datetime.now(timezone.utc).isoformat(),
+        "at": datetime.now(UTC).isoformat(),
     }
     topics.dead_letter.send_soon(key=b"dead", value=json.dumps(record).encode(), partition=0)
 

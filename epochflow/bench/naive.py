@@ -26,7 +26,7 @@ async def _one_by_one(stage: str, stream, handle) -> None:
         outcome = BatchOutcome()
         handler = _handler()
         with event_context(event):
-            run_partition(stage, [event], lambda raw, p: handle(handler, raw, p), outcome)
+            run_partition(stage, [event], lambda raw, p, handler=handler: handle(handler, raw, p), outcome)
         for partition, rows in outcome.rows.items():
             await topics.results.send(key=b"naive", value=encode_rows(rows), partition=partition)
         for record in outcome.dead:

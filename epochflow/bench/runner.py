@@ -7,7 +7,8 @@ import asyncio
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from decimal import Decimal
 from pathlib import Path
 
@@ -112,7 +113,7 @@ async def bench_replay(histories: tuple[int, ...], echo: Callable[[str], None] =
                         late = TransactionEvent(
                             transaction_id=f"{portfolio}-LATE-{int(fraction * 100)}", portfolio_id=portfolio,
                             security_id=security, transaction_type="BUY",
-                            transaction_date=datetime.combine(START + timedelta(days=offset), dtime(16), tzinfo=timezone.utc),
+                            transaction_date=datetime.combine(START + timedelta(days=offset), dtime(16), tzinfo=UTC),
                             quantity=Decimal(1), price=Decimal(100), gross_amount=Decimal(100), trade_fee=Decimal(0),
                             trade_currency="USD",
                         )
@@ -213,7 +214,7 @@ async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle
                     echo(f"  N={n:>6}: loaded and valued {n} keys x {days} days in {time.monotonic() - started:.1f}s")
                     live = LiveStream(pipeline, live_rate, last)
                     idle_until = time.monotonic() + idle_s
-                    idle = await live.run(lambda: time.monotonic() >= idle_until)
+                    idle = await live.run(lambda until=idle_until: time.monotonic() >= until)
                     await pipeline.settle(600)
 
                     corrected = last - timedelta(days=back)

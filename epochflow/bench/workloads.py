@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from decimal import Decimal
 
 from epochflow.client import Pipeline
@@ -32,7 +33,7 @@ def ingest_workload(prefix: str, transactions: int, keys: int) -> tuple[list, li
     for n in range(transactions):
         key, round_ = n % keys, n // keys
         selling = round_ % 4 == 3
-        stamp = datetime.combine(START + timedelta(days=round_), dtime(10), tzinfo=timezone.utc)
+        stamp = datetime.combine(START + timedelta(days=round_), dtime(10), tzinfo=UTC)
         trades.append(
             TransactionEvent(
                 transaction_id=f"{prefix}T{n}", portfolio_id=f"{prefix}P{key // SECURITIES_PER_PORTFOLIO}",
@@ -60,7 +61,7 @@ def replay_workload(h: int) -> tuple[list, tuple[str, str]]:
         events.append(TransactionEvent(
             transaction_id=f"{portfolio}-T{n}", portfolio_id=portfolio, security_id=security,
             transaction_type="SELL" if selling else "BUY",
-            transaction_date=datetime.combine(START + timedelta(days=n), dtime(9), tzinfo=timezone.utc),
+            transaction_date=datetime.combine(START + timedelta(days=n), dtime(9), tzinfo=UTC),
             quantity=Decimal(3 if selling else 5), price=Decimal(100), gross_amount=Decimal(300 if selling else 500),
             trade_fee=Decimal(0), trade_currency="USD",
         ))
@@ -92,7 +93,7 @@ def fanout_workload(n: int, days: int) -> tuple[list, date]:
         events.append(MarketPriceEvent(security_id=FANOUT_SECURITY, price_date=day, price=Decimal(50 + d % 7), currency="USD"))
         events += [MarketPriceEvent(security_id=f"LIVE{k}", price_date=day, price=Decimal(20), currency="USD")
                    for k in range(LIVE_SECURITIES)]
-    stamp = datetime.combine(first, dtime(10), tzinfo=timezone.utc)
+    stamp = datetime.combine(first, dtime(10), tzinfo=UTC)
     events += [TransactionEvent(
         transaction_id=f"F{p:05d}-BUY", portfolio_id=f"F{p:05d}", security_id=FANOUT_SECURITY, transaction_type="BUY",
         transaction_date=stamp, quantity=Decimal(10 + p % 9), price=Decimal(50), gross_amount=Decimal(50 * (10 + p % 9)),
@@ -117,7 +118,7 @@ class LiveStream:
         """The next trade of the day, later than every one before it (a live feed appends)."""
         k = self.count % LIVE_KEYS
         self.count += 1
-        stamp = datetime.combine(self.day, dtime(8), tzinfo=timezone.utc) + timedelta(milliseconds=100 * self.count)
+        stamp = datetime.combine(self.day, dtime(8), tzinfo=UTC) + timedelta(milliseconds=100 * self.count)
         return TransactionEvent(
             transaction_id=f"LIVE-{self.count:08d}", portfolio_id=f"LIVEP{k}", security_id=f"LIVE{k % LIVE_SECURITIES}",
             transaction_type="BUY", transaction_date=stamp, quantity=Decimal(1), price=Decimal(20),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from epochflow.cli.bench import bench
+from epochflow.cli.config_cmd import config_command
 from epochflow.cli.demo import demo
 from epochflow.cli.ingest import ingest
 from epochflow.cli.init import init_command
@@ -12,7 +13,6 @@ from epochflow.cli.replay import replay
 from epochflow.cli.scenario import scenario
 from epochflow.cli.up import status, up
 from epochflow.cli.worker import worker
-from epochflow.cli.config_cmd import config_command
 
 
 @click.group()

@@ -31,7 +31,8 @@ def replay(role: str, to_earliest: bool, to_datetime: str | None, keep_state: bo
     """Replay ROLE by resetting its consumer group's offsets (from the earliest, its tables
     are rebuilt too). Stop the role's workers first; start them again when told."""
     from epochflow.devstack.stack import read_run_file, settings_for_running_stack
-    from epochflow.ops.replay import ReplayError, replay as reset_for_replay, replay_request, start_hint, summarize, wait_caught_up
+    from epochflow.ops.replay import ReplayError, replay_request, start_hint, summarize, wait_caught_up
+    from epochflow.ops.replay import replay as reset_for_replay
     from epochflow.streams.admin import AdminError, run_sync
 
     try:

@@ -4,7 +4,7 @@ so the demo prints the same numbers every time."""
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from epochflow.schemas.events import (
@@ -75,7 +75,7 @@ def demo_events(seed: int = 7, transactions: int = 300) -> list:
         held[(portfolio, security)] = have - quantity if selling else have + quantity
         # trades of a day in the order they were generated, so the holdings above hold in time order
         per_day[day] = per_day.get(day, 0) + 1
-        stamp = datetime.combine(day, time(9, 30), tzinfo=timezone.utc) + timedelta(minutes=7 * per_day[day])
+        stamp = datetime.combine(day, time(9, 30), tzinfo=UTC) + timedelta(minutes=7 * per_day[day])
         booked.append(
             TransactionEvent(
                 transaction_id=f"T{n:05d}", portfolio_id=portfolio, security_id=security, instrument_id=security,
@@ -100,7 +100,7 @@ def model_portfolios(rng: random.Random) -> list:
         events.append(PortfolioEvent(portfolio_id=portfolio, base_currency="USD", open_date=START))
         events.append(TransactionEvent(
             transaction_id=f"{portfolio}-INIT", portfolio_id=portfolio, security_id=WIDELY_HELD, instrument_id=WIDELY_HELD,
-            transaction_type="BUY", transaction_date=datetime.combine(START, time(16), tzinfo=timezone.utc),
+            transaction_type="BUY", transaction_date=datetime.combine(START, time(16), tzinfo=UTC),
             quantity=quantity, price=Decimal("195"), gross_amount=quantity * 195, trade_fee=Decimal(0),
             trade_currency="USD", currency="USD",
         ))
@@ -125,7 +125,7 @@ def late_trade() -> TransactionEvent:
     day = START + timedelta(days=DAYS - 4)
     return TransactionEvent(
         transaction_id="LATE-0001", portfolio_id="GLOBAL_GROWTH_USD", security_id="MSFT", instrument_id="MSFT",
-        transaction_type="SELL", transaction_date=datetime.combine(day, time(15, 45), tzinfo=timezone.utc),
+        transaction_type="SELL", transaction_date=datetime.combine(day, time(15, 45), tzinfo=UTC),
         quantity=Decimal(20), price=Decimal("425.10"), gross_amount=Decimal("8502.00"), trade_fee=Decimal("4.95"),
         trade_currency="USD", currency="USD",
     )

@@ -38,7 +38,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +125,7 @@ def replay_request(role: str, to_earliest: bool, to_datetime: str | None, keep_s
             )
         return ReplayRequest(role, None, keep_state)
     when = parse_datetime(to_datetime)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if when > now:
         raise ReplayError(f"--to-datetime {when.isoformat()} is in the future (it is now "
                           f"{now.isoformat(timespec='seconds')}): there is nothing to replay")

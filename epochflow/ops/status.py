@@ -13,7 +13,8 @@ from epochflow.devstack.process import pid_alive
 from epochflow.devstack.stack import read_run_file, settings_for_running_stack
 from epochflow.streams.admin import consumer_lag, run_sync
 from epochflow.streams.names import topic_name
-from epochflow.topology import ROLE_NAMES, role as role_of
+from epochflow.topology import ROLE_NAMES
+from epochflow.topology import role as role_of
 
 
 async def build_status(

@@ -56,7 +56,7 @@ def _is_number(value: Any) -> bool:
     if isinstance(value, str):
         try:
             Decimal(value)
-            return not value.strip().lower() in ("nan", "inf", "infinity", "-inf")
+            return value.strip().lower() not in ("nan", "inf", "infinity", "-inf")
         except InvalidOperation:
             return False
     return False

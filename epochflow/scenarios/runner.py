@@ -22,7 +22,15 @@ from epochflow.scenarios.checks import check_scenario_file
 from epochflow.scenarios.expectations import Support, Verdict, check
 from epochflow.schemas.events import CheckpointEvent, InvalidEvent, parse_event
 from epochflow.sinks.reads.query import position
-from epochflow.sinks.reads.scenario import earliest_job_date, history_count, history_row, snapshot, snapshot_current_epoch, transaction, valuation_job
+from epochflow.sinks.reads.scenario import (
+    earliest_job_date,
+    history_count,
+    history_row,
+    snapshot,
+    snapshot_current_epoch,
+    transaction,
+    valuation_job,
+)
 
 StackFactory = Callable[[], AbstractAsyncContextManager[Settings]]
 

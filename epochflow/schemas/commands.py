@@ -4,7 +4,7 @@ write that table: they send one of these on the key-scoped command topic, fenced
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -47,7 +47,7 @@ class ResetWatermark(_Command):
     ref_offset: int = -1
 
 
-PositionCommand = Annotated[Union[AdvanceWatermark, ResetWatermark], Field(discriminator="command")]
+PositionCommand = Annotated[AdvanceWatermark | ResetWatermark, Field(discriminator="command")]
 _COMMAND = TypeAdapter(PositionCommand)
 
 

@@ -10,9 +10,9 @@ JSON float is refused, not rounded), ids and amounts follow `epochflow.schemas.f
 from __future__ import annotations
 
 import difflib
-from datetime import timezone
+from datetime import UTC
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -80,10 +80,10 @@ class TransactionEvent(_Event):
     def _aware(cls, value: Any) -> Any:
         # the offset is kept: the date part as written is the position date (FORMAT.md);
         # ordering compares the instants
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
     @model_validator(mode="after")
-    def _signs(self) -> "TransactionEvent":
+    def _signs(self) -> TransactionEvent:
         """Amounts are magnitudes: the transaction type gives the sign (DESIGN.md's table)."""
         for name in ("quantity", "price", "gross_amount", "trade_fee"):
             if getattr(self, name) < 0:
@@ -135,17 +135,9 @@ class CheckpointEvent(_Event):
     note: Text | None = None
 
 
-ReferenceEvent = Union[PortfolioEvent, InstrumentEvent, BusinessDateEvent, MarketPriceEvent, FxRateEvent]
+ReferenceEvent = PortfolioEvent | InstrumentEvent | BusinessDateEvent | MarketPriceEvent | FxRateEvent
 InputEvent = Annotated[
-    Union[
-        PortfolioEvent,
-        InstrumentEvent,
-        BusinessDateEvent,
-        TransactionEvent,
-        MarketPriceEvent,
-        FxRateEvent,
-        CheckpointEvent,
-    ],
+    PortfolioEvent | InstrumentEvent | BusinessDateEvent | TransactionEvent | MarketPriceEvent | FxRateEvent | CheckpointEvent,
     Field(discriminator="type"),
 ]
 

@@ -70,6 +70,7 @@ from epochflow.schemas.results import (
     TransactionRow,
     ValuationJobRow,
 )
+from epochflow.sinks.errors import ErrorKind, classify, reason, sqlstate
 from epochflow.sinks.models import (
     daily_position_snapshots,
     pipeline_barriers,
@@ -80,7 +81,6 @@ from epochflow.sinks.models import (
     reprocessing_triggers,
     transactions,
 )
-from epochflow.sinks.errors import ErrorKind, classify, reason, sqlstate
 from epochflow.sinks.schema import create_engine
 
 R = TypeVar("R")

@@ -22,7 +22,7 @@ class Producer:
             enable_idempotence=False,  # the embedded broker has no idempotent producer
         )
 
-    async def __aenter__(self) -> "Producer":
+    async def __aenter__(self) -> Producer:
         await self._producer.start()
         return self
 

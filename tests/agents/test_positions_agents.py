@@ -9,7 +9,7 @@ batch up to `batch_within_s` later, so the tests wait for the agent's sends.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -99,7 +99,7 @@ async def test_apply_decodes_the_transaction_calls_the_handler_and_forwards_its_
     assert (kind, partition) == ("transaction", 3)
     assert isinstance(event, TransactionEvent)
     assert (event.transaction_id, event.quantity, event.gross_amount) == ("T1", Decimal("100"), Decimal("1389.9"))
-    assert event.transaction_date == datetime(2025, 8, 1, 10, tzinfo=timezone.utc)
+    assert event.transaction_date == datetime(2025, 8, 1, 10, tzinfo=UTC)
     # the handler's rows, in order, on the input's partition, keyed by the producing role
     assert results_of(fake_topics) == [(3, b"positions", handler.rows)]
     assert fake_topics.dead_letter.sent == []

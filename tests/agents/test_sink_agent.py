@@ -26,7 +26,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 class FakeWriter:
     """Stands in for ResultWriter: records the batches it is asked to write."""
 
-    instances: list["FakeWriter"] = []
+    instances: list[FakeWriter] = []
     failures: list[BaseException] = []  # raised by the next calls to write(), one each
     poison = "POISON"  # rows of a transaction id containing this are refused by PostgreSQL
 

@@ -30,8 +30,8 @@ import pytest
 
 from epochflow.client import Pipeline
 from epochflow.devstack.stack import EmbeddedStack
-from epochflow.topology import ROLE_NAMES
 from epochflow.sinks.reads.api import fetch_position_history, fetch_snapshots, fetch_valuation_jobs
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.stack import log_tail, running_stack, transaction
 from tests.fixtures.valuation import business_dates, days, instrument, portfolio, price
 

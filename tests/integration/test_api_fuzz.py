@@ -9,16 +9,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from epochflow.sinks.writer import ResultWriter
+from epochflow.web import api, views  # noqa: I001
 from tests.fixtures.hostile_requests import Request, answer, ingest_requests, read_requests
 from tests.fixtures.result_rows import hist, state, tx
 from tests.integration.sinks.valuation_rows import job, snap
 from tests.unit.web.served import client, settings
-
-from epochflow.web import api, views  # noqa: I001
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

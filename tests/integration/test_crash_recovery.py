@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -40,11 +40,11 @@ from epochflow.devstack.stack import EmbeddedStack
 from epochflow.domain.valuation import DailyPosition, Price, value_position
 from epochflow.schemas.events import TransactionEvent
 from epochflow.schemas.results import PositionHistoryRow, PositionStateRow, TransactionRow
+from epochflow.sinks.models import daily_position_snapshots, portfolio_valuation_jobs, position_history, position_state
 from epochflow.sinks.reads.api import fetch_position_history, fetch_snapshots, fetch_valuation_jobs
 from epochflow.sinks.reads.query import position
 from epochflow.sinks.reads.quiescence import pipeline_activity
 from epochflow.sinks.reads.scenario import count_position_history, fetch_positions, fetch_transactions
-from epochflow.sinks.models import daily_position_snapshots, portfolio_valuation_jobs, position_history, position_state
 from epochflow.streams.partitioning import partition_for
 from epochflow.tables.reference import ReferenceData
 from epochflow.tables.store import MemoryStore
@@ -128,7 +128,7 @@ def expected_for(portfolio_id: str, security_id: str, events: list[TransactionEv
     handler = PositionsHandler(
         MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(),
         ReferenceData(MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore()),
-        clock=lambda: datetime(2025, 1, 1, tzinfo=timezone.utc),
+        clock=lambda: datetime(2025, 1, 1, tzinfo=UTC),
     )
     partition = partition_for(key_of(portfolio_id, security_id), partitions)
     for event in REFERENCE:

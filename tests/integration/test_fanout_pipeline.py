@@ -21,9 +21,9 @@ from epochflow.client import Pipeline
 from epochflow.devstack.ports import port_open
 from epochflow.devstack.stack import EmbeddedStack
 from epochflow.schemas.events import FxRateEvent
-from epochflow.topology import ROLE_NAMES
 from epochflow.sinks.reads.api import fetch_reprocessing_jobs, fetch_reprocessing_triggers
 from epochflow.sinks.reads.scenario import fetch_positions, snapshot
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.stack import log_tail, running_stack, transaction
 from tests.fixtures.valuation import Windows, business_dates, days, instrument, portfolio, price
 

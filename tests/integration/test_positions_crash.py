@@ -27,7 +27,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -40,10 +40,10 @@ from epochflow.devstack.stack import EmbeddedStack
 from epochflow.schemas.commands import AdvanceWatermark
 from epochflow.schemas.events import BusinessDateEvent, InstrumentEvent, PortfolioEvent, TransactionEvent
 from epochflow.schemas.results import HistoryCarryOver, PositionHistoryRow, PositionStateRow, TransactionRow
+from epochflow.sinks.models import position_history
 from epochflow.sinks.reads.api import fetch_position_history
 from epochflow.sinks.reads.query import position
 from epochflow.sinks.reads.scenario import count_position_history, fetch_transactions
-from epochflow.sinks.models import position_history
 from epochflow.streams.admin import consumer_lag
 from epochflow.streams.names import topic_name
 from epochflow.streams.partitioning import partition_for
@@ -127,7 +127,7 @@ def expected_sink(generation: int, partitions: int) -> SinkModel:
     handler = PositionsHandler(
         MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(),
         ReferenceData(MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore()),
-        clock=lambda: datetime(2025, 1, 1, tzinfo=timezone.utc),
+        clock=lambda: datetime(2025, 1, 1, tzinfo=UTC),
     )
     partition = partition_for(KEY, partitions)
     sink = SinkModel()
@@ -187,7 +187,7 @@ class Watch:
         self.consumer = AIOKafkaConsumer(bootstrap_servers=pipeline.settings.kafka_bootstrap,
                                          enable_auto_commit=False, fetch_max_wait_ms=5)
 
-    async def __aenter__(self) -> "Watch":
+    async def __aenter__(self) -> Watch:
         await self.consumer.start()
         self.consumer.assign([self.results])
         return self

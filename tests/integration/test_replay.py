@@ -25,7 +25,7 @@ import asyncio
 import pprint
 import time
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -349,7 +349,7 @@ async def test_replaying_the_sink_from_a_datetime_rewrites_what_came_after(stack
     """--to-datetime: each partition of the results topic is read again from its first
     record published at or after T (Tansu's own answer to that question is wrong)."""
     w = await book(pipeline, "RT")
-    mark = datetime.now(timezone.utc)
+    mark = datetime.now(UTC)
     await pipeline.publish([price("RT_S1", w + 6 * DAY, "26.5")])  # was 26: RT_S1's holders are valued again
     await pipeline.settle(SETTLE_S)
     before = await results_before_replay(pipeline)

@@ -21,9 +21,9 @@ import pytest
 from epochflow.client import Pipeline
 from epochflow.devstack.ports import port_open
 from epochflow.devstack.stack import EmbeddedStack
-from epochflow.topology import ROLE_NAMES
 from epochflow.sinks.reads.api import fetch_position_history, fetch_snapshots
 from epochflow.sinks.reads.scenario import fetch_positions, fetch_transactions
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.stack import log_tail, running_stack, transaction
 from tests.fixtures.valuation import business_dates, days, instrument, portfolio, price
 
@@ -113,7 +113,7 @@ async def test_two_workers_per_role_with_one_killed_lose_and_double_nothing(stac
         stored = [t for t in await fetch_transactions(pipeline.engine) if t.portfolio_id in PORTFOLIOS]
         assert sorted(t.transaction_id for t in stored) == sorted(published)
 
-        for p, portfolio_id in enumerate(PORTFOLIOS):
+        for _p, portfolio_id in enumerate(PORTFOLIOS):
             for s, security_id in enumerate(SECURITIES):
                 trades = sorted((t for r in range(ROUNDS) for t in trades_of_round(r) if t.portfolio_id == portfolio_id
                                  and t.security_id == security_id), key=lambda t: (t.transaction_date, t.transaction_id))

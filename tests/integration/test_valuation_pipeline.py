@@ -18,11 +18,11 @@ import pytest
 
 from epochflow.client import Pipeline
 from epochflow.devstack.stack import EmbeddedStack
-from epochflow.topology import ROLE_NAMES
 from epochflow.sinks.reads import scenario as scenario_reads
 from epochflow.sinks.reads.api import fetch_position_history, fetch_snapshots, fetch_valuation_jobs
 from epochflow.sinks.reads.query import position
 from epochflow.sinks.reads.scenario import count_position_history, earliest_job_date, snapshot, valuation_job
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.stack import running_stack, transaction
 from tests.fixtures.valuation import (
     Windows,

@@ -3,7 +3,7 @@ their helpers are in `books.py`."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from epochflow.schemas.results import ResultRow
 from epochflow.sinks.writer import ResultWriter
 from tests.fixtures.result_rows import D1, D2, D3, hist, state, tx
-from tests.integration.sinks.books import D, D4, key, reset_job
+from tests.integration.sinks.books import D4, D, key, reset_job
 from tests.integration.sinks.valuation_rows import job, snap
+
 
 @pytest.fixture
 async def book(clean_db: AsyncEngine) -> AsyncEngine:
@@ -21,7 +22,7 @@ async def book(clean_db: AsyncEngine) -> AsyncEngine:
     blocked on a price, P1|S3 waiting for FX with no history; P2 holds S2 too."""
     writer = ResultWriter(clean_db)
     await writer.write([
-        tx("A", **key("S1")), tx("C", **key("S2")), tx("E", transaction_date=datetime(2025, 8, 2, 9, tzinfo=timezone.utc), **key("S2", "P2")),
+        tx("A", **key("S1")), tx("C", **key("S2")), tx("E", transaction_date=datetime(2025, 8, 2, 9, tzinfo=UTC), **key("S2", "P2")),
         hist("A", epoch=0, seq=1, quantity=D(100)), hist("B", epoch=0, seq=2, day=D2, quantity=D(150)),
         snap(D1, epoch=0, market_value=D(1000)), snap(D2, epoch=0, market_value=D(1500)),
         job(D1, epoch=0, status="COMPLETE"), job(D2, epoch=0, status="FAILED", failure_reason="superseded"),

@@ -3,7 +3,7 @@ in one snapshot."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -26,7 +26,7 @@ from epochflow.sinks.reads.dashboard import (
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2026, 3, 7, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 7, 9, 0, tzinfo=UTC)
 
 
 def _state(portfolio_id: str, security_id: str, status: str, watermark: date | None, waiting: str = "") -> dict:

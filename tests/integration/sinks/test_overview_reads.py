@@ -3,7 +3,7 @@ valuation for the demo, and what support looks at first for a portfolio."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -52,6 +52,6 @@ async def test_support_overview_of_a_portfolio_with_trouble(book: AsyncEngine) -
     assert found["valuation_jobs"] == {"pending": 1, "blocked": 1, "processing": 0, "failed": 1}
     assert [(j.security_id, j.epoch, j.status) for j in found["troubled_jobs"]] == [("S1", 1, "FAILED"), ("S2", 0, "PENDING")]
     assert found["latest_snapshot_date"] == D2
-    assert found["latest_transaction_date"] == datetime(2025, 8, 1, 10, tzinfo=timezone.utc)
+    assert found["latest_transaction_date"] == datetime(2025, 8, 1, 10, tzinfo=UTC)
     assert [j.security_id for j in found["open_reset_jobs"]] == ["S2"]  # not S9: P1 does not hold it
     assert await reads.portfolio_support(book, "P9") is None

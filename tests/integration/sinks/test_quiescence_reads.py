@@ -3,7 +3,7 @@ runner's settle waits on."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from decimal import Decimal
 
 import pytest
@@ -142,11 +142,11 @@ async def test_the_fingerprint_changes_with_every_write(clean_db: AsyncEngine) -
 
 
 async def test_the_fanouts_open_triggers_and_jobs_keep_the_pipeline_unsettled(clean_db: AsyncEngine) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from epochflow.schemas.results import ReprocessingJobRow, ReprocessingTriggerRow
 
-    now = datetime(2025, 8, 4, tzinfo=timezone.utc)
+    now = datetime(2025, 8, 4, tzinfo=UTC)
     common = dict(subject="price|S1", partition=0, security_id="S1", from_currency=None, to_currency=None, updated_at=now)
     trigger = ReprocessingTriggerRow(earliest_impacted_date=BD, corrections=1, pending=True, created_at=now, version=1, **common)
     job = ReprocessingJobRow(job_id="price|S1#p0#1", job_type="RESET_WATERMARKS", earliest_impacted_date=BD,

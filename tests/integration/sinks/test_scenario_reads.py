@@ -3,13 +3,14 @@ and `query.position`)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from epochflow.sinks.reads import api, scenario as reads
+from epochflow.sinks.reads import api
+from epochflow.sinks.reads import scenario as reads
 from epochflow.sinks.reads.query import position
 from epochflow.sinks.writer import ResultWriter
 from tests.fixtures.result_rows import D1, D2, carry, hist, state, tx
@@ -19,8 +20,8 @@ pytestmark = pytest.mark.integration
 
 
 async def test_reads_return_what_was_written(clean_db: AsyncEngine) -> None:
-    late = datetime(2025, 8, 3, tzinfo=timezone.utc)
-    early = datetime(2025, 8, 1, tzinfo=timezone.utc)
+    late = datetime(2025, 8, 3, tzinfo=UTC)
+    early = datetime(2025, 8, 1, tzinfo=UTC)
     await ResultWriter(clean_db).write(
         [
             tx("B", transaction_date=late),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -43,7 +43,7 @@ class Statements:
     def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self.tables.append(statement.split(None, 3)[2])
 
-    def __enter__(self) -> "Statements":
+    def __enter__(self) -> Statements:
         event.listen(self.engine.sync_engine, "before_cursor_execute", self._record)
         return self
 
@@ -409,6 +409,6 @@ async def test_a_failing_batch_writes_no_snapshot_or_job(writer: ResultWriter, c
 
 
 async def test_job_timestamps_are_stored_as_given(writer: ResultWriter, clean_db: AsyncEngine) -> None:
-    at = datetime(2025, 8, 5, 9, 30, tzinfo=timezone.utc) + timedelta(microseconds=7)
+    at = datetime(2025, 8, 5, 9, 30, tzinfo=UTC) + timedelta(microseconds=7)
     await writer.write([job(version=1, updated_at=at)])
     assert (await valuation_job(clean_db, "P1", "S1", D1, 0) or {})["updated_at"] == at

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -271,4 +271,4 @@ async def test_a_writer_from_a_url_owns_its_engine(postgres_url: str, clean_db: 
         await writer.close()
     stored = await transaction(clean_db, "T1") or {}
     # a naive timestamp is stored as UTC
-    assert stored["transaction_date"] == datetime(2025, 8, 1, 11, tzinfo=timezone.utc)
+    assert stored["transaction_date"] == datetime(2025, 8, 1, 11, tzinfo=UTC)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from epochflow.agents.positions_handler import PositionsHandler
+from epochflow.agents.configs import scheduler_config
 from epochflow.agents.messages import Message
+from epochflow.agents.positions_handler import PositionsHandler
 from epochflow.agents.scheduler_handler import SchedulerHandler
 from epochflow.agents.valuation_handler import ValuationHandler
-from epochflow.agents.configs import scheduler_config
 from epochflow.config import Settings
 from epochflow.domain.scheduling import SchedulerConfig
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark, parse_command
@@ -48,7 +48,7 @@ def scheduler_handler(cfg: SchedulerConfig | None = None) -> SchedulerHandler:
 def positions_handler() -> PositionsHandler:
     reference = ReferenceData(MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore())
     return PositionsHandler(MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(), reference,
-                            clock=lambda: datetime(2025, 1, 1, tzinfo=timezone.utc))
+                            clock=lambda: datetime(2025, 1, 1, tzinfo=UTC))
 
 
 def portfolio(portfolio_id: str = "P1", base: str = "USD") -> PortfolioEvent:
@@ -71,7 +71,7 @@ def trade(transaction_id: str, kind: str, on: date, quantity, unit_price, portfo
           security_id: str = "S1", currency: str = "USD") -> TransactionEvent:
     q, p = D(str(quantity)), D(str(unit_price))
     return TransactionEvent(transaction_id=transaction_id, portfolio_id=portfolio_id, security_id=security_id,
-                            transaction_type=kind, transaction_date=datetime(on.year, on.month, on.day, 10, tzinfo=timezone.utc),
+                            transaction_type=kind, transaction_date=datetime(on.year, on.month, on.day, 10, tzinfo=UTC),
                             quantity=q, price=p, gross_amount=q * p, trade_currency=currency)
 
 

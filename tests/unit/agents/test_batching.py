@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from epochflow.agents.batching import MAX_ROWS_PER_MESSAGE, BatchOutcome, latest_state_only, send_outcome
@@ -13,7 +13,7 @@ def state(version: int, changed_from: date | None = None, key: str = "S") -> Pos
     return PositionStateRow(
         portfolio_id="P", security_id=key, epoch=0, version=version, status="CURRENT", watermark_date=None,
         quantity=Decimal(version), cost_basis=Decimal(0), cost_basis_local=Decimal(0), held_since_date=None,
-        first_open_date=None, last_transaction_date=None, updated_at=datetime(2025, 1, 1, tzinfo=timezone.utc),
+        first_open_date=None, last_transaction_date=None, updated_at=datetime(2025, 1, 1, tzinfo=UTC),
         changed_from=changed_from,
     )
 

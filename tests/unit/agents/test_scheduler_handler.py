@@ -10,13 +10,14 @@ from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 
+from memory_roles import Loop, business_date, instrument, portfolio, price, trade
+
 from epochflow import metrics
 from epochflow.agents.configs import scheduler_config
 from epochflow.config import Settings
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
 from epochflow.schemas.events import FxRateEvent
 from epochflow.schemas.results import JobOutcome, PositionStateRow
-from memory_roles import Loop, business_date, instrument, portfolio, price, trade
 
 D = Decimal
 DAY = timedelta(days=1)
@@ -126,7 +127,7 @@ def test_over_attempts_alerts_once_per_episode() -> None:
     loop = Loop(cfg=CFG)
     alerts = counter(metrics.JOBS_OVER_ATTEMPTS)
     loop.feed(portfolio(), instrument(), business_date(d(1)), trade("B1", "BUY", d(1), 10, 100))
-    for n in range(1, 6):
+    for _n in range(1, 6):
         loop.tick(loop.now + CFG.backoff_s + 1)
     assert loop.jobs_of(0)[d(1)].attempt_count == 6
     assert counter(metrics.JOBS_OVER_ATTEMPTS) == alerts + 1
@@ -135,7 +136,7 @@ def test_over_attempts_alerts_once_per_episode() -> None:
     # a later, different data problem on the same key alerts again
     loop.feed(price(d(3), 100, currency="GBP"), business_date(d(3)))
     assert loop.jobs_of(0)[d(3)].status == "PENDING"
-    for n in range(1, 4):
+    for _n in range(1, 4):
         loop.tick(loop.now + CFG.backoff_s + 1)
     assert loop.jobs_of(0)[d(3)].attempt_count > CFG.max_attempts
     assert counter(metrics.JOBS_OVER_ATTEMPTS) == alerts + 2

@@ -12,11 +12,11 @@ from datetime import date, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from memory_roles import Loop, business_date, instrument, portfolio, price, trade
 
 from epochflow.agents.configs import scheduler_config
 from epochflow.config import Settings
 from epochflow.domain.scheduling import SchedulerConfig
-from memory_roles import Loop, business_date, instrument, portfolio, price, trade
 
 DAY = timedelta(days=1)
 WINDOW = 3
@@ -124,6 +124,6 @@ def test_the_running_count_is_always_the_processing_jobs_and_never_past_the_wind
     loop.tick(loop.now + CFG.processing_timeout_s + 1)
     for _ in range(20):
         loop.tick(loop.now + 0.25)
-    for key, sk in loop.scheduler.keys.data.items():
+    for key, _sk in loop.scheduler.keys.data.items():
         assert loop.state(key).watermark_date == d(today), key
     assert loop.scheduler.processing(0) == 0 == processing_truth(loop)

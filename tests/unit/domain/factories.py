@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 from epochflow.agents.positions_handler import PositionsHandler
@@ -53,7 +53,7 @@ def day(text: str) -> date:
 
 def at(when: str | date, hour: int = 10, minute: int = 0) -> datetime:
     d = when if isinstance(when, date) else day(when)
-    return datetime.combine(d, time(hour, minute), tzinfo=timezone.utc)
+    return datetime.combine(d, time(hour, minute), tzinfo=UTC)
 
 
 def txn(
@@ -224,7 +224,7 @@ def memory_reference() -> ReferenceData:
 
 def memory_handler() -> PositionsHandler:
     return PositionsHandler(MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(), memory_reference(),
-                            clock=lambda: datetime(2025, 1, 1, tzinfo=timezone.utc))
+                            clock=lambda: datetime(2025, 1, 1, tzinfo=UTC))
 
 
 def portfolio_event(portfolio: str = PORTFOLIO, base: str = BASE, method: CostMethod | str = CostMethod.FIFO) -> PortfolioEvent:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 
+from factories import at, ctx, event_of, fold, fx_table, in_order
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -36,7 +37,6 @@ from epochflow.schemas.events import BusinessDateEvent, FxRateEvent, PortfolioEv
 from epochflow.schemas.results import HistoryCarryOver, PositionHistoryRow, PositionStateRow, TransactionRow
 from epochflow.tables.reference import ReferenceData
 from epochflow.tables.store import CachedStore, MemoryStore
-from factories import at, ctx, event_of, fold, fx_table, in_order
 
 START = date(2025, 1, 25)  # histories span January to March: week buckets and series months are crossed
 SPAN_DAYS = 55

@@ -464,7 +464,7 @@ def _check_drained(w: Worker) -> None:
         # valuation is asked to have read the correction
         covered = {s.holder for s in w.sent if s.step > step and s.to_date <= day - DAY and s.ref_offset >= offset}
         assert covered == set(range(HOLDERS)), (step, day, covered)
-    for job_id, j in jobs.items():
+    for job_id, _j in jobs.items():
         # (b) each job resets every holder: none skipped, even across crashes
         assert {s.holder for s in w.sent if s.job_id == job_id} == set(range(HOLDERS)), job_id
 

@@ -11,9 +11,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from epochflow.domain.model import KeyStatus, PositionState
 from epochflow.agents.configs import scheduler_config
 from epochflow.config import Settings
+from epochflow.domain.model import KeyStatus, PositionState
 from epochflow.domain.positions import RESET_JOBS_KEPT, Dropped, StateChanged, apply_reset
 from epochflow.domain.scheduling import (
     Dispatch,

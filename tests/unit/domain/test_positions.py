@@ -10,6 +10,18 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from factories import (
+    DUAL_RATES,
+    D,
+    day,
+    eur_usd,
+    event_of,
+    fx_event,
+    handler_history,
+    harness,
+    portfolio_event,
+    txn,
+)
 
 from epochflow import metrics
 from epochflow.domain.model import Flag, KeyStatus, PositionState, TxnType
@@ -25,18 +37,6 @@ from epochflow.domain.positions import (
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
 from epochflow.schemas.events import BusinessDateEvent
 from epochflow.schemas.results import HistoryCarryOver, PositionHistoryRow, PositionStateRow, TransactionRow
-from factories import (
-    D,
-    DUAL_RATES,
-    day,
-    eur_usd,
-    event_of,
-    fx_event,
-    handler_history,
-    harness,
-    portfolio_event,
-    txn,
-)
 
 BUY, SELL = TxnType.BUY, TxnType.SELL
 ONE_DAY = timedelta(days=1)

@@ -6,11 +6,11 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from factories import D, memory_reference
 
 from epochflow.domain.keys import fx_subject
 from epochflow.domain.model import month_of
 from epochflow.domain.series import SeriesMonth, add_month, latest_on_or_before, upsert_point
-from factories import D, memory_reference
 
 
 def build(points: dict[str, str]) -> tuple[tuple[str, ...], dict[str, SeriesMonth]]:

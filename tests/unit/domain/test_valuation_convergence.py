@@ -26,16 +26,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 from unittest import mock
 
+from factories import ctx, fold, fx_table, in_order
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-
-import epochflow.domain.history_copy as history_copy_module
-
-from epochflow.agents.positions_handler import to_transaction
-from epochflow.domain.model import CostMethod
-from epochflow.schemas.events import MarketPriceEvent, TransactionEvent
-from epochflow.schemas.results import SnapshotRow
-from factories import ctx, fold, fx_table, in_order
 from valuation_factories import (
     Pipeline,
     business_date,
@@ -46,6 +39,12 @@ from valuation_factories import (
     price,
     trade,
 )
+
+import epochflow.domain.history_copy as history_copy_module
+from epochflow.agents.positions_handler import to_transaction
+from epochflow.domain.model import CostMethod
+from epochflow.schemas.events import MarketPriceEvent, TransactionEvent
+from epochflow.schemas.results import SnapshotRow
 
 START = date(2025, 3, 27)  # spans a month end: series buckets are crossed
 SPAN_DAYS = 18

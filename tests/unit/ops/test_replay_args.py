@@ -3,7 +3,7 @@ removes, and how a plan reads."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,7 @@ from aiokafka import TopicPartition
 
 from epochflow.ops.replay import ReplayError, ReplayPlan, ReplayRequest, local_state_dirs, parse_datetime, replay_request
 
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("role", ["valuation", "fanout", "sink"])
@@ -56,9 +56,9 @@ def test_bad_arguments_are_refused_with_what_to_write(role: str, to_earliest: bo
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("2026-11-24T09:30:00Z", datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc)),
-        ("2026-11-24T10:30:00+01:00", datetime(2026, 11, 24, 9, 30, tzinfo=timezone.utc)),
-        ("2026-11-24 09:30:00.250-00:00", datetime(2026, 11, 24, 9, 30, 0, 250000, tzinfo=timezone.utc)),
+        ("2026-11-24T09:30:00Z", datetime(2026, 11, 24, 9, 30, tzinfo=UTC)),
+        ("2026-11-24T10:30:00+01:00", datetime(2026, 11, 24, 9, 30, tzinfo=UTC)),
+        ("2026-11-24 09:30:00.250-00:00", datetime(2026, 11, 24, 9, 30, 0, 250000, tzinfo=UTC)),
     ],
 )
 def test_iso_datetimes_with_an_offset_are_accepted(text: str, expected: datetime) -> None:
@@ -68,7 +68,7 @@ def test_iso_datetimes_with_an_offset_are_accepted(text: str, expected: datetime
 def test_a_datetime_replay_keeps_the_state_whatever_is_asked() -> None:
     """A table rebuilt from part of its input would be wrong."""
     request = replay_request("positions", False, "2026-11-24T09:00:00+01:00", keep_state=False, now=NOW)
-    assert request.to_datetime == datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
+    assert request.to_datetime == datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
     assert not request.resets_state
     assert "published at or after 2026-11-24T09:00:00+01:00" in request.start
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -20,7 +20,7 @@ from epochflow.scenarios.expectations import Support, check, same
         pytest.param(None, Decimal(0), False, id="null-is-not-zero"),
         pytest.param("0", None, False, id="zero-is-not-null"),
         pytest.param("2025-08-03", date(2025, 8, 3), True, id="date"),
-        pytest.param("2025-08-03", datetime(2025, 8, 3, 10, tzinfo=timezone.utc), True, id="date-of-timestamp"),
+        pytest.param("2025-08-03", datetime(2025, 8, 3, 10, tzinfo=UTC), True, id="date-of-timestamp"),
         pytest.param(1, 1, True, id="int"),
         pytest.param("CURRENT", "CURRENT", True, id="text"),
         pytest.param("CURRENT", "REPROCESSING", False, id="text-differs"),

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from epochflow.demo import data as demo_data
 from epochflow.bench.workloads import fanout_workload, ingest_workload, replay_workload
+from epochflow.demo import data as demo_data
 from epochflow.schemas.events import CheckpointEvent, InvalidEvent, parse_event, parse_reference, parse_transaction
 
 GOOD = {"type": "transaction", "transaction_id": "T1", "portfolio_id": "P", "security_id": "S",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -37,7 +35,7 @@ TRANSIENT = [
     ConnectionRefusedError(111, "Connection refused"),
     ConnectionResetError(104, "Connection reset by peer"),
     OSError(113, "No route to host"),
-    asyncio.TimeoutError(),
+    TimeoutError(),
 ]
 
 REFUSED = [

@@ -7,10 +7,9 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 
-from tests.unit.web.served import TOKEN, client, settings
-
 from epochflow.web import views  # noqa: I001
 from epochflow.web.access import Access, check_bearer, is_loopback, needs_token, require_token_when_exposed
+from tests.unit.web.served import TOKEN, client, settings
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 READ_PATHS = ("/openapi.json", "/valuation-jobs/?limit=0", "/portfolios/P1/positions/?as_of=bad")

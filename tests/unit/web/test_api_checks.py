@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.web.served import client, settings
-
 from epochflow.web import api  # noqa: I001
+from tests.unit.web.served import client, settings
 
 BAD = [
     ("/portfolios/P1/positions/?as_of=2026-02-30", "as_of"),

@@ -6,12 +6,12 @@ broker or a database: none may answer 500. Reads answer 400 (a parameter named),
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings
-
-from tests.fixtures.hostile_requests import Request, answer, ingest_requests, read_requests
-from tests.unit.web.served import client, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 
 from epochflow.web import api, views  # noqa: I001
+from tests.fixtures.hostile_requests import Request, answer, ingest_requests, read_requests
+from tests.unit.web.served import client, settings
 
 EXAMPLES = hypothesis_settings(max_examples=200, deadline=None,
                                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from tests.unit.web.served import client, settings
-
 from epochflow.web import views  # noqa: I001
+from tests.unit.web.served import client, settings
 
 GOOD = {"type": "transaction", "transaction_id": "T1", "portfolio_id": "P", "security_id": "S",
         "transaction_type": "BUY", "transaction_date": "2025-08-01T10:00:00Z", "quantity": "1", "price": "1",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from epochflow.sinks.reads.dashboard import (
     DatabaseReading,
@@ -31,7 +31,7 @@ def sample(at: float, *, current: int | None = 1, rows: dict[str, int] | None = 
 def job(job_id: str, status: str, reset: int, total: int, attempts: int = 1) -> ResetJob:
     return ResetJob(job_id=job_id, subject="price|SEC", partition=0, status=status, keys_reset=reset,
                     keys_total=total, attempt_count=attempts, earliest_impacted_date=date(2026, 3, 10),
-                    created_at=datetime(2026, 3, 20, 9, tzinfo=timezone.utc), finished_at=None, failure_reason=None)
+                    created_at=datetime(2026, 3, 20, 9, tzinfo=UTC), finished_at=None, failure_reason=None)
 
 
 def reading(**changes) -> DatabaseReading:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -204,7 +204,7 @@ def test_the_payload_keeps_the_last_good_figures_and_reports_the_newest_errors()
     ring.append(sample(T0 + 2, current=None, rows=None, dead=None, errors={"database": "OSError: refused"}))
     payload = dashboard_payload(ring, T0 + 3)
     assert payload["keys"]["by_status"]["CURRENT"] == 7
-    assert payload["database_as_of"] == datetime.fromtimestamp(T0, timezone.utc).isoformat(timespec="seconds")
+    assert payload["database_as_of"] == datetime.fromtimestamp(T0, UTC).isoformat(timespec="seconds")
     assert payload["errors"] == {"database": "OSError: refused"}
     assert payload["dead_letters"] == {"count": 3}
     assert payload["sampler"]["stale"] is False

@@ -13,7 +13,6 @@ from epochflow.web.dashboard.panels import SampleRing
 from epochflow.web.dashboard.sampler import DeadLetterWatch, Sampler
 from tests.unit.web.dashboard.readings import T0, reading
 
-
 # -- the sampler and the dead-letter watch, with stand-ins --------------------------------------
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 
-from tests.unit.web.served import client, settings  # noqa: I001  (loads the app first)
-
 from epochflow.web.dashboard.views import page_html
+from tests.unit.web.served import client, settings  # noqa: I001  (loads the app first)
 
 
 async def test_the_page_is_served_and_never_cached() -> None:
