@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test unit bench clean
+.PHONY: demo test unit lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +15,15 @@ demo: $(BIN)/.installed
 	$(BIN)/epochflow demo
 
 test: $(BIN)/.installed
+	$(BIN)/ruff check epochflow tests examples  # lint and import order (pyproject.toml)
 	$(BIN)/python -m tests.fixtures.browser  # Debian's chromium for the dashboard's browser test (installed once)
 	$(BIN)/pytest
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest tests/unit tests/agents
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check epochflow tests examples
 
 bench: $(BIN)/.installed
 	$(BIN)/epochflow bench ingest

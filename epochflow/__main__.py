@@ -3,32 +3,22 @@ anything else is the CLI."""
 
 from __future__ import annotations
 
-import os
 import sys
-
-
-def run_worker(role: str) -> None:
-    os.environ["EPOCHFLOW_ROLE"] = role
-    from epochflow.roles import load_role
-
-    app = load_role(role)
-    from faust.worker import Worker
-
-    profile_to = os.environ.get("EPOCHFLOW_PROFILE_DIR")
-    if profile_to:  # for performance work: a cProfile dump per worker at exit
-        import atexit
-        import cProfile
-
-        profiler = cProfile.Profile()
-        profiler.enable()
-        atexit.register(lambda: profiler.dump_stats(os.path.join(profile_to, f"{role}-{os.getpid()}.prof")))
-    level = os.environ.get("EPOCHFLOW_LOG_LEVEL", "WARNING").lower()
-    Worker(app, loglevel=level, quiet=True).execute_from_commandline()
 
 
 def main() -> None:
     if len(sys.argv) >= 3 and sys.argv[1] == "worker":
-        run_worker(sys.argv[2])
+        from epochflow.apps import load, run_worker
+        from epochflow.config import ConfigError
+
+        try:
+            app = load(sys.argv[2])  # loads the settings
+        except ValueError as error:  # an unknown role
+            raise SystemExit(str(error)) from None
+        except ConfigError as error:
+            print(f"epochflow worker {sys.argv[2]}: {error.format_message()}", file=sys.stderr)
+            sys.exit(error.exit_code)
+        run_worker(app, sys.argv[2])
         return
     from epochflow.cli.main import cli
 

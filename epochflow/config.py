@@ -1,29 +1,24 @@
-"""Settings, read from the environment only (the embedded stack sets the same variables)."""
+"""Settings, read from the environment only (the embedded stack sets the same variables).
+
+Every variable is checked when the settings are loaded, all at once: a value that is not
+what the variable accepts stops the process with one line per problem, naming the
+variable, its value and what it accepts (`ConfigError`; a CLI command exits with status 2).
+An empty variable is an unset one. `describe()` is the effective configuration with the
+secrets masked, for `epochflow config`.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-ROLES = ("positions", "scheduler", "valuation", "fanout", "sink", "api")
-
-
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
-
-
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-
-
-def _flag(name: str, default: str) -> bool:
-    """A boolean variable: true/1/yes/on or false/0/no/off (any case); anything else is a
-    mistake worth stopping for rather than guessing."""
-    value = _env(name, default).strip().lower()
-    if value not in _TRUE + _FALSE:
-        raise ValueError(f"{name} must be true or false, not {value!r}")
-    return value in _TRUE
+import click
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,40 +74,204 @@ class Settings:
         )
 
 
-def load_settings() -> Settings:
-    return Settings(
-        kafka_url=_env("EPOCHFLOW_KAFKA_URL", ""),
-        database_url=_env("DATABASE_URL", ""),
-        partitions=int(_env("EPOCHFLOW_PARTITIONS", "4")),
-        topic_prefix=_env("EPOCHFLOW_TOPIC_PREFIX", "epochflow"),
-        data_dir=Path(_env("EPOCHFLOW_DATA_DIR", ".epochflow")),
-        web_port=int(_env("EPOCHFLOW_WEB_PORT", "6066")),
-        web_host=_env("EPOCHFLOW_WEB_HOST", "127.0.0.1"),
-        worker_id=_env("EPOCHFLOW_WORKER_ID", "0"),
-        session_timeout_s=float(_env("EPOCHFLOW_SESSION_TIMEOUT_S", "8")),
-        heartbeat_s=float(_env("EPOCHFLOW_HEARTBEAT_S", "0.8")),
-        commit_interval_s=float(_env("EPOCHFLOW_COMMIT_INTERVAL_S", "0.5")),
-        batch_size=int(_env("EPOCHFLOW_BATCH_SIZE", "1000")),
-        batch_within_s=float(_env("EPOCHFLOW_BATCH_WITHIN_S", "0.1")),
-        follow_within_s=float(_env("EPOCHFLOW_FOLLOW_WITHIN_S", "0.03")),
-        log_level=_env("EPOCHFLOW_LOG_LEVEL", "WARNING"),
-        retry_backoff_s=float(_env("EPOCHFLOW_RETRY_BACKOFF_S", "60")),
-        max_attempts=int(_env("EPOCHFLOW_MAX_ATTEMPTS", "5")),
-        processing_timeout_s=float(_env("EPOCHFLOW_PROCESSING_TIMEOUT_S", "60")),
-        tick_s=float(_env("EPOCHFLOW_TICK_S", "0.25")),
-        scheduler_max_processing=int(_env("EPOCHFLOW_SCHEDULER_IN_FLIGHT", "500")),
-        kafka_security_protocol=_env("EPOCHFLOW_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper(),
-        kafka_sasl_mechanism=_env("EPOCHFLOW_KAFKA_SASL_MECHANISM", "PLAIN").upper(),
-        kafka_sasl_username=_env("EPOCHFLOW_KAFKA_SASL_USERNAME", ""),
-        kafka_sasl_password=_env("EPOCHFLOW_KAFKA_SASL_PASSWORD", ""),
-        kafka_ssl_cafile=_env("EPOCHFLOW_KAFKA_SSL_CAFILE", ""),
-        fetch_wait_ms=int(_env("EPOCHFLOW_FETCH_WAIT_MS", "100")),
-        fanout_rate_per_s=float(_env("EPOCHFLOW_FANOUT_RATE", "2000")),
-        fanout_keys_per_cycle=int(_env("EPOCHFLOW_FANOUT_BATCH", "500")),
-        fanout_claim_batch=int(_env("EPOCHFLOW_FANOUT_CLAIM", "4")),
-        fanout_max_in_flight=int(_env("EPOCHFLOW_FANOUT_IN_FLIGHT", "32")),
-        fanout_in_flight_timeout_s=float(_env("EPOCHFLOW_FANOUT_IN_FLIGHT_TIMEOUT_S", "60")),
-        api_token=_env("EPOCHFLOW_API_TOKEN", ""),
-        api_reads_need_token=_flag("EPOCHFLOW_API_READS_NEED_TOKEN", "false"),
-        api_max_body_bytes=int(_env("EPOCHFLOW_API_MAX_BODY_BYTES", str(16 * 1024 * 1024))),
+class ConfigError(click.ClickException):
+    """One or more variables hold values they do not accept; `problems` has one line each.
+    A click exception, so every CLI command that loads the settings prints it and exits
+    with status 2 (a usage error), without a traceback."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+# -- what each variable accepts ----------------------------------------------------------
+
+_DB_PREFIXES = ("postgresql://", "postgres://", "postgresql+asyncpg://")
+_NAME = r"[A-Za-z0-9._-]+"
+_upper = BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value)
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+WHOLE_1 = "a whole number ≥ 1"
+SECONDS = "a number of seconds > 0"
+
+
+def _var(name: str, accepted: str, **constraints: Any) -> Any:
+    """A variable: its name in the environment and what it accepts (shown in errors, in
+    `epochflow config` and in the README's table). Defaults are the Settings' own."""
+    return Field(None, alias=name, description=accepted, **constraints)
+
+
+class _Environment(BaseModel):
+    """The variables, typed and bounded; field names are the Settings attributes."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, str_strip_whitespace=True)
+
+    kafka_url: str | None = _var("EPOCHFLOW_KAFKA_URL", "host:port[,host:port…] (kafka:// optional); unset: embedded")
+    database_url: str | None = _var(
+        "DATABASE_URL", "postgresql://user[:password]@host[:port]/database[?sslmode=…]; unset: embedded"
     )
+    partitions: int | None = _var("EPOCHFLOW_PARTITIONS", WHOLE_1, ge=1)
+    topic_prefix: str | None = _var("EPOCHFLOW_TOPIC_PREFIX", "letters, digits, '.', '_', '-' (≤ 200)",
+                                    pattern=f"^{_NAME}$", max_length=200)
+    data_dir: Path | None = _var("EPOCHFLOW_DATA_DIR", "a directory path")
+    web_port: int | None = _var("EPOCHFLOW_WEB_PORT", "a port number, 1–65535", ge=1, le=65535)
+    web_host: str | None = _var("EPOCHFLOW_WEB_HOST", "a host name or IP address", pattern=r"^\S+$")
+    worker_id: str | None = _var("EPOCHFLOW_WORKER_ID", "letters, digits, '.', '_', '-'", pattern=f"^{_NAME}$")
+    session_timeout_s: float | None = _var("EPOCHFLOW_SESSION_TIMEOUT_S", SECONDS, gt=0)
+    heartbeat_s: float | None = _var("EPOCHFLOW_HEARTBEAT_S", SECONDS, gt=0)
+    commit_interval_s: float | None = _var("EPOCHFLOW_COMMIT_INTERVAL_S", SECONDS, gt=0)
+    batch_size: int | None = _var("EPOCHFLOW_BATCH_SIZE", WHOLE_1, ge=1)
+    batch_within_s: float | None = _var("EPOCHFLOW_BATCH_WITHIN_S", SECONDS, gt=0)
+    follow_within_s: float | None = _var("EPOCHFLOW_FOLLOW_WITHIN_S", SECONDS, gt=0)
+    log_level: Annotated[Literal[LOG_LEVELS], _upper] | None = _var(  # type: ignore[valid-type]
+        "EPOCHFLOW_LOG_LEVEL", ", ".join(LOG_LEVELS) + " (any case)"
+    )
+    retry_backoff_s: float | None = _var("EPOCHFLOW_RETRY_BACKOFF_S", "a number of seconds ≥ 0", ge=0)
+    max_attempts: int | None = _var("EPOCHFLOW_MAX_ATTEMPTS", WHOLE_1, ge=1)
+    processing_timeout_s: float | None = _var("EPOCHFLOW_PROCESSING_TIMEOUT_S", SECONDS, gt=0)
+    scheduler_max_processing: int | None = _var("EPOCHFLOW_SCHEDULER_IN_FLIGHT", WHOLE_1, ge=1)
+    tick_s: float | None = _var("EPOCHFLOW_TICK_S", SECONDS, gt=0)
+    fetch_wait_ms: int | None = _var("EPOCHFLOW_FETCH_WAIT_MS", "a whole number of milliseconds ≥ 1", ge=1)
+    fanout_rate_per_s: float | None = _var("EPOCHFLOW_FANOUT_RATE", "a number of keys per second > 0", gt=0)
+    fanout_keys_per_cycle: int | None = _var("EPOCHFLOW_FANOUT_BATCH", WHOLE_1, ge=1)
+    fanout_claim_batch: int | None = _var("EPOCHFLOW_FANOUT_CLAIM", WHOLE_1, ge=1)
+    fanout_max_in_flight: int | None = _var("EPOCHFLOW_FANOUT_IN_FLIGHT", WHOLE_1, ge=1)
+    fanout_in_flight_timeout_s: float | None = _var("EPOCHFLOW_FANOUT_IN_FLIGHT_TIMEOUT_S", SECONDS, gt=0)
+    kafka_security_protocol: Annotated[Literal[KAFKA_PROTOCOLS], _upper] | None = _var(  # type: ignore[valid-type]
+        "EPOCHFLOW_KAFKA_SECURITY_PROTOCOL", ", ".join(KAFKA_PROTOCOLS)
+    )
+    kafka_sasl_mechanism: Annotated[Literal[KAFKA_MECHANISMS], _upper] | None = _var(  # type: ignore[valid-type]
+        "EPOCHFLOW_KAFKA_SASL_MECHANISM", ", ".join(KAFKA_MECHANISMS)
+    )
+    kafka_sasl_username: str | None = _var("EPOCHFLOW_KAFKA_SASL_USERNAME", "any text; required with SASL_*")
+    kafka_sasl_password: str | None = _var("EPOCHFLOW_KAFKA_SASL_PASSWORD", "any text (secret)")
+    kafka_ssl_cafile: str | None = _var("EPOCHFLOW_KAFKA_SSL_CAFILE", "a readable PEM file; unset: the system's CAs")
+    api_token: str | None = _var("EPOCHFLOW_API_TOKEN", "any text (secret); unset: routes open")
+    api_reads_need_token: bool | None = _var("EPOCHFLOW_API_READS_NEED_TOKEN", "true or false (1/0, yes/no, on/off)")
+    api_max_body_bytes: int | None = _var("EPOCHFLOW_API_MAX_BODY_BYTES", "a whole number of bytes ≥ 1", ge=1)
+
+    @field_validator("kafka_url")
+    @classmethod
+    def _kafka_url(cls, value: str | None) -> str | None:
+        for part in (value or "").split(","):
+            host, sep, port = part.strip().removeprefix("kafka://").rpartition(":")
+            if not (host and sep and port.isdigit() and 1 <= int(port) <= 65535):
+                raise ValueError(part)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(_DB_PREFIXES):
+            raise ValueError("scheme")
+        from urllib.parse import urlsplit
+
+        from epochflow.sinks.schema import tls_options
+
+        try:
+            urlsplit(value).port  # noqa: B018 - raises on a port that is not a number
+            tls_options(value)  # sslmode and sslrootcert
+        except (ValueError, OSError, ssl.SSLError) as error:
+            raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("kafka_ssl_cafile")
+    @classmethod
+    def _cafile(cls, value: str | None) -> str | None:
+        if value is not None and not os.access(value, os.R_OK):
+            raise ValueError("not readable")
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_needs_a_user(self) -> _Environment:
+        if (self.kafka_security_protocol or "").startswith("SASL") and not self.kafka_sasl_username:
+            raise ValueError("EPOCHFLOW_KAFKA_SASL_USERNAME: required with EPOCHFLOW_KAFKA_SECURITY_PROTOCOL="
+                             f"{self.kafka_security_protocol}")
+        return self
+
+
+VARIABLES: dict[str, str] = {f.alias: name for name, f in _Environment.model_fields.items() if f.alias}
+"""Environment variable -> Settings attribute."""
+SECRETS = frozenset({"DATABASE_URL", "EPOCHFLOW_KAFKA_SASL_PASSWORD", "EPOCHFLOW_API_TOKEN"})
+
+
+def accepted(variable: str) -> str:
+    """What `variable` accepts, in words."""
+    return _Environment.model_fields[VARIABLES[variable]].description or ""
+
+
+def _environment(environ: Mapping[str, str]) -> dict[str, str]:
+    return {name: environ[name] for name in VARIABLES if environ.get(name, "") != ""}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings from the environment (default: `os.environ`); raises `ConfigError`
+    naming every variable whose value is not accepted."""
+    given = _environment(os.environ if environ is None else environ)
+    try:
+        env = _Environment.model_validate(given)
+    except ValidationError as error:
+        raise ConfigError(_problems(error, given)) from None
+    values = {name: value for name, value in env.model_dump().items() if value is not None}
+    return Settings(**values)
+
+
+def _problems(error: ValidationError, given: Mapping[str, str]) -> list[str]:
+    problems = []
+    for item in error.errors(include_url=False):
+        if not item["loc"]:  # a rule across variables: its message names them
+            problems.append(str(item["msg"]).removeprefix("Value error, "))
+            continue
+        variable = str(item["loc"][0])
+        value = given.get(variable, "")
+        shown = mask_url(value) if variable == "DATABASE_URL" else "***" if variable in SECRETS else value
+        problems.append(f"{variable}={shown!r}: expected {accepted(variable)}")
+    return problems
+
+
+# -- secrets -----------------------------------------------------------------------------
+
+_USERINFO = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*):(?P<password>[^?#]*)@")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password (user:PASSWORD@ or ?password=) replaced by ***: what
+    may be printed, logged or written to a file."""
+    masked = _USERINFO.sub(lambda m: f"{m['head']}:***@", url, count=1)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m['head']}***", masked)
+
+
+def _shown(variable: str, value: Any) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = str(value)
+    if variable == "DATABASE_URL":
+        return mask_url(text)
+    if variable in SECRETS and text:
+        return "***"
+    return text
+
+
+def describe(settings: Settings, environ: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The effective configuration, one entry per variable: its value as the settings hold
+    it (secrets masked), whether it came from the environment or is the default, and what
+    it accepts."""
+    given = _environment(os.environ if environ is None else environ)
+    return [
+        {
+            "variable": variable,
+            "value": _shown(variable, getattr(settings, attribute)),
+            "source": "environment" if variable in given else "default",
+            "secret": variable in SECRETS,
+            "accepted": accepted(variable),
+        }
+        for variable, attribute in VARIABLES.items()
+    ]

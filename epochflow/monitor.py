@@ -18,19 +18,19 @@ async def measure() -> dict[str, dict[str, int]]:
     """{role: {topic: lag}} for every role with inputs; also sets the gauges."""
     from aiokafka import TopicPartition
 
-    from epochflow.cli.broker import consumer_lag
-    from epochflow.cli.status import ROLE_INPUTS, app_id
+    from epochflow.streams.admin import consumer_lag
     from epochflow.streams.highwater import fetch_highwaters
     from epochflow.streams.names import topic_name
     from epochflow.streams.security import client_options
+    from epochflow.topology import ROLES
 
     lags: dict[str, dict[str, int]] = {}
-    for role, inputs in ROLE_INPUTS.items():
-        topics = [topic_name(settings, short) for short in inputs]
-        by_topic = await consumer_lag(settings.kafka_bootstrap, app_id(settings, role), topics)
-        lags[role] = {topic: sum(parts.values()) for topic, parts in by_topic.items()}
-        for topic, lag in lags[role].items():
-            CONSUMER_LAG.labels(role, topic.removeprefix(f"{settings.topic_prefix}.")).set(lag)
+    for role in (r for r in ROLES.values() if r.inputs):
+        topics = [topic_name(settings, short) for short in role.inputs]
+        by_topic = await consumer_lag(settings.kafka_bootstrap, role.app_id(settings), topics)
+        lags[role.name] = {topic: sum(parts.values()) for topic, parts in by_topic.items()}
+        for topic, lag in lags[role.name].items():
+            CONSUMER_LAG.labels(role.name, topic.removeprefix(f"{settings.topic_prefix}.")).set(lag)
     dead = TopicPartition(topic_name(settings, "dead-letter"), 0)
     DEAD_LETTER_MESSAGES.set((await fetch_highwaters(settings.kafka_bootstrap, [dead], **client_options(settings)))[dead])
     return lags

@@ -17,7 +17,7 @@ import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from faust.streams import _current_event
@@ -53,7 +53,7 @@ def barrier_token(raw: bytes) -> str | None:
         return None
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # a hostile message must not stop the partition
         return None
     return doc.get("token") if isinstance(doc, dict) and doc.get("type") == "barrier" else None
 
@@ -71,7 +71,7 @@ def dead_letter_record(stage: str, event: Any, reason: str) -> bytes:
             "partition": message.partition,
             "offset": message.offset,
             "raw": raw.decode("utf-8", "replace") if isinstance(raw, bytes) else repr(raw),
-            "at": datetime.now(timezone.utc).isoformat(),
+            "at": datetime.now(UTC).isoformat(),
         }
     ).encode()
 

@@ -11,29 +11,22 @@ import time
 
 from faust.streams import current_event
 
-from epochflow.agents.batching import process_batch
+from epochflow.agents.configs import fanout_config
 from epochflow.agents.fanout_handler import FanoutHandler
 from epochflow.agents.results_feed import decode_rows, forwarded_barriers
+from epochflow.agents.runner import BatchRunner
+from epochflow.agents.ticks import tick_agent
 from epochflow.app import app, settings
-from epochflow.domain.fanout import FanoutConfig, InFlight, RateLimiter
+from epochflow.domain.fanout import InFlight, pace_limiter
 from epochflow.schemas.events import parse_reference
-from epochflow.schemas.jobs import Tick
 from epochflow.schemas.results import PositionStateRow
 from epochflow.streams import topics
 from epochflow.tables import fanout as tables
 from epochflow.tables.reference import ReferenceData
 from epochflow.tables.store import CachedStore
 
-CONFIG = FanoutConfig(
-    claim_batch=settings.fanout_claim_batch,
-    keys_per_cycle=settings.fanout_keys_per_cycle,
-    rate_per_s=settings.fanout_rate_per_s,
-    max_in_flight=settings.fanout_max_in_flight,
-    in_flight_timeout_s=settings.fanout_in_flight_timeout_s,
-    max_attempts=settings.max_attempts,
-)
-# one budget for the whole worker: its partitions share the configured rate
-LIMITER = RateLimiter(CONFIG.rate_per_s, burst=max(CONFIG.rate_per_s * settings.tick_s, 1.0), now=time.time())
+CONFIG = fanout_config(settings)
+LIMITER = pace_limiter(CONFIG, settings.tick_s, now=time.time())
 SEEN: set = set()
 WORKING: set = set()
 IN_FLIGHT = InFlight(CONFIG.max_in_flight, CONFIG.in_flight_timeout_s)
@@ -41,20 +34,12 @@ IN_FLIGHT = InFlight(CONFIG.max_in_flight, CONFIG.in_flight_timeout_s)
 
 def _handler() -> tuple[FanoutHandler, list[CachedStore]]:
     subjects, index = CachedStore(tables.SUBJECTS), CachedStore(tables.INDEX)
-    reference = [CachedStore(s) for s in tables.reference_stores()]
+    reference = [CachedStore(s) for s in tables.REFERENCE]
     handler = FanoutHandler(subjects, index, ReferenceData(*reference), CONFIG, LIMITER, SEEN, WORKING, IN_FLIGHT)
     return handler, [subjects, index, *reference]
 
 
-async def _run(stage: str, events, handle, state_after_outputs: bool = False) -> None:
-    now = time.time()
-
-    def open_partition():
-        handler, caches = _handler()
-        return (lambda raw, partition: handle(handler, raw, partition, now)), caches
-
-    await process_batch(stage, events, open_partition, b"fanout", app.producer, topics.results,
-                        topics.dead_letter, topics.by_short_name, state_after_outputs=state_after_outputs)
+RUN = BatchRunner(b"fanout", _handler)
 
 
 def _reference(handler: FanoutHandler, raw: bytes, partition: int, now: float) -> list:
@@ -78,28 +63,15 @@ def _tick(handler: FanoutHandler, raw: bytes, partition: int, now: float) -> lis
 @app.agent(topics.reference, name="fanout.reference")
 async def follow_reference(stream):
     async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
-        await _run("fanout.reference", events, _reference)
+        await RUN("fanout.reference", events, _reference)
 
 
 @app.agent(topics.results, name="fanout.holders")
 async def follow_holders(stream):
     async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
-        await _run("fanout.holders", events, _holders)
+        await RUN("fanout.holders", events, _holders)
 
 
-@app.agent(topics.fanout_ticks, name="fanout.tick")
-async def on_ticks(stream):
-    async for events in stream.take_events(settings.partitions * 4, 0.01):
-        # several ticks of one partition in a batch do the work once
-        latest = {event.message.partition: event for event in events}
-        # a job's cursor is saved only once its resets are delivered: a crash in between
-        # sends them again (positions recognises a job's reset) and never skips a key
-        await _run("fanout.tick", list(latest.values()), _tick, state_after_outputs=True)
-
-
-@app.timer(interval=settings.tick_s)
-async def send_ticks() -> None:
-    """Every worker ticks every partition; a tick is idempotent, so more than one is harmless."""
-    value = Tick(at=time.time()).model_dump_json().encode()
-    for partition in range(settings.partitions):
-        topics.fanout_ticks.send_soon(key=b"tick", value=value, partition=partition)
+# a job's cursor is saved only once its resets are delivered: a crash in between sends them
+# again (positions recognises a job's reset) and never skips a key
+on_ticks = tick_agent(topics.fanout_ticks, "fanout.tick", RUN, _tick, state_after_outputs=True)

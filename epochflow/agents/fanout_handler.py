@@ -11,23 +11,34 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from epochflow import metrics
-from epochflow.agents.scheduler_handler import Message
+from epochflow.agents.messages import Message
 from epochflow.domain import fanout
 from epochflow.domain.fanout import FanoutConfig, InFlight, RateLimiter, ResetJobStatus, SubjectState
+from epochflow.domain.keys import (
+    describe_subject,
+    fx_subject,
+    partition_record,
+    position_key,
+    price_subject,
+    split_position_key,
+    subject_kind,
+)
+from epochflow.domain.model import KeyStatus
 from epochflow.schemas.commands import ResetWatermark
 from epochflow.schemas.events import FxRateEvent, MarketPriceEvent
 from epochflow.schemas.results import PositionStateRow, ReprocessingJobRow, ReprocessingTriggerRow
-from epochflow.tables.reference import KeySet, ReferenceData, apply_reference_event
+from epochflow.tables.index import KeySet, add_key, keys_of, remove_key
+from epochflow.tables.reference import ReferenceData, apply_reference_event
 from epochflow.tables.store import Store
 
 log = logging.getLogger("epochflow.fanout")
 
 
 def _at(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 class FanoutHealth:
@@ -69,42 +80,33 @@ class FanoutHandler:
     in_flight: InFlight | None = None  # keys reset, not CURRENT again yet (this worker's)
 
     # -- helpers -----------------------------------------------------------------------
-    def _add(self, name: str, key: str) -> None:
+    def _add_holder(self, subject: str, partition: int, key: str) -> None:
         # holders only ever join their index, so the process-wide cache stays true across
-        # rebalances; the open subjects come and go (on any worker): always read the table
-        cacheable = name.startswith("holders|")
-        if cacheable and (name, key) in self.seen:
-            return
-        current = self.index.get(name) or KeySet()
-        if key not in current.keys:
-            self.index.put(name, KeySet((*current.keys, key)))
-        if cacheable:
+        # rebalances (the open subjects come and go, on any worker: always read the table)
+        name = partition_record(partition, "holders", subject)
+        if (name, key) not in self.seen:
+            add_key(self.index, name, key)
             self.seen.add((name, key))
 
-    def _remove(self, name: str, key: str) -> None:
-        current = self.index.get(name)
-        if current is not None and key in current.keys:
-            self.index.put(name, KeySet(tuple(k for k in current.keys if k != key)))
-
     def holders(self, subject: str, partition: int) -> tuple[str, ...]:
-        return (self.index.get(f"holders|{subject}|p{partition}") or KeySet()).keys
+        return keys_of(self.index, partition_record(partition, "holders", subject))
 
     def _save(self, state: SubjectState, before: SubjectState | None) -> list:
         """Store the record and return its rows for PostgreSQL (unchanged: nothing)."""
         if before is not None and state.version == before.version:
             return []
-        name = f"{state.subject}|p{state.partition}"
+        name = partition_record(state.partition, state.subject)
         self.subjects.put(name, state)
         HEALTH.update(name, state)
         if state.open:
-            self._add(f"open|p{state.partition}", state.subject)
+            add_key(self.index, partition_record(state.partition, "open"), state.subject)
         else:
-            self._remove(f"open|p{state.partition}", state.subject)
+            remove_key(self.index, partition_record(state.partition, "open"), state.subject)
         return self._rows(state, before)
 
     def _rows(self, state: SubjectState, before: SubjectState | None) -> list:
-        now = datetime.now(timezone.utc)
-        security_id, from_currency, to_currency = fanout.describe_subject(state.subject)
+        now = datetime.now(UTC)
+        security_id, from_currency, to_currency = describe_subject(state.subject)
         common = dict(subject=state.subject, partition=state.partition, security_id=security_id,
                       from_currency=from_currency, to_currency=to_currency, version=state.version, updated_at=now)
         rows: list = []
@@ -128,21 +130,21 @@ class FanoutHandler:
         date is a correction of days already valued (or due to be): a trigger."""
         business_date = self.reference.business_date()
         changed = apply_reference_event(self.reference, event)
-        if not changed or business_date is None:
+        if not changed:
             return []
-        if isinstance(event, MarketPriceEvent) and event.price_date < business_date:
-            return self._correct(fanout.price_subject(event.security_id), event.price_date, partition, offset, now)
-        if isinstance(event, FxRateEvent) and event.rate_date < business_date:
-            subject = fanout.fx_subject(event.from_currency, event.to_currency)
+        if isinstance(event, MarketPriceEvent) and fanout.is_correction(event.price_date, business_date):
+            return self._correct(price_subject(event.security_id), event.price_date, partition, offset, now)
+        if isinstance(event, FxRateEvent) and fanout.is_correction(event.rate_date, business_date):
+            subject = fx_subject(event.from_currency, event.to_currency)
             return self._correct(subject, event.rate_date, partition, offset, now)
         return []
 
     def _correct(self, subject: str, day: date, partition: int, offset: int, now: float) -> list:
         if not self.holders(subject, partition):
             return []  # no key of this partition is valued with it
-        before = self.subjects.get(f"{subject}|p{partition}")
+        before = self.subjects.get(partition_record(partition, subject))
         state = fanout.on_correction(before or SubjectState(subject, partition), day, offset, now)
-        metrics.CORRECTIONS.labels(subject.split("|", 1)[0]).inc()
+        metrics.CORRECTIONS.labels(subject_kind(subject)).inc()
         log.info("fanout: %s corrected for %s on p%d (earliest impacted %s)", subject, day, partition,
                  state.trigger.earliest)
         return self._save(state, before)
@@ -150,33 +152,30 @@ class FanoutHandler:
     def on_position_state(self, row: PositionStateRow, partition: int) -> None:
         """The key holds (or has held) the security; its valuation uses the pair from the
         instrument's currency to the portfolio's base currency."""
-        key = f"{row.portfolio_id}|{row.security_id}"
-        if self.in_flight is not None and row.status == "CURRENT":
+        key = position_key(row.portfolio_id, row.security_id)
+        if self.in_flight is not None and row.status == KeyStatus.CURRENT:
             self.in_flight.current_again(key, row.updated_at.timestamp(), row.ref_floor)
-        self._add(f"holders|{fanout.price_subject(row.security_id)}|p{partition}", key)
+        self._add_holder(price_subject(row.security_id), partition, key)
         instrument = self.reference.instruments.get(row.security_id)
         portfolio = self.reference.portfolios.get(row.portfolio_id)
         if instrument is not None and portfolio is not None and instrument.currency != portfolio.base_currency:
-            self._add(f"holders|{fanout.fx_subject(instrument.currency, portfolio.base_currency)}|p{partition}", key)
+            self._add_holder(fx_subject(instrument.currency, portfolio.base_currency), partition, key)
 
     def on_tick(self, partition: int, now: float) -> list:
         """The cycle: queue triggers as jobs, claim up to `claim_batch` jobs, and send the
         claimed jobs' resets as far as the rate limiter allows."""
         out: list = []
-        subjects = (self.index.get(f"open|p{partition}") or KeySet()).keys
         processing = 0
-        for subject in subjects:
-            before = self.subjects.get(f"{subject}|p{partition}")
+        for subject in keys_of(self.index, partition_record(partition, "open")):
+            before = self.subjects.get(partition_record(partition, subject))
             if before is None:
-                self._remove(f"open|p{partition}", subject)
+                remove_key(self.index, partition_record(partition, "open"), subject)
                 continue
             state = fanout.queue(before, now)
-            if state.job is not None and state.job.status is ResetJobStatus.PENDING and processing >= self.cfg.claim_batch:
+            if fanout.claim_waits(state, processing, self.cfg):
                 out += self._save(state, before)
                 continue
-            job = state.job
-            interrupted = job is not None and job.status is ResetJobStatus.PROCESSING and job.job_id not in self.working
-            state = fanout.claim(state, now, self.cfg, interrupted)
+            state = fanout.claim(state, now, self.cfg, fanout.interrupted(state.job, self.working))
             if state.job is not None:
                 self.working.add(state.job.job_id)
             if state.job is not None and state.job.status is ResetJobStatus.PROCESSING:
@@ -198,15 +197,14 @@ class FanoutHandler:
     def _send(self, state: SubjectState, partition: int, now: float) -> tuple[SubjectState, list]:
         holders = self.holders(state.subject, partition)
         job = state.job
-        want = min(self.cfg.keys_per_cycle, len(holders) - job.cursor)
-        if self.in_flight is not None:
-            want = min(want, self.in_flight.room(now))
+        room = self.in_flight.room(now) if self.in_flight is not None else None
+        want = fanout.resets_wanted(len(holders), job.cursor, room, self.cfg)
         granted = self.limiter.take(want, now) if want > 0 else 0
         state, batch = fanout.take(state, len(holders), granted, now)
         reason = f"{fanout.JOB_TYPE} {state.subject} from {job.earliest.isoformat()}"
         commands = []
         for i in batch:
-            portfolio_id, security_id = holders[i].split("|", 1)
+            portfolio_id, security_id = split_position_key(holders[i])
             command = ResetWatermark(portfolio_id=portfolio_id, security_id=security_id, to_date=job.reset_to,
                                      reason=reason, job_id=job.job_id, ref_offset=job.ref_offset)
             commands.append(Message("position-commands", partition, holders[i].encode(), command.model_dump_json().encode()))
@@ -221,7 +219,7 @@ class FanoutHandler:
             metrics.RESET_JOB_EVENTS.labels("CREATED").inc()
         job = after.job
         if job is not None and (before.job is None or before.job.job_id != job.job_id or before.job.status != job.status):
-            if job.status in (ResetJobStatus.COMPLETE, ResetJobStatus.FAILED):
+            if job.status in fanout.ENDED:
                 metrics.RESET_JOB_EVENTS.labels(job.status.value).inc()
                 if job.status is ResetJobStatus.FAILED:
                     log.warning("fanout: job %s FAILED: %s", job.job_id, job.failure_reason)

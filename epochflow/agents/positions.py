@@ -7,8 +7,8 @@ positions.commands   position-commands  -> advance / reset watermark, fenced by 
 
 from __future__ import annotations
 
-from epochflow.agents.batching import process_batch
 from epochflow.agents.positions_handler import PositionsHandler
+from epochflow.agents.runner import BatchRunner
 from epochflow.app import app, settings
 from epochflow.schemas.commands import parse_command
 from epochflow.schemas.events import parse_reference, parse_transaction
@@ -20,35 +20,27 @@ from epochflow.tables.store import CachedStore
 
 def _handler() -> tuple[PositionsHandler, list[CachedStore]]:
     """A handler over write-through caches: each key is written once per batch."""
-    state, history, refs, index = (CachedStore(s) for s in tables.stores())
-    ref = tables.reference_data()
-    cached = [state, history, refs, index]
-    ref_stores = [CachedStore(s) for s in (ref.portfolios, ref.instruments, ref.series, ref.series_index, ref.scalars)]
-    reference = ReferenceData(*ref_stores)
-    return PositionsHandler(state, history, refs, index, reference), cached + ref_stores
+    state, history, refs, index = (CachedStore(s) for s in (tables.STATE, tables.HISTORY, tables.REFS, tables.KEY_INDEX))
+    reference = [CachedStore(s) for s in tables.REFERENCE]
+    return PositionsHandler(state, history, refs, index, ReferenceData(*reference)), [state, history, refs, index, *reference]
 
 
-async def _run(stage: str, events, handle) -> None:
-    def open_partition():
-        handler, caches = _handler()
-        return (lambda raw, partition: handle(handler, raw, partition)), caches
-
-    await process_batch(stage, events, open_partition, b"positions", app.producer, topics.results, topics.dead_letter)
+RUN = BatchRunner(b"positions", _handler)
 
 
 @app.agent(topics.transactions, name="positions.apply")
 async def apply_transactions(stream):
     async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
-        await _run("positions.apply", events, lambda h, raw, p: h.on_transaction(parse_transaction(raw), p))
+        await RUN("positions.apply", events, lambda h, raw, p, now: h.on_transaction(parse_transaction(raw), p))
 
 
 @app.agent(topics.reference, name="positions.reference")
 async def apply_reference(stream):
     async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
-        await _run("positions.reference", events, lambda h, raw, p: h.on_reference(parse_reference(raw), p))
+        await RUN("positions.reference", events, lambda h, raw, p, now: h.on_reference(parse_reference(raw), p))
 
 
 @app.agent(topics.position_commands, name="positions.commands")
 async def apply_commands(stream):
     async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
-        await _run("positions.commands", events, lambda h, raw, p: h.on_command(parse_command(raw)))
+        await RUN("positions.commands", events, lambda h, raw, p, now: h.on_command(parse_command(raw)))

@@ -6,15 +6,26 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from epochflow import metrics
-from epochflow.domain.model import PositionState, Transaction, TxnRef, split_key
-from epochflow.domain.positions import Dropped, Reference, Step, apply_advance, apply_reference_change, apply_reset, apply_transaction
+from epochflow.domain.keys import fx_subject, partition_record, portfolio_subject, record_key, record_partition, split_position_key
+from epochflow.domain.model import PositionState, Transaction, TxnRef
+from epochflow.domain.positions import (
+    Dropped,
+    Reference,
+    Step,
+    apply_advance,
+    apply_reference_change,
+    apply_reset,
+    apply_transaction,
+    recost_from,
+)
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
 from epochflow.schemas.events import FxRateEvent, MarketPriceEvent, PortfolioEvent, TransactionEvent
 from epochflow.schemas.results import rows_for
-from epochflow.tables.reference import KeySet, ReferenceData, apply_reference_event
+from epochflow.tables.index import KeySet, add_key, keys_of
+from epochflow.tables.reference import ReferenceData, apply_reference_event
 from epochflow.tables.store import Store
 
 log = logging.getLogger("epochflow.positions")
@@ -42,18 +53,18 @@ class PositionsHandler:
     refs: Store[TxnRef]
     key_index: Store[KeySet]
     reference: ReferenceData
-    clock: callable = field(default=lambda: datetime.now(timezone.utc))
+    clock: callable = field(default=lambda: datetime.now(UTC))
 
     # -- lookups -------------------------------------------------------------------
     def _state(self, key: str) -> PositionState:
         state = self.states.get(key)
         if state is None:
-            portfolio_id, security_id = split_key(key)
+            portfolio_id, security_id = split_position_key(key)
             state = PositionState(portfolio_id, security_id)
         return state
 
     def _loader(self, key: str):
-        return lambda month: self.history.get(f"{key}|{month}")
+        return lambda week: self.history.get(record_key(key, week))
 
     def _reference_for(self, portfolio_id: str) -> Reference:
         portfolio = self.reference.portfolios.get(portfolio_id)
@@ -64,21 +75,16 @@ class PositionsHandler:
             missing_portfolio=None if portfolio else portfolio_id,
         )
 
-    def _index_add(self, name: str, key: str) -> None:
-        current = self.key_index.get(name) or KeySet()
-        if key not in current.keys:
-            self.key_index.put(name, KeySet((*current.keys, key)))
-
     def _commit(self, key: str, step: Step) -> list:
         if step.changed:
             self.states.put(key, step.state)
             for bucket in step.buckets:
                 if bucket.entries:
-                    self.history.put(f"{key}|{bucket.month}", bucket)
+                    self.history.put(record_key(key, bucket.week), bucket)
                 else:
-                    self.history.delete(f"{key}|{bucket.month}")
+                    self.history.delete(record_key(key, bucket.week))
             for transaction_id, ref in step.refs:
-                self.refs.put(f"{key}|{transaction_id}", ref)
+                self.refs.put(record_key(key, transaction_id), ref)
         for out in step.outputs:
             if isinstance(out, Dropped):
                 metrics.STALE_EPOCH_DROPPED.labels("positions.commands").inc()
@@ -90,7 +96,7 @@ class PositionsHandler:
         txn = to_transaction(event)
         key = txn.key
         state = self._state(key)
-        ref = self.refs.get(f"{key}|{txn.transaction_id}")
+        ref = self.refs.get(record_key(key, txn.transaction_id))
         reference = self._reference_for(txn.portfolio_id)
         epoch_before = state.epoch
         step = apply_transaction(state, txn, ref, self._loader(key), reference)
@@ -99,9 +105,9 @@ class PositionsHandler:
         if step.state.epoch > epoch_before:
             metrics.EPOCH_BUMPS.inc()
             log.info("positions.apply %s back-dated %s: epoch %d -> %d", key, txn.transaction_id, epoch_before, step.state.epoch)
-        self._index_add(f"portfolio|{txn.portfolio_id}|p{partition}", key)
+        add_key(self.key_index, partition_record(partition, portfolio_subject(txn.portfolio_id)), key)
         if reference.ctx is not None and txn.trade_currency != reference.ctx.base_currency:
-            self._index_add(f"fx|{txn.trade_currency}|{reference.ctx.base_currency}|p{partition}", key)
+            add_key(self.key_index, partition_record(partition, fx_subject(txn.trade_currency, reference.ctx.base_currency)), key)
         return self._commit(key, step)
 
     # -- reference data ------------------------------------------------------------
@@ -112,29 +118,27 @@ class PositionsHandler:
         if not changed:
             return []
         if isinstance(event, PortfolioEvent):
-            return self._revisit(f"portfolio|{event.portfolio_id}|p{partition}", None)
+            return self._revisit(partition_record(partition, portfolio_subject(event.portfolio_id)), None)
         if isinstance(event, FxRateEvent):
-            return self._revisit(f"fx|{event.from_currency}|{event.to_currency}|p{partition}", event.rate_date)
+            return self._revisit(partition_record(partition, fx_subject(event.from_currency, event.to_currency)), event.rate_date)
         return []
 
     def _revisit(self, index_name: str, since: date | None) -> list:
         """Re-cost every key on this partition that depends on the changed reference data."""
         rows: list = []
-        for key in (self.key_index.get(index_name) or KeySet()).keys:
+        for key in keys_of(self.key_index, index_name):
             state = self._state(key)
-            start = since or state.first_open_date
+            start = recost_from(state, since)
             if start is None:
                 continue
-            if state.fx_missing_from is not None:
-                start = min(start, state.fx_missing_from)
             step = apply_reference_change(state, start, self._loader(key), self._reference_for(state.portfolio_id))
             if step.changed and step.state.fx_currencies:
                 ctx = self._reference_for(state.portfolio_id).ctx
                 if ctx is not None:
-                    partition = index_name.rsplit("|p", 1)[1]
+                    partition = record_partition(index_name)
                     for currency in step.state.fx_currencies:
                         if currency != ctx.base_currency:
-                            self._index_add(f"fx|{currency}|{ctx.base_currency}|p{partition}", key)
+                            add_key(self.key_index, partition_record(partition, fx_subject(currency, ctx.base_currency)), key)
             rows.extend(self._commit(key, step))
         return rows
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 from faust.exceptions import SameNode
 
 from epochflow.app import app, settings
+from epochflow.domain.keys import position_key
 from epochflow.tables import positions as tables
+from epochflow.web import params
 from epochflow.web.access import Access
 from epochflow.web.routes import ApiView, Operation, route
-
-MAX_ID_LENGTH = 256
-STATE = tables.stores()[0]
 
 
 def describe(state) -> dict:
@@ -38,24 +37,25 @@ def _iso(day) -> str | None:
     get=Operation(
         "A key's position state straight from the positions worker that owns it (any positions worker answers)",
         Access.READ, None,
-        errors={400: "an id longer than 256 characters", 404: "no such key",
+        errors={400: "an id ingest would refuse (empty, too long, control characters, space or '|')",
+                404: "no such key",
                 503: "the owning worker is still recovering its tables, or unreachable during a rebalance"},
     ),
 )
 class LivePosition(ApiView):
     async def get(self, request, portfolio_id: str, security_id: str):
-        if len(portfolio_id) > MAX_ID_LENGTH or len(security_id) > MAX_ID_LENGTH:
-            return self.json({"error": f"ids are at most {MAX_ID_LENGTH} characters"}, status=400)
+        params.identifier("portfolio_id", portfolio_id)  # an ApiError is its 400 answer
+        params.identifier("security_id", security_id)
         if not app.tables.recovery.completed.is_set():
             return self.json({"error": "this worker is still recovering its tables; try again shortly"}, status=503)
-        key = f"{portfolio_id}|{security_id}"
+        key = position_key(portfolio_id, security_id)
         try:
-            return await app.router.route_req(tables.state_table.name, key.encode(), self.web, request)
+            return await app.router.route_req(tables.STATE.table.name, key.encode(), self.web, request)
         except SameNode:
             pass
         except Exception as error:  # no assignment yet (rebalancing) or the owner is unreachable
             return self.json({"error": f"cannot reach the worker that owns {key!r}: {error!r}"}, status=503)
-        state = STATE.get(key)
+        state = tables.STATE.get(key)
         if state is None:
             return self.json({"error": f"no position {key!r}"}, status=404)
         return self.json({**describe(state), "served_by": f"{settings.web_host}:{settings.web_port}"})

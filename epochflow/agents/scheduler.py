@@ -12,24 +12,19 @@ import time
 from faust.streams import current_event
 
 from epochflow import metrics
-from epochflow.agents.batching import process_batch
+from epochflow.agents.configs import scheduler_config
 from epochflow.agents.results_feed import decode_rows, forwarded_barriers
+from epochflow.agents.runner import BatchRunner
 from epochflow.agents.scheduler_handler import HEALTH, PACING, SchedulerHandler
+from epochflow.agents.ticks import tick_agent
 from epochflow.app import app, settings
-from epochflow.domain.scheduling import SchedulerConfig
 from epochflow.schemas.events import parse_reference
-from epochflow.schemas.jobs import Tick
 from epochflow.schemas.results import JobOutcome, PositionStateRow
 from epochflow.streams import topics
 from epochflow.tables import scheduler as tables
 from epochflow.tables.store import CachedStore
 
-CONFIG = SchedulerConfig(
-    backoff_s=settings.retry_backoff_s,
-    max_attempts=settings.max_attempts,
-    processing_timeout_s=settings.processing_timeout_s,
-    max_processing_per_partition=settings.scheduler_max_processing,
-)
+CONFIG = scheduler_config(settings)
 
 
 def _handler() -> tuple[SchedulerHandler, list[CachedStore]]:
@@ -37,15 +32,7 @@ def _handler() -> tuple[SchedulerHandler, list[CachedStore]]:
     return SchedulerHandler(*caches, cfg=CONFIG, partitions=settings.partitions, pacing=PACING), caches
 
 
-async def _run(stage: str, events, handle) -> None:
-    now = time.time()
-
-    def open_partition():
-        handler, caches = _handler()
-        return (lambda raw, partition: handle(handler, raw, partition, now)), caches
-
-    await process_batch(stage, events, open_partition, b"scheduler", app.producer, topics.results,
-                        topics.dead_letter, topics.by_short_name)
+RUN = BatchRunner(b"scheduler", _handler)
 
 
 def _results(handler: SchedulerHandler, raw: bytes, partition: int, now: float) -> list:
@@ -78,26 +65,13 @@ def _tick(handler: SchedulerHandler, raw: bytes, partition: int, now: float) -> 
 @app.agent(topics.results, name="scheduler.results")
 async def follow_results(stream):
     async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
-        await _run("scheduler.results", events, _results)
+        await RUN("scheduler.results", events, _results)
 
 
 @app.agent(topics.reference, name="scheduler.reference")
 async def follow_reference(stream):
     async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
-        await _run("scheduler.reference", events, _reference)
+        await RUN("scheduler.reference", events, _reference)
 
 
-@app.agent(topics.scheduler_ticks, name="scheduler.tick")
-async def on_ticks(stream):
-    async for events in stream.take_events(settings.partitions * 4, 0.01):
-        # several ticks of one partition in a batch do the work once
-        latest = {event.message.partition: event for event in events}
-        await _run("scheduler.tick", list(latest.values()), _tick)
-
-
-@app.timer(interval=settings.tick_s)
-async def send_ticks() -> None:
-    """Every worker ticks every partition; a tick is idempotent, so more than one is harmless."""
-    value = Tick(at=time.time()).model_dump_json().encode()
-    for partition in range(settings.partitions):
-        topics.scheduler_ticks.send_soon(key=b"tick", value=value, partition=partition)
+on_ticks = tick_agent(topics.scheduler_ticks, "scheduler.tick", RUN, _tick)

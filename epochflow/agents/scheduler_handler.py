@@ -6,16 +6,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from epochflow import metrics
+from epochflow.agents.messages import Message
 from epochflow.domain import scheduling as sched
-from epochflow.domain.scheduling import ScheduleKey, SchedulerConfig
+from epochflow.domain.keys import fx_subject, partition_record, position_key, price_subject
+from epochflow.domain.model import KeyStatus
+from epochflow.domain.scheduling import Answer, JobStatus, ScheduleKey, SchedulerConfig
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
 from epochflow.schemas.events import BusinessDateEvent, FxRateEvent, MarketPriceEvent
 from epochflow.schemas.jobs import ValuationJob
 from epochflow.schemas.results import JobOutcome, PositionStateRow, ValuationJobRow
-from epochflow.tables.reference import KeySet
+from epochflow.tables.index import KeySet, add_key, keys_of, remove_key
 from epochflow.tables.store import Store
 
 log = logging.getLogger("epochflow.scheduler")
@@ -34,7 +37,7 @@ class KeyHealth:
     def update(self, key: str, status: str | None = None, watermark: date | None = None, *, has_watermark: bool = False) -> None:
         if status is not None:
             self.status[key] = status
-            if status == "REPROCESSING":
+            if status == KeyStatus.REPROCESSING:
                 self.reprocessing_since.setdefault(key, time.time())
             else:
                 self.reprocessing_since.pop(key, None)
@@ -47,7 +50,7 @@ class KeyHealth:
         if now - self.published_at < every_s:
             return
         self.published_at = now
-        metrics.KEYS_REPROCESSING.set(sum(1 for s in self.status.values() if s == "REPROCESSING"))
+        metrics.KEYS_REPROCESSING.set(sum(1 for s in self.status.values() if s == KeyStatus.REPROCESSING))
         since = self.reprocessing_since.values()
         metrics.REPROCESSING_OLDEST_SECONDS.set(time.time() - min(since) if since else 0.0)
         if business_date is not None and self.watermark:
@@ -73,16 +76,6 @@ class TickPacing:
 PACING = TickPacing()
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """Something to send to a topic other than results (short topic name)."""
-
-    topic: str
-    partition: int
-    key: bytes
-    value: bytes
-
-
 @dataclass
 class SchedulerHandler:
     keys: Store[ScheduleKey]
@@ -93,44 +86,32 @@ class SchedulerHandler:
     pacing: TickPacing = field(default_factory=TickPacing)
 
     # -- helpers -----------------------------------------------------------------------
-    def _add(self, name: str, key: str) -> None:
-        current = self.index.get(name) or KeySet()
-        if key not in current.keys:
-            self.index.put(name, KeySet((*current.keys, key)))
-
-    def _remove(self, name: str, key: str) -> None:
-        current = self.index.get(name)
-        if current is not None and key in current.keys:
-            self.index.put(name, KeySet(tuple(k for k in current.keys if k != key)))
-
     def business_date(self) -> date | None:
         value = self.counters.get("business_date")
         return date.fromordinal(value) if value else None
 
     def processing(self, partition: int) -> int:
         """Jobs of the partition's keys that are PROCESSING (dispatched, not answered)."""
-        return self.counters.get(f"processing|p{partition}") or 0
-
-    def window_left(self, partition: int) -> int:
-        return max(0, self.cfg.max_processing_per_partition - self.processing(partition))
+        return self.counters.get(partition_record(partition, "processing")) or 0
 
     def _put(self, key: str, partition: int, sk: ScheduleKey) -> None:
         """Every write of a key goes here: it keeps the partition's PROCESSING count in step."""
         before = self.keys.get(key)
         if before is sk:
             return
-        delta = sk.processing() - (before.processing() if before is not None else 0)
-        if delta:
-            self.counters.put(f"processing|p{partition}", max(0, self.processing(partition) + delta))
+        count = self.processing(partition)
+        after = sched.processing_after(count, before, sk)
+        if after != count:
+            self.counters.put(partition_record(partition, "processing"), after)
         self.keys.put(key, sk)
 
     def ref_offset(self, partition: int) -> int:
-        value = self.counters.get(f"ref_offset|p{partition}")
+        value = self.counters.get(partition_record(partition, "ref_offset"))
         return -1 if value is None else value
 
     def _emit(self, sk: ScheduleKey, outputs: list, partition: int) -> list:
         out: list = []
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for item in outputs:
             if isinstance(item, sched.JobChanged):
                 j = item.job
@@ -139,14 +120,14 @@ class SchedulerHandler:
                     status=j.status.value, attempt_count=j.attempt_count, failure_reason=j.failure_reason,
                     version=j.version, updated_at=now,
                 ))
-                if j.status is sched.JobStatus.PROCESSING:
+                if j.status is JobStatus.PROCESSING:
                     continue
                 if j.status in sched.DONE:
                     metrics.JOBS.labels(j.status.value).inc()
-                elif j.status is sched.JobStatus.PENDING and j.attempt_count == 0 and j.failure_reason is None:
+                elif j.status is JobStatus.PENDING and j.attempt_count == 0 and j.failure_reason is None:
                     metrics.JOBS.labels("CREATED").inc()
-                elif j.status is sched.JobStatus.FAILED:
-                    metrics.JOBS.labels("FAILED").inc()
+                elif j.status is JobStatus.FAILED:
+                    metrics.JOBS.labels(JobStatus.FAILED.value).inc()
             elif isinstance(item, sched.Dispatch):
                 j = item.job
                 job = ValuationJob(portfolio_id=sk.portfolio_id, security_id=sk.security_id, valuation_date=j.day,
@@ -177,17 +158,14 @@ class SchedulerHandler:
         outputs: list = []
         sk, planned = sched.plan(sk, self.business_date(), self.cfg)
         sk, reclaimed = sched.reclaim(sk, now, self.cfg)
-        limit = self.cfg.max_dispatch_per_tick if limit is None else limit
-        stored = self.keys.get(key)
-        in_flight = self.processing(partition) - (stored.processing() if stored is not None else 0) + sk.processing()
-        limit = min(limit, max(0, self.cfg.max_processing_per_partition - in_flight))
+        limit = sched.dispatch_limit(limit, self.processing(partition), self.keys.get(key), sk, self.cfg)
         sk, dispatched = sched.dispatch(sk, now, limit, self.ref_offset(partition))
         outputs = planned + reclaimed + dispatched
         self._put(key, partition, sk)
         if sk.idle(self.business_date()):
-            self._remove(f"active|p{partition}", key)
+            remove_key(self.index, partition_record(partition, "active"), key)
         else:
-            self._add(f"active|p{partition}", key)
+            add_key(self.index, partition_record(partition, "active"), key)
         over = sched.over_attempts(sk, self.cfg) > 0
         if over != sk.alerted:
             # alert once per episode: re-armed when no job of the key is past the limit any more
@@ -207,7 +185,7 @@ class SchedulerHandler:
         out: list = []
         worked = 0
         for key in keys:
-            if fill_only and (budget <= 0 or self.window_left(partition) <= 0):
+            if fill_only and sched.filled(budget, self.processing(partition), self.cfg):
                 break
             worked += 1
             sk = self.keys.get(key)
@@ -220,23 +198,23 @@ class SchedulerHandler:
 
     # -- inputs --------------------------------------------------------------------------
     def on_position_state(self, row: PositionStateRow, partition: int, now: float) -> list:
-        key = f"{row.portfolio_id}|{row.security_id}"
+        key = position_key(row.portfolio_id, row.security_id)
         HEALTH.update(key, row.status, row.watermark_date, has_watermark=True)
         sk = self.keys.get(key) or ScheduleKey(row.portfolio_id, row.security_id)
         sk, outputs = sched.on_position_state(sk, row.epoch, row.generation, row.version, row.watermark_date,
                                               row.first_open_date, row.changed_from, row.ref_floor)
-        self._add(f"all|p{partition}", key)
-        self._add(f"sec|{row.security_id}|p{partition}", key)
+        add_key(self.index, partition_record(partition, "all"), key)
+        add_key(self.index, partition_record(partition, "sec", row.security_id), key)
         return self._emit(sk, outputs, partition) + self._work(key, partition, now, sk)
 
     def on_outcomes(self, rows: list[JobOutcome], partition: int, now: float) -> list:
         """A batch of the valuation role's answers, applied per key in one pass."""
         by_key: dict[str, list[JobOutcome]] = {}
         for row in rows:
-            by_key.setdefault(f"{row.portfolio_id}|{row.security_id}", []).append(row)
+            by_key.setdefault(position_key(row.portfolio_id, row.security_id), []).append(row)
 
         def arrived_since(what: str, offset: int) -> bool:
-            seen = self.counters.get(f"arrived|{what}|p{partition}")
+            seen = self.counters.get(partition_record(partition, "arrived", what))
             return seen is not None and seen > offset
 
         out: list = []
@@ -245,16 +223,16 @@ class SchedulerHandler:
             if sk is None:
                 continue
             for row in answers:
-                if row.outcome == "STALE":
+                if row.outcome == Answer.STALE:
                     metrics.STALE_EPOCH_DROPPED.labels("scheduler.outcomes").inc()
                 if row.waiting_on is not None:
-                    self._add(f"wait|{row.waiting_on}|p{partition}", key)
-                if row.outcome == "BLOCKED":
+                    add_key(self.index, partition_record(partition, "wait", row.waiting_on), key)
+                if row.outcome == Answer.BLOCKED:
                     metrics.JOBS.labels("RETRIED").inc()
             outcomes = [sched.Outcome(r.valuation_date, r.epoch, r.job_version, r.outcome, r.reason, r.waiting_on) for r in answers]
             sk, outputs = sched.on_outcomes(sk, outcomes, now, self.cfg, arrived_since)
             for job in (o.job for o in outputs if isinstance(o, sched.JobChanged)):
-                if job.status is sched.JobStatus.PENDING and job.failure_reason:
+                if job.status is JobStatus.PENDING and job.failure_reason:
                     metrics.JOB_ATTEMPTS.observe(job.attempt_count)
             out += self._emit(sk, outputs, partition) + self._work(key, partition, now, sk)
         return out
@@ -263,35 +241,35 @@ class SchedulerHandler:
         return self.on_outcomes([row], partition, now)
 
     def on_reference(self, event, partition: int, offset: int, now: float) -> list:
-        self.counters.put(f"ref_offset|p{partition}", offset)
+        self.counters.put(partition_record(partition, "ref_offset"), offset)
         if isinstance(event, BusinessDateEvent):
             current = self.business_date()
             if current is None or event.date > current:
                 self.counters.put("business_date", event.date.toordinal())
-                return self._work_keys((self.index.get(f"all|p{partition}") or KeySet()).keys, partition, now)[0]
+                return self._work_keys(keys_of(self.index, partition_record(partition, "all")), partition, now)[0]
             return []
         if isinstance(event, MarketPriceEvent):
-            out = self._arrived(f"price|{event.security_id}", partition, offset, now)
+            out = self._arrived(price_subject(event.security_id), partition, offset, now)
             business_date = self.business_date()
-            if business_date is None or event.price_date >= business_date:
+            if sched.is_live_price(event.price_date, business_date):
                 out += self._price_for_valued_days(event.security_id, event.price_date, partition, now)
             return out
         if isinstance(event, FxRateEvent):
-            return self._arrived(f"fx|{event.from_currency}|{event.to_currency}", partition, offset, now)
+            return self._arrived(fx_subject(event.from_currency, event.to_currency), partition, offset, now)
         return []
 
     def _arrived(self, what: str, partition: int, offset: int, now: float) -> list:
-        self.counters.put(f"arrived|{what}|p{partition}", offset)
-        waiting = self.index.get(f"wait|{what}|p{partition}")
+        self.counters.put(partition_record(partition, "arrived", what), offset)
+        waiting = self.index.get(partition_record(partition, "wait", what))
         if waiting is None:
             return []
         out, _ = self._work_keys(waiting.keys, partition, now, lambda sk: sched.on_data_arrived(sk, what))
-        self.index.delete(f"wait|{what}|p{partition}")
+        self.index.delete(partition_record(partition, "wait", what))
         return out
 
     def _price_for_valued_days(self, security_id: str, day: date, partition: int, now: float) -> list:
         out: list = []
-        for key in (self.index.get(f"sec|{security_id}|p{partition}") or KeySet()).keys:
+        for key in keys_of(self.index, partition_record(partition, "sec", security_id)):
             sk = self.keys.get(key)
             if sk is None:
                 continue
@@ -304,16 +282,16 @@ class SchedulerHandler:
         """Every `full_pass_s`, work every active key (reclaims, retries after backoff) and
         recount the partition's PROCESSING jobs from the keys themselves. In between, only
         fill the dispatch window, going on from where the previous tick stopped."""
-        keys = (self.index.get(f"active|p{partition}") or KeySet()).keys
-        if now - self.pacing.full_pass_at.get(partition, float("-inf")) >= self.cfg.full_pass_s:
+        keys = keys_of(self.index, partition_record(partition, "active"))
+        if sched.full_pass_due(now, self.pacing.full_pass_at.get(partition), self.cfg):
             self.pacing.full_pass_at[partition] = now
             out, _ = self._work_keys(keys, partition, now)
             self._recount(partition, keys)
             return out
-        if not keys or self.window_left(partition) <= 0:
+        if not keys or sched.window_room(self.processing(partition), self.cfg) <= 0:
             return []
-        start = self.pacing.cursor.get(partition, 0) % len(keys)
-        out, worked = self._work_keys(keys[start:] + keys[:start], partition, now, fill_only=True)
+        ordered, start = sched.fill_order(keys, self.pacing.cursor.get(partition, 0))
+        out, worked = self._work_keys(ordered, partition, now, fill_only=True)
         self.pacing.cursor[partition] = start + worked
         return out
 
@@ -324,4 +302,4 @@ class SchedulerHandler:
             sk = self.keys.get(key)
             count += sk.processing() if sk is not None else 0
         if count != self.processing(partition):
-            self.counters.put(f"processing|p{partition}", count)
+            self.counters.put(partition_record(partition, "processing"), count)

@@ -1,14 +1,20 @@
 """The sink role: batched, idempotent, epoch-aware upserts of result rows into PostgreSQL.
 
 A database outage stalls this agent (with retries and a metric) instead of dropping rows:
-the results topic keeps them until PostgreSQL is back.
+the results topic keeps them until PostgreSQL is back. A row PostgreSQL refuses (a value
+it cannot store, a violated constraint) would fail the same way forever: it goes to the
+dead-letter topic with PostgreSQL's reason and the rest of its batch is written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -17,45 +23,90 @@ from epochflow.agents.batching import dead_letter_record
 from epochflow.app import app, settings
 from epochflow.schemas.events import describe
 from epochflow.schemas.results import ResultRow
-from epochflow.sinks.writer import ResultWriter
+from epochflow.sinks.errors import ErrorKind, classify
+from epochflow.sinks.writer import Refusal, ResultWriter
 from epochflow.streams import topics
 
 log = logging.getLogger("epochflow.sink")
 ROWS = TypeAdapter(list[ResultRow])
 SINK_BATCH = 2000
+STAGE = "sink.write"
 
 
-async def _write(writer: ResultWriter, rows: list) -> None:
+async def _write(writer: ResultWriter, rows: list, sources: Sequence[Any]) -> set[int]:
+    """Write `rows` (from the events `sources`, one per row), retrying while the database
+    is unreachable; returns the indexes of the rows it refused, dead-lettered."""
     delay = 0.2
+    isolate = False
     while True:
         try:
-            await writer.write(rows)
-            return
-        except Exception as error:  # the database is down or refused the batch: keep it and retry
+            if not isolate:
+                await writer.write(rows)
+                return set()
+            refusals = await writer.write_refusing(rows)
+            for refusal in refusals:
+                _dead_letter_row(refusal, sources[refusal.index])
+            return {refusal.index for refusal in refusals}
+        except Exception as error:
+            kind = classify(error)
+            if kind is ErrorKind.REFUSED_ROW and not isolate:
+                log.warning("%s: PostgreSQL refused the batch (%r); writing it without the rows it refuses", STAGE, error)
+                isolate = True
+                continue
+            # the database is down, restarting or busy (or failing in a way no row is to
+            # blame for): keep the batch and retry
             metrics.SINK_RETRIES.inc()
-            log.error("sink.write failed (%r); retrying in %.1fs", error, delay)
+            log.error("%s failed (%s: %r); retrying in %.1fs", STAGE, kind.value, error, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
 
-@app.agent(topics.results, name="sink.write")
+def _dead_letter_row(refusal: Refusal, event: Any) -> None:
+    """A refused row on the dead-letter topic: the stage, PostgreSQL's reason and SQLSTATE,
+    the row (`row`, and as JSON text in `raw` like every dead letter) and the results
+    message it came in."""
+    metrics.DEAD_LETTERS.labels(STAGE).inc()
+    message = event.message
+    row = refusal.row.model_dump(mode="json")
+    log.warning("%s: dead-lettered a %s row of %s[%s]@%s: %s", STAGE, refusal.row.kind, message.topic,
+                message.partition, message.offset, refusal.reason)
+    record = {
+        "stage": STAGE,
+        "reason": refusal.reason,
+        "sqlstate": refusal.sqlstate,
+        "topic": message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+        "raw": json.dumps(row),
+        "row": row,
+        "at": datetime.now(UTC).isoformat(),
+    }
+    topics.dead_letter.send_soon(key=b"dead", value=json.dumps(record).encode(), partition=0)
+
+
+@app.agent(topics.results, name=STAGE)
 async def write_results(stream):
     writer = ResultWriter(settings.database_url)
     try:
         async for events in stream.take_events(SINK_BATCH, settings.follow_within_s):
             started = time.perf_counter()
             rows: list = []
+            sources: list = []  # the event of each row
             for event in events:
                 try:
-                    rows.extend(ROWS.validate_json(event.value))
+                    decoded = ROWS.validate_json(event.value)
                 except ValidationError as error:
                     topics.dead_letter.send_soon(
-                        key=b"dead", value=dead_letter_record("sink.write", event, describe(error)), partition=0
+                        key=b"dead", value=dead_letter_record(STAGE, event, describe(error)), partition=0
                     )
+                    continue
+                rows.extend(decoded)
+                sources.extend([event] * len(decoded))
             if rows:
-                await _write(writer, rows)
-                for row in rows:
-                    metrics.ROWS_WRITTEN.labels(row.kind).inc()
-            metrics.BATCH_SECONDS.labels("sink.write").observe(time.perf_counter() - started)
+                refused = await _write(writer, rows, sources)
+                for index, row in enumerate(rows):
+                    if index not in refused:
+                        metrics.ROWS_WRITTEN.labels(row.kind).inc()
+            metrics.BATCH_SECONDS.labels(STAGE).observe(time.perf_counter() - started)
     finally:
         await writer.close()

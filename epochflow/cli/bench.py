@@ -1,395 +1,63 @@
-"""Benchmarks (`epochflow bench ...`): figures as ratios against a baseline measured in
-the same invocation on the same stack, since these machines are noisy."""
+"""`epochflow bench ingest | replay | fanout`."""
 
 from __future__ import annotations
 
 import asyncio
-import tempfile
-import time
-from collections.abc import Callable
-from datetime import date, datetime, time as dtime, timedelta, timezone
-from decimal import Decimal
-from pathlib import Path
+import json
 
-from epochflow.cli.pipeline import BARRIER_STAGES, Pipeline
-from epochflow.schemas.events import InstrumentEvent, PortfolioEvent, TransactionEvent
-from epochflow.sinks import reads
-from epochflow.streams.names import topic_name
-from epochflow.streams.publish import route
-
-START = date(2024, 1, 1)
-SECURITIES_PER_PORTFOLIO = 10
+import click
 
 
-def ingest_workload(prefix: str, transactions: int, keys: int) -> tuple[list, list]:
-    """Reference events and `transactions` trades over `keys` keys, interleaved across keys
-    as a live feed is, each key's trades one day apart (BUYs, every fourth a SELL)."""
-    portfolios = max(1, (keys + SECURITIES_PER_PORTFOLIO - 1) // SECURITIES_PER_PORTFOLIO)
-    reference: list = [PortfolioEvent(portfolio_id=f"{prefix}P{p}", base_currency="USD") for p in range(portfolios)]
-    reference += [InstrumentEvent(security_id=f"S{s}", currency="USD") for s in range(SECURITIES_PER_PORTFOLIO)]
-    trades: list = []
-    for n in range(transactions):
-        key, round_ = n % keys, n // keys
-        selling = round_ % 4 == 3
-        stamp = datetime.combine(START + timedelta(days=round_), dtime(10), tzinfo=timezone.utc)
-        trades.append(
-            TransactionEvent(
-                transaction_id=f"{prefix}T{n}", portfolio_id=f"{prefix}P{key // SECURITIES_PER_PORTFOLIO}",
-                security_id=f"S{key % SECURITIES_PER_PORTFOLIO}", transaction_type="SELL" if selling else "BUY",
-                transaction_date=stamp, quantity=Decimal(5 if selling else 10), price=Decimal("101.25"),
-                gross_amount=Decimal("506.25") if selling else Decimal("1012.50"), trade_fee=Decimal("1"),
-                trade_currency="USD",
-            )
-        )
-    return reference, trades
+@click.group()
+def bench() -> None:
+    """Benchmarks (apart from the tests); each prints ratios against a baseline run in
+    the same invocation."""
 
 
-async def _timed_publish(pipeline: Pipeline, events: list, topic_short: str | None, stages: dict[str, str]) -> float:
-    started = time.monotonic()
-    for event in events:
-        for routed in route(event, pipeline.settings):
-            topic = topic_name(pipeline.settings, topic_short) if topic_short else routed.topic
-            await pipeline.producer.send(topic, routed.partition, routed.key, routed.value)
-    await pipeline.producer.flush()
-    await pipeline.quiesce(600, stages)
-    return time.monotonic() - started
+@bench.command("ingest")
+@click.option("--transactions", "n", default=20000, show_default=True)
+@click.option("--keys", "k", default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Last line: the figures as one JSON object.")
+def bench_ingest(n: int, k: int, as_json: bool) -> None:
+    """N transactions over K keys through positions and sink, against a naive agent."""
+    from epochflow.bench.runner import bench_ingest as run
+
+    figures = asyncio.run(run(n, k, click.echo))
+    if as_json:
+        click.echo(json.dumps(figures))
 
 
-async def bench_ingest(transactions: int, keys: int, echo: Callable[[str], None] = print) -> dict:
-    from epochflow.cli.stack import EmbeddedStack
+@bench.command("replay")
+@click.option("--histories", default="1000,5000,20000", show_default=True, help="Transactions per key (H), comma-separated.")
+@click.option("--json", "as_json", is_flag=True, help="Last line: the figures as one JSON object.")
+def bench_replay(histories: str, as_json: bool) -> None:
+    """Time until a key is CURRENT again after a back-dated trade near the start, middle
+    and end of histories of several lengths."""
+    from epochflow.bench.runner import bench_replay as run
 
-    echo(f"bench ingest: {transactions} transactions over {keys} keys, positions + sink on the embedded stack")
-    with tempfile.TemporaryDirectory(prefix="epochflow-bench-") as directory:
-        async with EmbeddedStack(Path(directory), roles=("positions", "sink", "naive")) as stack:
-            pipeline = await Pipeline.connect(stack.settings)
-            naive_stages = {"naive-transactions": "naive.apply", "reference": "naive.reference"}
-            try:
-                await pipeline.quiesce(180, {**BARRIER_STAGES, **naive_stages})  # every worker has joined
-                figures = {"transactions": transactions, "keys": keys}
-                for label, prefix, topic, stages in (
-                    ("batched", "B", None, BARRIER_STAGES),
-                    ("naive", "N", "naive-transactions", naive_stages),
-                ):
-                    reference, trades = ingest_workload(prefix, transactions, keys)
-                    await pipeline.publish(reference)
-                    await pipeline.quiesce(180, {**BARRIER_STAGES, **naive_stages})
-                    seconds = await _timed_publish(pipeline, trades, topic, stages)
-                    rows = await reads.count_position_history(pipeline.engine, epoch=0)
-                    rate = transactions / seconds
-                    echo(f"  {label:<8} {seconds:7.2f} s  {rate:9.0f} txn/s   (history rows in PostgreSQL so far: {rows})")
-                    figures[f"{label}_seconds"] = round(seconds, 3)
-                    figures["txn_per_s" if label == "batched" else "naive_txn_per_s"] = round(rate, 1)
-            finally:
-                await pipeline.close()
-    figures["ratio"] = round(figures["txn_per_s"] / figures["naive_txn_per_s"], 2)
-    echo(f"  ratio batched / naive: {figures['ratio']:.2f}x (target >= 2.5)")
-    return figures
+    figures = asyncio.run(run(tuple(int(h) for h in histories.split(",")), click.echo))
+    if as_json:
+        click.echo(json.dumps(figures))
 
 
-# ---- bench replay -----------------------------------------------------------------------
+@bench.command("fanout")
+@click.option("--portfolios", default="1000,10000", show_default=True, help="Holders of the corrected security (N), comma-separated.")
+@click.option("--days", default=20, show_default=True, help="Days of history per key (D); the price is corrected D - 10 days back.")
+@click.option("--live-rate", default=20.0, show_default=True, help="Live trades per second on other securities.")
+@click.option("--idle-seconds", default=15.0, show_default=True, help="How long the live stream runs with no fan-out.")
+@click.option("--rate", type=float, default=None, help="EPOCHFLOW_FANOUT_RATE for the run (default: the configured one).")
+@click.option("--in-flight", type=int, default=None, help="EPOCHFLOW_FANOUT_IN_FLIGHT for the run (default: the configured one).")
+@click.option("--json", "as_json", is_flag=True, help="Last line: the figures as one JSON object.")
+def bench_fanout(portfolios: str, days: int, live_rate: float, idle_seconds: float, rate: float | None,
+                 in_flight: int | None, as_json: bool) -> None:
+    """A price correction fanned out to N holders: time until all are CURRENT again, and
+    live-trade latency during the fan-out against the same stream without it."""
+    from epochflow.bench.runner import bench_fanout as run
 
-def replay_workload(h: int) -> tuple[list, tuple[str, str]]:
-    """One key with `h` trades, one a day over `h` days (date ranges match the history
-    length), a price every day, business dates up to the last day."""
-    from epochflow.schemas.events import BusinessDateEvent, MarketPriceEvent
-
-    portfolio, security = f"RP{h}", "RPL"
-    events: list = [InstrumentEvent(security_id=security, currency="USD"),
-                    PortfolioEvent(portfolio_id=portfolio, base_currency="USD")]
-    for d in range(h):
-        day = START + timedelta(days=d)
-        events.append(MarketPriceEvent(security_id=security, price_date=day, price=Decimal(100 + d % 17), currency="USD"))
-    for n in range(h):
-        selling = n % 5 == 4
-        events.append(TransactionEvent(
-            transaction_id=f"{portfolio}-T{n}", portfolio_id=portfolio, security_id=security,
-            transaction_type="SELL" if selling else "BUY",
-            transaction_date=datetime.combine(START + timedelta(days=n), dtime(9), tzinfo=timezone.utc),
-            quantity=Decimal(3 if selling else 5), price=Decimal(100), gross_amount=Decimal(300 if selling else 500),
-            trade_fee=Decimal(0), trade_currency="USD",
-        ))
-    events.append(BusinessDateEvent(date=START + timedelta(days=h - 1)))
-    return events, (portfolio, security)
-
-
-async def _wait_current(pipeline: Pipeline, portfolio: str, security: str, epoch: int, days: int, timeout: float) -> float:
-    """Seconds until the key is CURRENT in `epoch` at the business date with every snapshot."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        state = await reads.fetch_positions(pipeline.engine, portfolio, security)
-        if state and state[0].epoch >= epoch and state[0].status == "CURRENT" and state[0].watermark_date == pipeline.business_date:
-            if await reads.count_snapshots(pipeline.engine, portfolio, security, state[0].epoch) >= days:
-                return time.monotonic() - started
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"{portfolio}|{security} not CURRENT in epoch {epoch} within {timeout}s")
-
-
-async def bench_replay(histories: tuple[int, ...], echo: Callable[[str], None] = print) -> dict:
-    """Per history length H (its own fresh stack): load and value H days, then back-date a
-    trade at 10%, 50% and 90% of the history and time until the key is CURRENT again with
-    every snapshot of the new epoch in PostgreSQL."""
-    from epochflow.cli.stack import EmbeddedStack
-
-    echo(f"bench replay: one key per H = {', '.join(map(str, histories))} (H trades over H days, daily prices); "
-         "a back-dated trade at 10%, 50% and 90% of the history")
-    table: list[dict] = []
-    for h in histories:
-        events, (portfolio, security) = replay_workload(h)
-        with tempfile.TemporaryDirectory(prefix="epochflow-bench-") as directory:
-            async with EmbeddedStack(Path(directory)) as stack:
-                pipeline = await Pipeline.connect(stack.settings)
-                try:
-                    await pipeline.quiesce(180)
-                    started = time.monotonic()
-                    await pipeline.publish(events)
-                    await _wait_current(pipeline, portfolio, security, 0, h, 3600)
-                    await pipeline.settle(600)
-                    echo(f"  H={h:>6}: loaded and valued {h} days in {time.monotonic() - started:.1f}s")
-                    for fraction in (0.1, 0.5, 0.9):
-                        state = (await reads.fetch_positions(pipeline.engine, portfolio, security))[0]
-                        offset = int(h * fraction)
-                        late = TransactionEvent(
-                            transaction_id=f"{portfolio}-LATE-{int(fraction * 100)}", portfolio_id=portfolio,
-                            security_id=security, transaction_type="BUY",
-                            transaction_date=datetime.combine(START + timedelta(days=offset), dtime(16), tzinfo=timezone.utc),
-                            quantity=Decimal(1), price=Decimal(100), gross_amount=Decimal(100), trade_fee=Decimal(0),
-                            trade_currency="USD",
-                        )
-                        t0 = time.monotonic()
-                        await pipeline.publish([late])
-                        await _wait_current(pipeline, portfolio, security, state.epoch + 1, h, 3600)
-                        seconds = time.monotonic() - t0
-                        table.append({"H": h, "at": f"{int(fraction * 100)}%", "days_revalued": h - offset,
-                                      "seconds": round(seconds, 3)})
-                        echo(f"  H={h:>6}  back-dated at {int(fraction * 100):>2}%  {h - offset:>6} days revalued  {seconds:8.2f}s")
-                        await pipeline.settle(600)
-                finally:
-                    await pipeline.close()
-    largest = max(histories)
-    at = {row["at"]: row["seconds"] for row in table if row["H"] == largest}
-    ratio = round(at["90%"] / at["10%"], 3)
-    echo(f"  ratio 90% / 10% at H={largest}: {ratio} (target <= 0.25: the cost follows the days after the back-dated date)")
-    return {"histories": list(histories), "table": table, "ratio_90_vs_10": ratio}
-
-
-# ---- bench fanout -----------------------------------------------------------------------
-
-FANOUT_SECURITY = "FANOUT_SEC"
-# The live feed spreads over LIVE_KEYS keys (a portfolio each, LIVE_SECURITIES securities
-# between them), the way a day's trading does: 20 trades a second on only 20 keys would
-# be one trade per key per second, all day, which measures how one key's history grows
-# (see `bench replay` and the README's known limits), not the fan-out's effect on live work.
-LIVE_KEYS = 500
-LIVE_SECURITIES = 20
-
-
-def fanout_workload(n: int, days: int) -> tuple[list, date]:
-    """`n` portfolios each holding FANOUT_SECURITY from the first of `days` days, a price
-    every day, and the last day as the business date. Returns the events and that date."""
-    from epochflow.schemas.events import BusinessDateEvent, MarketPriceEvent
-
-    first = START
-    last = first + timedelta(days=days - 1)
-    events: list = [InstrumentEvent(security_id=FANOUT_SECURITY, currency="USD")]
-    events += [InstrumentEvent(security_id=f"LIVE{k}", currency="USD") for k in range(LIVE_SECURITIES)]
-    events += [PortfolioEvent(portfolio_id=f"F{p:05d}", base_currency="USD") for p in range(n)]
-    events += [PortfolioEvent(portfolio_id=f"LIVEP{k}", base_currency="USD") for k in range(LIVE_KEYS)]
-    for d in range(days):
-        day = first + timedelta(days=d)
-        events.append(MarketPriceEvent(security_id=FANOUT_SECURITY, price_date=day, price=Decimal(50 + d % 7), currency="USD"))
-        events += [MarketPriceEvent(security_id=f"LIVE{k}", price_date=day, price=Decimal(20), currency="USD")
-                   for k in range(LIVE_SECURITIES)]
-    stamp = datetime.combine(first, dtime(10), tzinfo=timezone.utc)
-    events += [TransactionEvent(
-        transaction_id=f"F{p:05d}-BUY", portfolio_id=f"F{p:05d}", security_id=FANOUT_SECURITY, transaction_type="BUY",
-        transaction_date=stamp, quantity=Decimal(10 + p % 9), price=Decimal(50), gross_amount=Decimal(50 * (10 + p % 9)),
-        trade_fee=Decimal(0), trade_currency="USD") for p in range(n)]
-    events.append(BusinessDateEvent(date=last))
-    return events, last
-
-
-class LiveStream:
-    """Live trades on other securities at a steady rate; each one's latency is the time
-    from its publication until its row is in PostgreSQL."""
-
-    def __init__(self, pipeline: Pipeline, rate_per_s: float, day: date) -> None:
-        self.pipeline = pipeline
-        self.interval = 1.0 / rate_per_s
-        self.day = day
-        self.sent: dict[str, float] = {}
-        self.latencies: list[float] = []
-        self.count = 0
-
-    def _trade(self) -> TransactionEvent:
-        """The next trade of the day, later than every one before it (a live feed appends)."""
-        k = self.count % LIVE_KEYS
-        self.count += 1
-        stamp = datetime.combine(self.day, dtime(8), tzinfo=timezone.utc) + timedelta(milliseconds=100 * self.count)
-        return TransactionEvent(
-            transaction_id=f"LIVE-{self.count:08d}", portfolio_id=f"LIVEP{k}", security_id=f"LIVE{k % LIVE_SECURITIES}",
-            transaction_type="BUY", transaction_date=stamp, quantity=Decimal(1), price=Decimal(20),
-            gross_amount=Decimal(20), trade_fee=Decimal(0), trade_currency="USD",
-        )
-
-    async def run(self, until: Callable[[], bool]) -> list[float]:
-        """Publish until `until()` is true, then wait for the stragglers; the latencies."""
-        self.latencies = []
-        poller = asyncio.ensure_future(self._poll())
-        next_at = time.monotonic()
-        try:
-            while not until():
-                trade = self._trade()
-                await self.pipeline.publish([trade])
-                self.sent[trade.transaction_id] = time.monotonic()
-                next_at += self.interval
-                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            deadline = time.monotonic() + 120
-            while self.sent and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-        finally:
-            poller.cancel()
-        return list(self.latencies)
-
-    async def _poll(self) -> None:
-        from sqlalchemy import select
-
-        from epochflow.sinks.models import transactions
-
-        while True:
-            pending = list(self.sent)
-            if pending:
-                async with self.pipeline.engine.connect() as conn:
-                    found = (await conn.execute(
-                        select(transactions.c.transaction_id).where(transactions.c.transaction_id.in_(pending))
-                    )).scalars().all()
-                now = time.monotonic()
-                for transaction_id in found:
-                    self.latencies.append(now - self.sent.pop(transaction_id))
-            await asyncio.sleep(0.01)
-
-
-async def _settle_showing_progress(pipeline: Pipeline, expected_jobs: int, echo: Callable[[str], None],
-                                   timeout: float = 3600, every_s: float = 10.0) -> None:
-    """Settle the pipeline; meanwhile, every `every_s`, how many of the expected valuation
-    jobs are COMPLETE, with a rate and an estimate of the time left."""
-    async def report() -> None:
-        started = time.monotonic()
-        while True:
-            await asyncio.sleep(every_s)
-            done = await reads.count_valuation_jobs(pipeline.engine, status="COMPLETE")
-            elapsed = time.monotonic() - started
-            rate = done / elapsed
-            left = f", about {(expected_jobs - done) / rate:.0f}s left" if rate > 0 and done < expected_jobs else ""
-            echo(f"    {elapsed:6.0f}s  days valued {done:,}/{expected_jobs:,} ({rate:,.0f}/s{left})")
-
-    reporter = asyncio.ensure_future(report())
-    try:
-        await pipeline.settle(timeout)
-    finally:
-        reporter.cancel()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
-
-
-async def _fanout_current(pipeline: Pipeline, generation_before: int) -> int:
-    """Keys CURRENT again (up to the business date) after their reset: a scan of the small
-    position_state table, cheap enough to poll often."""
-    from sqlalchemy import and_, func, select
-
-    from epochflow.sinks.models import position_state as s
-
-    async with pipeline.engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(s).where(and_(
-            s.c.security_id == FANOUT_SECURITY, s.c.status == "CURRENT", s.c.generation > generation_before,
-            s.c.watermark_date == pipeline.business_date)))).scalar_one())
-
-
-async def _fanout_revalued(pipeline: Pipeline, corrected: date, price: Decimal) -> int:
-    """Keys whose corrected day has its new snapshot: a scan of the (large) snapshots table,
-    so it is asked only every few seconds and at the end, or the measurement itself would
-    load the machine it measures."""
-    from sqlalchemy import and_, func, select
-
-    from epochflow.sinks.models import daily_position_snapshots as d
-
-    async with pipeline.engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(d).where(and_(
-            d.c.security_id == FANOUT_SECURITY, d.c.date == corrected, d.c.market_price == price)))).scalar_one())
-
-
-async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle_s: float,
-                       echo: Callable[[str], None] = print, worker_env: dict[str, str] | None = None) -> dict:
-    """Per N (its own fresh stack): N portfolios hold one security for `days` days; a
-    corrected price `days - 10` days back is fanned out to all of them. Times the fan-out
-    until every key is CURRENT with its revalued snapshots in PostgreSQL, and the latency
-    of live trades on other securities during it against the same stream with no fan-out."""
-    from epochflow.cli.stack import EmbeddedStack
-    from epochflow.schemas.events import MarketPriceEvent
-
-    back = days - 10
-    echo(f"bench fanout: N = {', '.join(map(str, sizes))} portfolios holding one security for {days} days; "
-         f"a price corrected {back} days back; live trades at {live_rate:g}/s on {LIVE_KEYS} other keys")
-    runs: list[dict] = []
-    for n in sizes:
-        events, last = fanout_workload(n, days)
-        with tempfile.TemporaryDirectory(prefix="epochflow-bench-") as directory:
-            async with EmbeddedStack(Path(directory), worker_env=worker_env) as stack:
-                pipeline = await Pipeline.connect(stack.settings)
-                try:
-                    await pipeline.quiesce(180)
-                    started = time.monotonic()
-                    await pipeline.publish(events)
-                    await _settle_showing_progress(pipeline, n * days, echo)
-                    echo(f"  N={n:>6}: loaded and valued {n} keys x {days} days in {time.monotonic() - started:.1f}s")
-                    live = LiveStream(pipeline, live_rate, last)
-                    idle_until = time.monotonic() + idle_s
-                    idle = await live.run(lambda: time.monotonic() >= idle_until)
-                    await pipeline.settle(600)
-
-                    corrected = last - timedelta(days=back)
-                    new_price = Decimal("1234.5")
-                    generation_before = max(r.generation for r in await reads.fetch_positions(pipeline.engine, security_id=FANOUT_SECURITY))
-                    done = asyncio.Event()
-                    t0 = time.monotonic()
-                    await pipeline.publish([MarketPriceEvent(security_id=FANOUT_SECURITY, price_date=corrected,
-                                                             price=new_price, currency="USD")])
-                    during_task = asyncio.ensure_future(live.run(done.is_set))
-                    shown = 0.0
-                    while True:
-                        current = await _fanout_current(pipeline, generation_before)
-                        if current >= n and await _fanout_revalued(pipeline, corrected, new_price) >= n:
-                            break
-                        if time.monotonic() - shown >= 2:
-                            revalued = await _fanout_revalued(pipeline, corrected, new_price)
-                            progress = await reads.fanout_progress(pipeline.engine)
-                            echo(f"    {time.monotonic() - t0:6.1f}s  keys reset {progress['keys_reset']}/{progress['keys_total']} "
-                                 f"(open jobs)  revalued {revalued}/{n}  CURRENT again {current}/{n}")
-                            shown = time.monotonic()
-                        if time.monotonic() - t0 > 3600:
-                            raise TimeoutError(f"fan-out of N={n} not done within an hour")
-                        await asyncio.sleep(0.1)
-                    seconds = time.monotonic() - t0
-                    done.set()
-                    during = await during_task
-                finally:
-                    await pipeline.close()
-        revaluations = n * (back + 1)
-        run = {
-            "portfolios": n, "days": days, "days_revalued": back + 1,
-            "seconds_to_current": round(seconds, 3), "revaluations_per_s": round(revaluations / seconds, 1),
-            "live_samples_idle": len(idle), "live_samples_fanout": len(during),
-            "live_p50_idle_ms": round(percentile(idle, 0.5) * 1000, 1),
-            "live_p99_idle_ms": round(percentile(idle, 0.99) * 1000, 1),
-            "live_p50_fanout_ms": round(percentile(during, 0.5) * 1000, 1),
-            "live_p99_fanout_ms": round(percentile(during, 0.99) * 1000, 1),
-        }
-        run["live_p99_ratio"] = round(run["live_p99_fanout_ms"] / run["live_p99_idle_ms"], 2)
-        runs.append(run)
-        echo(f"  N={n:>6}: CURRENT again in {seconds:.1f}s, {run['revaluations_per_s']:.0f} revaluations/s; live p50/p99 "
-             f"idle {run['live_p50_idle_ms']:.0f}/{run['live_p99_idle_ms']:.0f} ms, during the fan-out "
-             f"{run['live_p50_fanout_ms']:.0f}/{run['live_p99_fanout_ms']:.0f} ms: p99 ratio {run['live_p99_ratio']:.2f} (target <= 2)")
-    largest = runs[-1]
-    return {**largest, "runs": runs}
+    if days <= 10:
+        raise click.BadParameter("must be more than 10", param_hint="--days")
+    env = {name: str(value) for name, value in (("EPOCHFLOW_FANOUT_RATE", rate), ("EPOCHFLOW_FANOUT_IN_FLIGHT", in_flight))
+           if value is not None}
+    figures = asyncio.run(run(tuple(int(n) for n in portfolios.split(",")), days, live_rate, idle_seconds, click.echo, env))
+    if as_json:
+        click.echo(json.dumps(figures))

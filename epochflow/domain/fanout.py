@@ -1,7 +1,7 @@
 """Price and FX corrections at scale: instrument-level triggers, the durable
 RESET_WATERMARKS job queue and the rate limiter that paces the fan-out.
 
-A *subject* is what a correction is about: `price|SECURITY` or `fx|FROM|TO`. Each subject
+A *subject* is what a correction is about: `price|SECURITY` or `fx|FROM|TO` (see `keys`). Each subject
 has one record per partition of the keys it serves: at most one pending trigger (the
 earliest impacted date of the corrections not yet queued) and at most one open job.
 
@@ -17,9 +17,12 @@ key and has no effect.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from enum import StrEnum
+
+from epochflow.domain.keys import reset_job_id
 
 DAY = timedelta(days=1)
 JOB_TYPE = "RESET_WATERMARKS"
@@ -33,35 +36,22 @@ class ResetJobStatus(StrEnum):
 
 
 OPEN = (ResetJobStatus.PENDING, ResetJobStatus.PROCESSING)
-
-
-def price_subject(security_id: str) -> str:
-    return f"price|{security_id}"
-
-
-def fx_subject(from_currency: str, to_currency: str) -> str:
-    return f"fx|{from_currency}|{to_currency}"
-
-
-def describe_subject(subject: str) -> tuple[str | None, str | None, str | None]:
-    """(security_id, from_currency, to_currency) of a subject."""
-    kind, _, rest = subject.partition("|")
-    if kind == "price":
-        return rest, None, None
-    from_currency, _, to_currency = rest.partition("|")
-    return None, from_currency, to_currency
+ENDED = (ResetJobStatus.COMPLETE, ResetJobStatus.FAILED)
 
 
 @dataclass(frozen=True, slots=True)
 class FanoutConfig:
-    claim_batch: int = 4  # jobs PROCESSING at once, per partition
-    keys_per_cycle: int = 500  # most resets one job sends in one cycle
-    rate_per_s: float = 2000.0  # resets per second, per worker
+    """The fan-out's pace. Every value comes from the settings, which own the defaults
+    (see `agents.configs.fanout_config`)."""
+
+    claim_batch: int  # jobs PROCESSING at once, per partition
+    keys_per_cycle: int  # most resets one job sends in one cycle
+    rate_per_s: float  # resets per second, per worker
     # keys reset but not CURRENT again, per worker: the fan-out never has more than this
     # many keys being revalued at once, so the live flow keeps its share of the pipeline
-    max_in_flight: int = 32
-    in_flight_timeout_s: float = 60.0  # a key not CURRENT again by then no longer counts
-    max_attempts: int = 5  # a job whose worker died this often is FAILED, for an operator
+    max_in_flight: int
+    in_flight_timeout_s: float  # a key not CURRENT again by then no longer counts
+    max_attempts: int  # a job whose worker died this often is FAILED, for an operator
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +94,12 @@ class SubjectState:
         return self.trigger is not None or (self.job is not None and self.job.status in OPEN)
 
 
+def is_correction(day: date, business_date: date | None) -> bool:
+    """A price or rate that changed for a day before the business date corrects days
+    already valued (or due to be). Without a business date nothing is valued yet."""
+    return business_date is not None and day < business_date
+
+
 def on_correction(state: SubjectState, day: date, ref_offset: int, now: float) -> SubjectState:
     """A back-dated price or rate for `day`: the trigger keeps the earliest impacted date
     (a later, earlier-dated correction moves it back; a later-dated one does not) and the
@@ -129,8 +125,20 @@ def queue(state: SubjectState, now: float) -> SubjectState:
     if job is not None and job.status is ResetJobStatus.PROCESSING:
         return state
     number = state.jobs_created + 1
-    job = ResetJob(f"{state.subject}#p{state.partition}#{number}", t.earliest, t.ref_offset, now)
+    job = ResetJob(reset_job_id(state.subject, state.partition, number), t.earliest, t.ref_offset, now)
     return replace(state, trigger=None, job=job, jobs_created=number, version=state.version + 1)
+
+
+def claim_waits(state: SubjectState, processing: int, cfg: FanoutConfig) -> bool:
+    """A PENDING job is not claimed while `claim_batch` jobs of its partition are already
+    PROCESSING (counted over the cycle so far)."""
+    return state.job is not None and state.job.status is ResetJobStatus.PENDING and processing >= cfg.claim_batch
+
+
+def interrupted(job: ResetJob | None, working: Collection[str]) -> bool:
+    """A PROCESSING job that this worker process neither claimed nor resumed (`working`):
+    the worker that ran it died, or lost its partition."""
+    return job is not None and job.status is ResetJobStatus.PROCESSING and job.job_id not in working
 
 
 def claim(state: SubjectState, now: float, cfg: FanoutConfig, interrupted: bool = False) -> SubjectState:
@@ -170,6 +178,20 @@ def take(state: SubjectState, holders: int, budget: int, now: float) -> tuple[Su
     else:
         return state, batch
     return replace(state, job=job, version=state.version + 1), batch
+
+
+def resets_wanted(holders: int, cursor: int, room: int | None, cfg: FanoutConfig) -> int:
+    """How many resets a PROCESSING job asks the rate limiter for this cycle: at most
+    `keys_per_cycle`, the holders it has not reset yet, and the room the in-flight window
+    has (None: no window)."""
+    want = min(cfg.keys_per_cycle, holders - cursor)
+    return want if room is None else min(want, room)
+
+
+def pace_limiter(cfg: FanoutConfig, tick_s: float, now: float) -> RateLimiter:
+    """One budget for a whole worker (its partitions share the configured rate), with a
+    tick's worth of resets saved up at most (at least one)."""
+    return RateLimiter(cfg.rate_per_s, burst=max(cfg.rate_per_s * tick_s, 1.0), now=now)
 
 
 class RateLimiter:

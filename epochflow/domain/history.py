@@ -1,5 +1,5 @@
 """Position history: a key's transactions in order, each with the position after it,
-kept in month buckets so a change recomputes from its own month onward and no earlier."""
+kept in week buckets so a change recomputes from its own week onward and no earlier."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from epochflow.domain.cost import FxLookup, cost_transaction
-from epochflow.domain.model import Bucket, CostContext, HistoryEntry, Holding, Transaction, period_of
+from epochflow.domain.model import Bucket, CostContext, HistoryEntry, Holding, Transaction, week_of
 
 BucketLoader = Callable[[str], Bucket | None]
 
@@ -17,7 +17,7 @@ BucketLoader = Callable[[str], Bucket | None]
 @dataclass(frozen=True, slots=True)
 class Rebuilt:
     buckets: tuple[Bucket, ...]  # every bucket that was rewritten (empty ones: delete)
-    months: tuple[tuple[str, int], ...]  # the key's whole month index with entry counts
+    weeks: tuple[tuple[str, int], ...]  # the key's whole week index with entry counts
     holding: Holding  # after the last entry
     emitted: tuple[tuple[int, HistoryEntry], ...]  # (seq, entry) for entries dated >= from_date
     first_date: date | None
@@ -30,39 +30,39 @@ def _insert_sorted(entries: list[Transaction], txn: Transaction) -> None:
 
 
 def rebuild(
-    months: tuple[tuple[str, int], ...],
+    weeks: tuple[tuple[str, int], ...],
     current: Holding,
     load: BucketLoader,
-    start_month: str,
+    start_week: str,
     emit_from: date,
     ctx: CostContext,
     fx: FxLookup,
     insert: Transaction | None = None,
     remove_id: str | None = None,
-    remove_month: str | None = None,
+    remove_week: str | None = None,
 ) -> Rebuilt:
-    """Re-cost the key from `start_month` to the end, optionally removing one transaction
+    """Re-cost the key from `start_week` to the end, optionally removing one transaction
     (an amendment's old version) and inserting one. Entries dated `emit_from` or later are
     returned for sending; earlier ones are unchanged."""
     if insert is not None and remove_id is None:
-        appended = _append(months, current, load, emit_from, ctx, fx, insert)
+        appended = _append(weeks, current, load, emit_from, ctx, fx, insert)
         if appended is not None:
             return appended
-    index = dict(months)
-    touched = sorted({m for m in index if m >= start_month} | ({period_of(insert.date)} if insert else set()))
-    seq = sum(count for m, count in months if m < start_month)
+    index = dict(weeks)
+    touched = sorted({m for m in index if m >= start_week} | ({week_of(insert.date)} if insert else set()))
+    seq = sum(count for m, count in weeks if m < start_week)
 
     loaded = {m: load(m) for m in touched if m in index}
-    opening = _opening(months, start_month, current, loaded, load)
+    opening = _opening(weeks, start_week, current, loaded, load)
 
-    txns_by_month: dict[str, list[Transaction]] = {}
+    txns_by_week: dict[str, list[Transaction]] = {}
     for m in touched:
         bucket = loaded.get(m)
-        txns_by_month[m] = [e.txn for e in bucket.entries] if bucket else []
-    if remove_id is not None and remove_month in txns_by_month:
-        txns_by_month[remove_month] = [t for t in txns_by_month[remove_month] if t.transaction_id != remove_id]
+        txns_by_week[m] = [e.txn for e in bucket.entries] if bucket else []
+    if remove_id is not None and remove_week in txns_by_week:
+        txns_by_week[remove_week] = [t for t in txns_by_week[remove_week] if t.transaction_id != remove_id]
     if insert is not None:
-        _insert_sorted(txns_by_month[period_of(insert.date)], insert)
+        _insert_sorted(txns_by_week[week_of(insert.date)], insert)
 
     holding = opening
     new_buckets: list[Bucket] = []
@@ -70,7 +70,7 @@ def rebuild(
     for m in touched:
         bucket_opening = holding
         entries: list[HistoryEntry] = []
-        for txn in txns_by_month[m]:
+        for txn in txns_by_week[m]:
             holding, entry = cost_transaction(holding, txn, ctx, fx)
             entries.append(entry)
             if txn.date >= emit_from:
@@ -79,66 +79,66 @@ def rebuild(
         new_buckets.append(Bucket(m, bucket_opening, tuple(entries)))
         index[m] = len(entries)
 
-    new_months = tuple((m, c) for m, c in sorted(index.items()) if c > 0)
-    first_date, last_date = _ends(new_months, new_buckets, load)
-    return Rebuilt(tuple(new_buckets), new_months, holding, tuple(emitted), first_date, last_date)
+    new_weeks = tuple((m, c) for m, c in sorted(index.items()) if c > 0)
+    first_date, last_date = _ends(new_weeks, new_buckets, load)
+    return Rebuilt(tuple(new_buckets), new_weeks, holding, tuple(emitted), first_date, last_date)
 
 
-def _append(months, current: Holding, load: BucketLoader, emit_from: date, ctx: CostContext, fx: FxLookup,
+def _append(weeks, current: Holding, load: BucketLoader, emit_from: date, ctx: CostContext, fx: FxLookup,
             txn: Transaction) -> Rebuilt | None:
     """The live case: a transaction after every other one costs from the current holding
     alone; nothing before it changes. None when it is not an append."""
-    month = period_of(txn.date)
-    last_month = months[-1][0] if months else None
-    if last_month is not None and month < last_month:
+    week = week_of(txn.date)
+    last_week = weeks[-1][0] if weeks else None
+    if last_week is not None and week < last_week:
         return None
-    bucket = load(month) if month == last_month else None
+    bucket = load(week) if week == last_week else None
     if bucket is not None and bucket.entries and bucket.entries[-1].txn.sort_key >= txn.sort_key:
         return None
     holding, entry = cost_transaction(current, txn, ctx, fx)
     previous = bucket.entries if bucket else ()
-    new_bucket = Bucket(month, bucket.opening if bucket else current, previous + (entry,))
-    total = sum(count for _, count in months)
+    new_bucket = Bucket(week, bucket.opening if bucket else current, previous + (entry,))
+    total = sum(count for _, count in weeks)
     start_seq = total - len(previous)
     emitted = tuple((start_seq + i, e) for i, e in enumerate(new_bucket.entries) if e.txn.date >= emit_from)
-    new_months = tuple((m, c) for m, c in months if m != month) + ((month, len(new_bucket.entries)),)
-    if months:
-        first = load(months[0][0]) if months[0][0] != month else new_bucket
+    new_weeks = tuple((m, c) for m, c in weeks if m != week) + ((week, len(new_bucket.entries)),)
+    if weeks:
+        first = load(weeks[0][0]) if weeks[0][0] != week else new_bucket
         first_date = first.entries[0].txn.date if first and first.entries else txn.date
     else:
         first_date = txn.date
-    return Rebuilt((new_bucket,), new_months, holding, emitted, first_date, txn.date)
+    return Rebuilt((new_bucket,), new_weeks, holding, emitted, first_date, txn.date)
 
 
-def _opening(months, start_month: str, current: Holding, loaded: dict, load: BucketLoader) -> Holding:
-    """The holding the key had before `start_month`: the opening of the first existing
+def _opening(weeks, start_week: str, current: Holding, loaded: dict, load: BucketLoader) -> Holding:
+    """The holding the key had before `start_week`: the opening of the first existing
     bucket at or after it (buckets store their opening), or the current holding when the
-    start is past every existing month."""
-    for m, _ in months:
-        if m >= start_month:
+    start is past every existing week."""
+    for m, _ in weeks:
+        if m >= start_week:
             bucket = loaded.get(m) or load(m)
             if bucket is not None:
                 return bucket.opening
     return current
 
 
-def _ends(months, rebuilt: Iterable[Bucket], load: BucketLoader) -> tuple[date | None, date | None]:
-    if not months:
+def _ends(weeks, rebuilt: Iterable[Bucket], load: BucketLoader) -> tuple[date | None, date | None]:
+    if not weeks:
         return None, None
-    by_month = {b.month: b for b in rebuilt}
-    first = by_month.get(months[0][0]) or load(months[0][0])
-    last = by_month.get(months[-1][0]) or load(months[-1][0])
+    by_week = {b.week: b for b in rebuilt}
+    first = by_week.get(weeks[0][0]) or load(weeks[0][0])
+    last = by_week.get(weeks[-1][0]) or load(weeks[-1][0])
     first_date = first.entries[0].txn.date if first and first.entries else None
     last_date = last.entries[-1].txn.date if last and last.entries else None
     return first_date, last_date
 
 
-def entries_from(months: tuple[tuple[str, int], ...], load: BucketLoader, from_date: date) -> list[tuple[int, HistoryEntry]]:
+def entries_from(weeks: tuple[tuple[str, int], ...], load: BucketLoader, from_date: date) -> list[tuple[int, HistoryEntry]]:
     """(seq, entry) for every entry dated `from_date` or later, for re-sending a replay."""
     out: list[tuple[int, HistoryEntry]] = []
     seq = 0
-    start = period_of(from_date)
-    for m, count in months:
+    start = week_of(from_date)
+    for m, count in weeks:
         if m < start:
             seq += count
             continue
@@ -150,9 +150,9 @@ def entries_from(months: tuple[tuple[str, int], ...], load: BucketLoader, from_d
     return out
 
 
-def find_entry(months: tuple[tuple[str, int], ...], load: BucketLoader, month: str, transaction_id: str) -> tuple[int, HistoryEntry] | None:
-    seq = sum(count for m, count in months if m < month)
-    bucket = load(month)
+def find_entry(weeks: tuple[tuple[str, int], ...], load: BucketLoader, week: str, transaction_id: str) -> tuple[int, HistoryEntry] | None:
+    seq = sum(count for m, count in weeks if m < week)
+    bucket = load(week)
     for entry in bucket.entries if bucket else ():
         if entry.txn.transaction_id == transaction_id:
             return seq, entry

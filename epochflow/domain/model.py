@@ -13,6 +13,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from epochflow.domain.keys import position_key
+
 ZERO = Decimal(0)
 
 
@@ -38,23 +40,21 @@ class KeyStatus(StrEnum):
     REPROCESSING = "REPROCESSING"
 
 
+class ReprocessingStatus(StrEnum):
+    """What readers are told about a key."""
+
+    CURRENT = "CURRENT"
+    IN_PROGRESS = "IN_PROGRESS"  # its numbers are being rebuilt
+
+
 def reprocessing_status(status: str) -> str:
     """What readers are told about a key: CURRENT, or IN_PROGRESS while it is rebuilt."""
-    return "IN_PROGRESS" if status == KeyStatus.REPROCESSING else "CURRENT"
+    return (ReprocessingStatus.IN_PROGRESS if status == KeyStatus.REPROCESSING else ReprocessingStatus.CURRENT).value
 
 
 class Flag(StrEnum):
     OVERSOLD = "OVERSOLD"  # sold more than was held: kept, resolved when the earlier trade arrives
     FX_MISSING = "FX_MISSING"  # base-currency figures wait for an FX rate
-
-
-def position_key(portfolio_id: str, security_id: str) -> str:
-    return f"{portfolio_id}|{security_id}"
-
-
-def split_key(key: str) -> tuple[str, str]:
-    portfolio_id, security_id = key.split("|", 1)
-    return portfolio_id, security_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +145,10 @@ class HistoryEntry:
 
 @dataclass(frozen=True, slots=True)
 class Bucket:
-    """One calendar month of a key's history, with the holding it opened with, so a
-    recomputation can start at any month without reading earlier ones."""
+    """One ISO week of a key's history (see `week_of`), with the holding it opened with,
+    so a recomputation can start at any week without reading earlier ones."""
 
-    month: str
+    week: str
     opening: Holding
     entries: tuple[HistoryEntry, ...] = ()
 
@@ -158,7 +158,7 @@ class TxnRef:
     """Where a transaction id lives in the key's history and what it contained."""
 
     fingerprint: str
-    month: str  # the history bucket (period) it is in
+    week: str  # the history bucket it is in
     # the first day its step rewrote: a re-delivery re-sends from there, so a crash between
     # the state write and the sends cannot lose rows the step changed after it
     emitted_from: date | None = None
@@ -178,7 +178,7 @@ class PositionState:
     generation: int = 0
     version: int = 0
     holding: Holding = field(default_factory=Holding)
-    months: tuple[tuple[str, int], ...] = ()  # (month, entry count), in order
+    weeks: tuple[tuple[str, int], ...] = ()  # (week, entry count), in order
     txn_count: int = 0
     first_open_date: date | None = None
     last_transaction_date: date | None = None
@@ -207,11 +207,12 @@ class PositionState:
         return max(dates) if dates else None
 
 
-def period_of(day: date) -> str:
+def week_of(day: date) -> str:
     """The history bucket a day belongs to: its ISO week, named by its Monday (sortable).
     A week keeps the bucket an append rewrites small, whatever the history's length."""
     return (day - timedelta(days=day.weekday())).isoformat()
 
 
 def month_of(day: date) -> str:
+    """The bucket of a dated series (prices, FX rates): its calendar month."""
     return f"{day.year:04d}-{day.month:02d}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from epochflow.domain.cost import FxLookup
+from epochflow.domain.fencing import advance_fenced, reset_fenced
 from epochflow.domain.history import BucketLoader, Rebuilt, entries_from, find_entry, rebuild
 from epochflow.domain.model import (
     Bucket,
@@ -22,7 +23,7 @@ from epochflow.domain.model import (
     PositionState,
     Transaction,
     TxnRef,
-    period_of,
+    week_of,
 )
 
 DAY = timedelta(days=1)
@@ -89,10 +90,6 @@ def detect_backdated(state: PositionState, affected: date) -> bool:
     return completed is not None and affected < completed
 
 
-def is_stale(state: PositionState, epoch: int) -> bool:
-    return epoch < state.epoch
-
-
 # ---- transactions --------------------------------------------------------------------
 
 def apply_transaction(
@@ -107,20 +104,20 @@ def apply_transaction(
         return _resend(state, txn.transaction_id, ref, load)
 
     affected = txn.date
-    remove_month = None
+    remove_week = None
     if ref is not None:  # an amendment replaces the old version wherever it was
-        remove_month = ref.month
-        old = find_entry(state.months, load, ref.month, txn.transaction_id)
+        remove_week = ref.week
+        old = find_entry(state.weeks, load, ref.week, txn.transaction_id)
         if old is not None:
             affected = min(affected, old[1].txn.date)
 
     new_state, opened = _open_epoch_if_backdated(state, affected, txn.transaction_id)
     if not opened:
         new_state = _revalue_day_if_completed(new_state, affected)
-    start_month = period_of(affected)
-    rebuilt = _rebuild(new_state, load, start_month, affected, reference, insert=txn,
-                       remove_id=txn.transaction_id if ref else None, remove_month=remove_month)
-    new_state = replace(_after_rebuild(new_state, rebuilt, reference, txn.trade_currency, start_month), changed_from=affected)
+    start_week = week_of(affected)
+    rebuilt = _rebuild(new_state, load, start_week, affected, reference, insert=txn,
+                       remove_id=txn.transaction_id if ref else None, remove_week=remove_week)
+    new_state = replace(_after_rebuild(new_state, rebuilt, reference, txn.trade_currency, start_week), changed_from=affected)
     outputs: list[Output] = []
     if opened:
         outputs.append(EpochOpened(state.epoch, new_state.epoch, affected))
@@ -129,7 +126,7 @@ def apply_transaction(
     return Step(
         new_state,
         rebuilt.buckets,
-        ((txn.transaction_id, TxnRef(fingerprint, period_of(txn.date), affected)),),
+        ((txn.transaction_id, TxnRef(fingerprint, week_of(txn.date), affected)),),
         tuple(outputs),
     )
 
@@ -141,11 +138,11 @@ def _resend(state: PositionState, transaction_id: str, ref: TxnRef, load: Bucket
     if state.epoch_trigger == transaction_id and state.epoch_rebuilt_from:
         start = date.fromisoformat(state.epoch_rebuilt_from)
         outputs.append(EpochOpened(state.epoch - 1, state.epoch, start))
-        outputs.append(HistoryWritten(state.epoch, tuple(entries_from(state.months, load, start))))
+        outputs.append(HistoryWritten(state.epoch, tuple(entries_from(state.weeks, load, start))))
     elif ref.emitted_from is not None:
-        outputs.append(HistoryWritten(state.epoch, tuple(entries_from(state.months, load, ref.emitted_from))))
+        outputs.append(HistoryWritten(state.epoch, tuple(entries_from(state.weeks, load, ref.emitted_from))))
     else:
-        found = find_entry(state.months, load, ref.month, transaction_id)
+        found = find_entry(state.weeks, load, ref.week, transaction_id)
         if found is not None:
             outputs.append(HistoryWritten(state.epoch, (found,)))
     outputs.append(StateChanged(state))
@@ -191,22 +188,22 @@ def _moved_back(state: PositionState, to: date) -> PositionState:
     )
 
 
-def _rebuild(state: PositionState, load: BucketLoader, start_month: str, emit_from: date, reference: Reference, **edit) -> Rebuilt:
+def _rebuild(state: PositionState, load: BucketLoader, start_week: str, emit_from: date, reference: Reference, **edit) -> Rebuilt:
     ctx = reference.ctx or CostContext(base_currency="")
     fx = reference.fx if reference.ctx else (lambda *_: None)
-    return rebuild(state.months, state.holding, load, start_month, emit_from, ctx, fx, **edit)
+    return rebuild(state.weeks, state.holding, load, start_week, emit_from, ctx, fx, **edit)
 
 
-def _after_rebuild(state: PositionState, rebuilt: Rebuilt, reference: Reference, currency: str | None, start_month: str) -> PositionState:
-    waiting, missing_from = _waiting_for(rebuilt, state, reference, start_month)
+def _after_rebuild(state: PositionState, rebuilt: Rebuilt, reference: Reference, currency: str | None, start_week: str) -> PositionState:
+    waiting, missing_from = _waiting_for(rebuilt, state, reference, start_week)
     currencies = set(state.fx_currencies)
     if currency and (reference.ctx is None or currency != reference.ctx.base_currency):
         currencies.add(currency)
     return replace(
         state,
         holding=rebuilt.holding,
-        months=rebuilt.months,
-        txn_count=sum(c for _, c in rebuilt.months),
+        weeks=rebuilt.weeks,
+        txn_count=sum(c for _, c in rebuilt.weeks),
         first_open_date=rebuilt.first_date,
         last_transaction_date=rebuilt.last_date,
         waiting_for=waiting,
@@ -216,12 +213,12 @@ def _after_rebuild(state: PositionState, rebuilt: Rebuilt, reference: Reference,
     )
 
 
-def _waiting_for(rebuilt: Rebuilt, state: PositionState, reference: Reference, start_month: str) -> tuple[str, date | None]:
+def _waiting_for(rebuilt: Rebuilt, state: PositionState, reference: Reference, start_week: str) -> tuple[str, date | None]:
     """What the key's base-currency figures wait for, and from which date."""
     if reference.ctx is None:
         # from the first transaction after this step (an earlier one may just have moved)
         return f"portfolio {state.portfolio_id}", rebuilt.first_date
-    earlier = state.fx_missing_from if state.fx_missing_from and period_of(state.fx_missing_from) < start_month else None
+    earlier = state.fx_missing_from if state.fx_missing_from and week_of(state.fx_missing_from) < start_week else None
     first_missing = next(
         (e for b in rebuilt.buckets for e in b.entries if Flag.FX_MISSING in e.flags),
         None,
@@ -236,19 +233,29 @@ def _waiting_for(rebuilt: Rebuilt, state: PositionState, reference: Reference, s
 
 # ---- reference data arriving ---------------------------------------------------------
 
+def recost_from(state: PositionState, since: date | None) -> date | None:
+    """Where a key is re-costed from when reference data it depends on changes: the change's
+    date (the portfolio's: the first transaction), or earlier where base-currency figures
+    already wait for a rate. None: the key has no history yet."""
+    start = since or state.first_open_date
+    if start is None:
+        return None
+    return start if state.fx_missing_from is None else min(start, state.fx_missing_from)
+
+
 def apply_reference_change(state: PositionState, since: date, load: BucketLoader, reference: Reference) -> Step:
     """An FX rate (or the portfolio) arrived or changed: re-cost the key from `since`, in
     the same epoch, and revalue the days it touched."""
-    if not state.months:
+    if not state.weeks:
         return Step(state, changed=False)
     first = state.first_open_date or since
     since = max(since, first)
     if state.last_transaction_date is not None and since > state.last_transaction_date and not state.waiting_for:
         return Step(state, changed=False)
     new_state = _revalue_day_if_completed(state, since) if state.effective_completed_date and since <= state.effective_completed_date else state
-    start_month = period_of(since)
-    rebuilt = _rebuild(new_state, load, start_month, since, reference)
-    new_state = replace(_after_rebuild(new_state, rebuilt, reference, None, start_month), changed_from=since)
+    start_week = week_of(since)
+    rebuilt = _rebuild(new_state, load, start_week, since, reference)
+    new_state = replace(_after_rebuild(new_state, rebuilt, reference, None, start_week), changed_from=since)
     return Step(new_state, rebuilt.buckets, (), (HistoryWritten(new_state.epoch, rebuilt.emitted), StateChanged(new_state)))
 
 
@@ -258,10 +265,9 @@ def apply_advance(state: PositionState, epoch: int, generation: int, to_date: da
                   latest_snapshot_date: date | None, business_date: date | None) -> Step:
     """The scheduler's advance: only forward, only for the epoch and reset generation it
     was computed from."""
-    if is_stale(state, epoch) or epoch != state.epoch:
-        return Step(state, outputs=(Dropped(f"advance for epoch {epoch}, key is at {state.epoch}"),), changed=False)
-    if generation != state.generation:
-        return Step(state, outputs=(Dropped(f"advance from reset generation {generation}, key is at {state.generation}"),), changed=False)
+    fenced = advance_fenced(epoch, generation, state.epoch, state.generation)
+    if fenced is not None:
+        return Step(state, outputs=(Dropped(fenced),), changed=False)
     watermark = to_date if state.watermark_date is None else max(state.watermark_date, to_date)
     snapshot = latest_snapshot_date
     if state.latest_snapshot_date is not None:
@@ -286,8 +292,9 @@ def apply_reset(state: PositionState, epoch: int | None, to_date: date, job_id: 
     valued but has not advanced past are valued again, and raises the reference offset
     valuation must have read first (`ref_floor`, the correction's offset). A job's second
     delivery of the same reset (after a crash) has no effect."""
-    if epoch is not None and is_stale(state, epoch):
-        return Step(state, outputs=(Dropped(f"reset for epoch {epoch}, key is at {state.epoch}"),), changed=False)
+    fenced = reset_fenced(epoch, state.epoch)
+    if fenced is not None:
+        return Step(state, outputs=(Dropped(fenced),), changed=False)
     completed = state.effective_completed_date
     moved = completed is not None and to_date < completed
     # a reset with nothing to do (or seen before) re-sends the key's state: if this one is

@@ -13,6 +13,9 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from enum import StrEnum
 
+from epochflow.domain import fencing
+from epochflow.domain.keys import position_key, price_subject
+
 DAY = timedelta(days=1)
 
 
@@ -27,17 +30,35 @@ class JobStatus(StrEnum):
 DONE = (JobStatus.COMPLETE, JobStatus.SKIPPED_NO_POSITION)
 
 
+class Answer(StrEnum):
+    """The valuation role's answer to one dispatch."""
+
+    COMPLETE = "COMPLETE"
+    SKIPPED_NO_POSITION = "SKIPPED_NO_POSITION"
+    BLOCKED = "BLOCKED"  # valued without a price or rate it needs: retried when it arrives
+    NOT_READY = "NOT_READY"  # the valuation worker had not read what the dispatch needs yet
+    FAILED = "FAILED"
+    STALE = "STALE"  # a job of an older epoch than the valuation role's copy of the key
+
+
+VALUED = (Answer.COMPLETE, Answer.SKIPPED_NO_POSITION)
+
+
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
-    backoff_s: float = 60.0  # a blocked job is not retried sooner (unless its data arrives)
-    max_attempts: int = 5  # past this, the job alerts (and still waits for its data)
-    processing_timeout_s: float = 60.0  # a PROCESSING job older than this is reclaimed
+    """The first four come from the settings, which own their defaults (see
+    `agents.configs.scheduler_config`)."""
+
+    backoff_s: float  # a blocked job is not retried sooner (unless its data arrives)
+    max_attempts: int  # past this, the job alerts (and still waits for its data)
+    processing_timeout_s: float  # a PROCESSING job older than this is reclaimed
+    # jobs PROCESSING per partition, at most (the dispatch window): a backlog waits here,
+    # PENDING, instead of in the valuation role's queue, where it would outlast
+    # processing_timeout_s and be reclaimed
+    max_processing_per_partition: int
     not_ready_delay_s: float = 0.2  # valuation had not seen the positions the job needs yet
     max_in_flight_per_key: int = 1000  # jobs not yet ended, per key
     max_dispatch_per_tick: int = 2000  # per partition and tick, so a backlog never starves live work
-    # jobs PROCESSING per partition, at most: a backlog waits here, PENDING, instead of in the
-    # valuation role's queue, where it would outlast processing_timeout_s and be reclaimed
-    max_processing_per_partition: int = 500
     full_pass_s: float = 5.0  # a tick goes over every active key (reclaims) at most this often
 
 
@@ -77,7 +98,7 @@ class ScheduleKey:
 
     @property
     def key(self) -> str:
-        return f"{self.portfolio_id}|{self.security_id}"
+        return position_key(self.portfolio_id, self.security_id)
 
     def start_day(self) -> date | None:
         """First day to value: after the watermark, never before the first open date."""
@@ -142,12 +163,12 @@ def on_position_state(sk: ScheduleKey, epoch: int, generation: int, version: int
     revalues them (a reset when the watermark is past them, possibly by an advance still in
     flight); any change retries blocked jobs at once, since what they waited on may be what
     changed."""
-    if epoch < sk.epoch or (epoch == sk.epoch and version <= sk.state_version):
+    if not fencing.is_news(epoch, version, sk.epoch, sk.state_version):
         return sk, []
     outputs: list[Output] = []
     jobs = sk.jobs
     in_flight_changed = None
-    if epoch != sk.epoch or generation != sk.generation:
+    if not fencing.same_generation(sk.epoch, sk.generation, epoch, generation):
         jobs = ()
     else:
         # our own advance may not have reached the positions role yet
@@ -234,7 +255,7 @@ class Outcome:
     day: date
     epoch: int
     job_version: int
-    outcome: str  # COMPLETE, SKIPPED_NO_POSITION, BLOCKED, NOT_READY, FAILED, STALE
+    outcome: str  # an Answer
     reason: str | None = None
     waiting_on: str | None = None
 
@@ -249,31 +270,32 @@ def on_outcomes(sk: ScheduleKey, outcomes: list[Outcome], now: float, cfg: Sched
     outputs: list[Output] = []
     for o in outcomes:
         job = by_day.get(o.day)
-        if o.epoch != sk.epoch or job is None or job.status is not JobStatus.PROCESSING or job.version != o.job_version:
+        in_flight = job.version if job is not None and job.status is JobStatus.PROCESSING else None
+        if fencing.answer_is_stale(o.epoch, o.job_version, sk.epoch, in_flight):
             continue  # an answer for another epoch, or to a dispatch that was reclaimed or superseded
         # attempt_count counts valuation attempts: a job blocked once, then valued, ends at 2
-        if o.outcome in ("COMPLETE", "SKIPPED_NO_POSITION") and arrived_since(f"price|{sk.security_id}", job.ref_offset):
+        if o.outcome in VALUED and arrived_since(price_subject(sk.security_id), job.ref_offset):
             # valued without a price of its security that arrived meanwhile: value it again now
             job = clock.bump(job, status=JobStatus.PENDING, attempt_count=job.attempt_count + 1, not_before=now,
                              dispatched_at=None)
-        elif o.outcome == "COMPLETE":
+        elif o.outcome == Answer.COMPLETE:
             job = clock.bump(job, status=JobStatus.COMPLETE, attempt_count=job.attempt_count + 1,
                              failure_reason=None, waiting_on=None)
-        elif o.outcome == "SKIPPED_NO_POSITION":
+        elif o.outcome == Answer.SKIPPED_NO_POSITION:
             job = clock.bump(job, status=JobStatus.SKIPPED_NO_POSITION, attempt_count=job.attempt_count + 1,
                              failure_reason=None, waiting_on=None)
-        elif o.outcome == "BLOCKED":
+        elif o.outcome == Answer.BLOCKED:
             changed = sk.state_version > job.state_version or (
                 o.waiting_on is not None and arrived_since(o.waiting_on, job.ref_offset))
             job = clock.bump(job, status=JobStatus.PENDING, attempt_count=job.attempt_count + 1, failure_reason=o.reason,
                              waiting_on=o.waiting_on, not_before=now if changed else now + cfg.backoff_s, dispatched_at=None)
-        elif o.outcome == "NOT_READY":
+        elif o.outcome == Answer.NOT_READY:
             # not an attempt and not a wait for data: the valuation worker had not read what
             # the scheduler had when it dispatched; the job is runnable again shortly (a
             # reason left from an earlier block would show it as waiting for data)
             job = clock.bump(job, status=JobStatus.PENDING, not_before=now + cfg.not_ready_delay_s, dispatched_at=None,
                              failure_reason=None, waiting_on=None)
-        elif o.outcome == "FAILED":
+        elif o.outcome == Answer.FAILED:
             job = clock.bump(job, status=JobStatus.FAILED, attempt_count=job.attempt_count + 1, failure_reason=o.reason)
         else:
             continue
@@ -319,6 +341,13 @@ def on_data_arrived(sk: ScheduleKey, what: str) -> ScheduleKey:
     ))
 
 
+def is_live_price(day: date, business_date: date | None) -> bool:
+    """A price dated the business date or later (or before any business date) is live data,
+    not a correction: the scheduler revalues the days it may have missed
+    (`on_price_for_valued_days`); earlier ones are the fan-out's."""
+    return business_date is None or day >= business_date
+
+
 def on_price_for_valued_days(sk: ScheduleKey, day: date) -> tuple[ScheduleKey, list[Output]]:
     """A price dated `day` (the business date or later: not back-dated) arrived after some
     of the key's days from `day` on may have been valued without it: those days are valued
@@ -338,3 +367,47 @@ def on_price_for_valued_days(sk: ScheduleKey, day: date) -> tuple[ScheduleKey, l
 def over_attempts(sk: ScheduleKey, cfg: SchedulerConfig) -> int:
     """Jobs past (more than) `max_attempts` attempts that have not ended well: they alert."""
     return sum(1 for j in sk.jobs if j.attempt_count > cfg.max_attempts and j.status is not JobStatus.COMPLETE)
+
+
+# ---- the dispatch window ----------------------------------------------------------------
+# At most `max_processing_per_partition` jobs of a partition are PROCESSING at once, and a
+# tick (or one input's work over several keys) dispatches at most `max_dispatch_per_tick`.
+# A backlog so waits PENDING here instead of in the valuation role's queue.
+
+def window_room(processing: int, cfg: SchedulerConfig) -> int:
+    """How many more jobs a partition with `processing` PROCESSING jobs may dispatch."""
+    return max(0, cfg.max_processing_per_partition - processing)
+
+
+def processing_after(count: int, before: ScheduleKey | None, after: ScheduleKey) -> int:
+    """The partition's PROCESSING count once a key changes from `before` to `after`."""
+    delta = after.processing() - (before.processing() if before is not None else 0)
+    return max(0, count + delta) if delta else count
+
+
+def dispatch_limit(budget: int | None, partition_processing: int, stored: ScheduleKey | None, sk: ScheduleKey,
+                   cfg: SchedulerConfig) -> int:
+    """How many of one key's jobs may be dispatched now: no more than the budget left
+    (by default a tick's `max_dispatch_per_tick`) and the window's room, counting the key's
+    own PROCESSING jobs as they are in `sk` rather than as `stored`."""
+    budget = cfg.max_dispatch_per_tick if budget is None else budget
+    in_flight = partition_processing - (stored.processing() if stored is not None else 0) + sk.processing()
+    return min(budget, window_room(in_flight, cfg))
+
+
+def filled(budget: int, partition_processing: int, cfg: SchedulerConfig) -> bool:
+    """A pass that only fills the window stops once the budget or the window is used up."""
+    return budget <= 0 or window_room(partition_processing, cfg) <= 0
+
+
+def full_pass_due(now: float, last_full_pass: float | None, cfg: SchedulerConfig) -> bool:
+    """Every `full_pass_s` a tick goes over every active key (reclaims, retries after the
+    backoff); in between it only fills the window."""
+    return last_full_pass is None or now - last_full_pass >= cfg.full_pass_s
+
+
+def fill_order(keys: tuple[str, ...], cursor: int) -> tuple[tuple[str, ...], int]:
+    """The active keys in the order a filling tick visits them, going on from where the
+    previous one stopped, and where this one starts (for the next cursor: start + worked)."""
+    start = cursor % len(keys)
+    return keys[start:] + keys[:start], start

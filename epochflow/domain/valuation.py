@@ -12,6 +12,8 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
+from epochflow.domain.keys import cost_subject, fx_subject, portfolio_subject, price_subject
+
 
 class ValuationStatus(StrEnum):
     VALUED_CURRENT = "VALUED_CURRENT"  # price dated that day
@@ -96,13 +98,13 @@ def value_position(
                         mv_local, mv, ugl_local, ugl, rate, status)
 
     if base_currency is None:
-        return Valued(snapshot(ValuationStatus.FAILED), f"portfolio|{portfolio_id}", f"portfolio {portfolio_id} is unknown")
+        return Valued(snapshot(ValuationStatus.FAILED), portfolio_subject(portfolio_id), f"portfolio {portfolio_id} is unknown")
     if price is None:
-        return Valued(snapshot(ValuationStatus.UNVALUED), f"price|{security_id}", f"no price for {security_id} on or before {day}")
+        return Valued(snapshot(ValuationStatus.UNVALUED), price_subject(security_id), f"no price for {security_id} on or before {day}")
     if local_currency is not None and price.currency != local_currency:
         return Valued(
             snapshot(ValuationStatus.FAILED, price.price, price.day),
-            f"price|{security_id}",
+            price_subject(security_id),
             f"price of {security_id} is in {price.currency}, the instrument trades in {local_currency}",
         )
     status = ValuationStatus.VALUED_CURRENT if price.day == day else ValuationStatus.VALUED_STALE
@@ -111,7 +113,7 @@ def value_position(
     if fx_rate is None:
         return Valued(
             snapshot(ValuationStatus.FAILED, price.price, price.day, mv_local, None, ugl_local),
-            f"fx|{price.currency}|{base_currency}",
+            fx_subject(price.currency, base_currency),
             f"no {price.currency}->{base_currency} rate on or before {day}",
         )
     mv = mv_local * fx_rate
@@ -119,42 +121,7 @@ def value_position(
         # costing itself waits for an FX rate at a trade date; the key's re-costing retries it
         return Valued(
             snapshot(ValuationStatus.FAILED, price.price, price.day, mv_local, mv, ugl_local, None, fx_rate),
-            f"cost|{portfolio_id}",
+            cost_subject(portfolio_id),
             "base-currency cost waits for an FX rate at a trade date",
         )
     return Valued(snapshot(status, price.price, price.day, mv_local, mv, ugl_local, mv - eod.cost_base, fx_rate))
-
-
-# ---- the valuation role's copy of each key's history ------------------------------------
-
-CHUNK = 256  # history entries per cache chunk, by position in the history
-
-
-@dataclass(frozen=True, slots=True)
-class CachedEntry:
-    seq: int
-    day: date
-    quantity: Decimal
-    cost_local: Decimal
-    cost_base: Decimal | None
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryChunk:
-    number: int
-    entries: tuple[CachedEntry, ...] = ()  # by seq, contiguous from number * CHUNK
-
-
-@dataclass(frozen=True, slots=True)
-class CachedKey:
-    """What the valuation role knows of a key's history: its epoch, the positions state
-    version it has caught up with, and the chunks it holds (with their first dates)."""
-
-    epoch: int = 0
-    state_version: int = 0
-    length: int = 0
-    chunk_first_dates: tuple[tuple[int, date], ...] = ()
-
-
-def chunk_of(seq: int) -> int:
-    return seq // CHUNK

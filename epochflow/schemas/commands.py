@@ -4,11 +4,13 @@ write that table: they send one of these on the key-scoped command topic, fenced
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from epochflow.schemas.events import Id, InvalidEvent, describe
+from epochflow.domain.keys import position_key
+from epochflow.schemas.events import InvalidEvent, describe
+from epochflow.schemas.fields import Id
 
 
 class _Command(BaseModel):
@@ -19,7 +21,7 @@ class _Command(BaseModel):
 
     @property
     def key(self) -> str:
-        return f"{self.portfolio_id}|{self.security_id}"
+        return position_key(self.portfolio_id, self.security_id)
 
 
 class AdvanceWatermark(_Command):
@@ -45,7 +47,7 @@ class ResetWatermark(_Command):
     ref_offset: int = -1
 
 
-PositionCommand = Annotated[Union[AdvanceWatermark, ResetWatermark], Field(discriminator="command")]
+PositionCommand = Annotated[AdvanceWatermark | ResetWatermark, Field(discriminator="command")]
 _COMMAND = TypeAdapter(PositionCommand)
 
 

@@ -6,6 +6,7 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from epochflow.domain.keys import position_key
 from epochflow.schemas.events import InvalidEvent, describe
 
 
@@ -24,7 +25,7 @@ class ValuationJob(BaseModel):
 
     @property
     def key(self) -> str:
-        return f"{self.portfolio_id}|{self.security_id}"
+        return position_key(self.portfolio_id, self.security_id)
 
 
 class Tick(BaseModel):

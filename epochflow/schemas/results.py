@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -190,18 +190,7 @@ class Barrier(_Row):
 
 
 ResultRow = Annotated[
-    Union[
-        TransactionRow,
-        PositionHistoryRow,
-        PositionStateRow,
-        HistoryCarryOver,
-        SnapshotRow,
-        ValuationJobRow,
-        ReprocessingTriggerRow,
-        ReprocessingJobRow,
-        JobOutcome,
-        Barrier,
-    ],
+    TransactionRow | PositionHistoryRow | PositionStateRow | HistoryCarryOver | SnapshotRow | ValuationJobRow | ReprocessingTriggerRow | ReprocessingJobRow | JobOutcome | Barrier,
     Field(discriminator="kind"),
 ]
 RESULT_ROW = TypeAdapter(ResultRow)

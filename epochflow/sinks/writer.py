@@ -9,17 +9,21 @@ Guarantees (at-least-once delivery makes every batch a candidate for redelivery)
 
 * idempotent: writing a batch twice changes nothing. Updates only fire when the stored
   row differs, so a replayed batch does not even touch `updated_at`.
-* epoch-aware: a transaction row never replaces one of a higher epoch (an equal epoch
-  replaces it, that is an amendment); a position_state row replaces the stored one only
-  when its (epoch, version) is greater or equal; a valuation job row only when its
-  `version` is greater or equal (the scheduler numbers each job's updates); the same for the
-  fan-out's reprocessing triggers and jobs (numbered by the fan-out).
+* epoch-aware (`domain.fencing.supersedes`, on each kind's fence columns): a transaction
+  row never replaces one of a higher epoch (an equal epoch replaces it, that is an
+  amendment); a position_state row replaces the stored one only when its (epoch, version)
+  is greater or equal; a valuation job row only when its `version` is greater or equal (the
+  scheduler numbers each job's updates); the same for the fan-out's reprocessing triggers
+  and jobs (numbered by the fan-out). The rule runs twice from one definition: in Python
+  over the batch (`_winners`) and as the upsert's WHERE clause against the stored row.
   position_history and daily_position_snapshots rows are keyed by epoch, so they are
   plain upserts; barriers keep their first `seen_at`.
 * order-preserving: the result equals applying the batch's rows one by one in order.
   Rows of one kind are first reduced to one per primary key, keeping the row that would
   have won when applied in order (the last one of the highest (epoch[, version])).
 * `JobOutcome` rows travel on the results topic for the scheduler; they are skipped here.
+* refused rows isolated: `write_refusing` stores a batch without the rows PostgreSQL
+  refuses (see `epochflow.sinks.errors`) and names them; the sink dead-letters them.
 
 The ordering rule. transactions, position_state, valuation jobs and pipeline_barriers do
 not depend on each other or on the rest, so each is one statement per batch.
@@ -52,6 +56,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ColumnElement, Executable
 from sqlalchemy.types import TypeEngine
 
+from epochflow.domain.fencing import supersedes
 from epochflow.schemas.results import (
     Barrier,
     HistoryCarryOver,
@@ -65,6 +70,7 @@ from epochflow.schemas.results import (
     TransactionRow,
     ValuationJobRow,
 )
+from epochflow.sinks.errors import ErrorKind, classify, reason, sqlstate
 from epochflow.sinks.models import (
     daily_position_snapshots,
     pipeline_barriers,
@@ -99,60 +105,134 @@ class ResultWriter:
 
     async def write(self, rows: Sequence[ResultRow]) -> None:
         """Write the batch atomically: all of it is visible, or (on error) none of it."""
-        txs: list[TransactionRow] = []
-        states: list[PositionStateRow] = []
-        jobs: list[ValuationJobRow] = []
-        triggers: list[ReprocessingTriggerRow] = []
-        reset_jobs: list[ReprocessingJobRow] = []
-        barriers: list[Barrier] = []
-        ordered: list[OrderedItem] = []
+        batch = _Batch.of(rows)
+        if batch.empty:
+            return
+        async with self.engine.begin() as conn:
+            await batch.execute(conn)
+
+    async def write_refusing(self, rows: Sequence[ResultRow]) -> list[Refusal]:
+        """Write the batch in one transaction, leaving out the rows PostgreSQL refuses
+        (`errors.ErrorKind.REFUSED_ROW`), and return those. The batch is bisected, each part
+        under its own savepoint, down to the single rows that fail on their own; the parts
+        run in order, so the rest is stored exactly as if the refused rows had never been in
+        the batch. Any other error propagates and nothing is written."""
+        async with self.engine.begin() as conn:
+            return await _write_isolating(conn, list(rows), 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A row PostgreSQL refused: its index in the batch, the row and PostgreSQL's reason."""
+
+    index: int
+    row: ResultRow
+    reason: str
+    sqlstate: str | None
+
+
+async def _write_isolating(conn: AsyncConnection, rows: list[ResultRow], offset: int) -> list[Refusal]:
+    batch = _Batch.of(rows)
+    if batch.empty:
+        return []
+    try:
+        async with conn.begin_nested():
+            await batch.execute(conn)
+        return []
+    except Exception as error:
+        if classify(error) is not ErrorKind.REFUSED_ROW:
+            raise
+        if len(rows) == 1:
+            return [Refusal(offset, rows[0], reason(error), sqlstate(error))]
+    half = len(rows) // 2
+    return await _write_isolating(conn, rows[:half], offset) + await _write_isolating(conn, rows[half:], offset + half)
+
+
+@dataclass
+class _Batch:
+    """A batch's rows by kind, in the order of the batch within each kind."""
+
+    txs: list[TransactionRow] = field(default_factory=list)
+    states: list[PositionStateRow] = field(default_factory=list)
+    jobs: list[ValuationJobRow] = field(default_factory=list)
+    triggers: list[ReprocessingTriggerRow] = field(default_factory=list)
+    reset_jobs: list[ReprocessingJobRow] = field(default_factory=list)
+    barriers: list[Barrier] = field(default_factory=list)
+    ordered: list[OrderedItem] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, rows: Iterable[ResultRow]) -> _Batch:
+        batch = cls()
         for row in rows:
             match row:
                 case TransactionRow():
-                    txs.append(row)
+                    batch.txs.append(row)
                 case PositionStateRow():
-                    states.append(row)
+                    batch.states.append(row)
                 case ValuationJobRow():
-                    jobs.append(row)
+                    batch.jobs.append(row)
                 case ReprocessingTriggerRow():
-                    triggers.append(row)
+                    batch.triggers.append(row)
                 case ReprocessingJobRow():
-                    reset_jobs.append(row)
+                    batch.reset_jobs.append(row)
                 case Barrier():
-                    barriers.append(row)
+                    batch.barriers.append(row)
                 case PositionHistoryRow() | SnapshotRow() | HistoryCarryOver():
-                    ordered.append(row)
+                    batch.ordered.append(row)
                 case JobOutcome():
                     continue  # a message for the scheduler, not for the database
                 case _:
                     raise TypeError(f"not a result row: {type(row).__name__}")
-        if not (txs or states or jobs or triggers or reset_jobs or barriers or ordered):
-            return
+        return batch
 
-        async with self.engine.begin() as conn:
-            if txs:
-                await conn.execute(_transactions_upsert(txs))
-            if ordered:
-                await _write_ordered(conn, ordered)
-            if states:
-                await conn.execute(_position_state_upsert(states))
-            if jobs:
-                await conn.execute(_versioned_upsert(portfolio_valuation_jobs, JOB_COLUMNS, jobs))
-            if triggers:
-                await conn.execute(_versioned_upsert(reprocessing_triggers, TRIGGER_COLUMNS, triggers))
-            if reset_jobs:
-                await conn.execute(_versioned_upsert(reprocessing_jobs, RESET_JOB_COLUMNS, reset_jobs))
-            # Last, so a barrier never becomes visible before what preceded it (the whole
-            # batch commits at once anyway; this keeps it true if that ever changes).
-            if barriers:
-                await conn.execute(_barriers_insert(barriers))
+    @property
+    def empty(self) -> bool:
+        return not (self.txs or self.states or self.jobs or self.triggers or self.reset_jobs or self.barriers
+                    or self.ordered)
+
+    async def execute(self, conn: AsyncConnection) -> None:
+        if self.txs:
+            await conn.execute(_transactions_upsert(self.txs))
+        if self.ordered:
+            await _write_ordered(conn, self.ordered)
+        if self.states:
+            await conn.execute(_position_state_upsert(self.states))
+        if self.jobs:
+            await conn.execute(_versioned_upsert(portfolio_valuation_jobs, JOB_COLUMNS, self.jobs))
+        if self.triggers:
+            await conn.execute(_versioned_upsert(reprocessing_triggers, TRIGGER_COLUMNS, self.triggers))
+        if self.reset_jobs:
+            await conn.execute(_versioned_upsert(reprocessing_jobs, RESET_JOB_COLUMNS, self.reset_jobs))
+        # Last, so a barrier never becomes visible before what preceded it (the whole
+        # batch commits at once anyway; this keeps it true if that ever changes).
+        if self.barriers:
+            await conn.execute(_barriers_insert(self.barriers))
 
 
 # -- per-kind statements ------------------------------------------------------------------
 
 
+# Each kind's fence: the columns that, compared as a tuple, decide whether a row replaces
+# the stored one (domain.fencing.supersedes).
+TRANSACTION_FENCE = ("epoch",)
+STATE_FENCE = ("epoch", "version")
+VERSION_FENCE = ("version",)  # rows of a single writer that numbers its updates
+
+
+def _replaces(fence: tuple[str, ...]) -> Callable[[Any, Any], bool]:
+    """`supersedes` between two rows of a batch."""
+    return lambda new, old: supersedes(tuple(getattr(new, c) for c in fence), tuple(getattr(old, c) for c in fence))
+
+
+def _superseded(table: Table, excluded: Any, fence: tuple[str, ...]) -> ColumnElement[bool]:
+    """`supersedes(incoming, stored)` in SQL: the stored row's fence <= the incoming one's."""
+    if len(fence) == 1:
+        return table.c[fence[0]] <= excluded[fence[0]]
+    return tuple_(*(table.c[c] for c in fence)) <= tuple_(*(excluded[c] for c in fence))
+
+
 def _transactions_upsert(rows: list[TransactionRow]) -> Executable:
-    kept = _winners(rows, key=lambda r: r.transaction_id, replaces=lambda new, old: new.epoch >= old.epoch)
+    kept = _winners(rows, key=lambda r: r.transaction_id, replaces=_replaces(TRANSACTION_FENCE))
     stmt = pg_insert(transactions).from_select(
         TRANSACTION_COLUMNS, _unnest(transactions, TRANSACTION_COLUMNS, kept)
     )
@@ -161,7 +241,7 @@ def _transactions_upsert(rows: list[TransactionRow]) -> Executable:
         index_elements=["transaction_id"],
         set_={**{c: stmt.excluded[c] for c in content}, "updated_at": func.now()},
         where=and_(
-            transactions.c.epoch <= stmt.excluded.epoch, _differs(transactions, stmt.excluded, content)
+            _superseded(transactions, stmt.excluded, TRANSACTION_FENCE), _differs(transactions, stmt.excluded, content)
         ),
     )
 
@@ -228,21 +308,14 @@ def _carry_copy(table: Table, names: list[str], date_column: str, carries: list[
 
 
 def _position_state_upsert(rows: list[PositionStateRow]) -> Executable:
-    kept = _winners(
-        rows,
-        key=lambda r: (r.portfolio_id, r.security_id),
-        replaces=lambda new, old: (new.epoch, new.version) >= (old.epoch, old.version),
-    )
+    kept = _winners(rows, key=lambda r: (r.portfolio_id, r.security_id), replaces=_replaces(STATE_FENCE))
     stmt = pg_insert(position_state).from_select(STATE_COLUMNS, _unnest(position_state, STATE_COLUMNS, kept))
     content = [c for c in STATE_COLUMNS if c not in ("portfolio_id", "security_id")]
-    stored, incoming = position_state.c, stmt.excluded
+    incoming = stmt.excluded
     return stmt.on_conflict_do_update(
         index_elements=["portfolio_id", "security_id"],
         set_={c: incoming[c] for c in content},
-        where=and_(
-            tuple_(stored.epoch, stored.version) <= tuple_(incoming.epoch, incoming.version),
-            _differs(position_state, incoming, content),
-        ),
+        where=and_(_superseded(position_state, incoming, STATE_FENCE), _differs(position_state, incoming, content)),
     )
 
 
@@ -251,14 +324,13 @@ def _versioned_upsert(table: Table, columns: list[str], rows: Sequence[Any]) -> 
     triggers and jobs): a row replaces the stored one only when its version is greater or
     equal."""
     pk = [c.name for c in table.primary_key.columns]
-    kept = _winners(rows, key=lambda row: tuple(getattr(row, n) for n in pk),
-                    replaces=lambda new, old: new.version >= old.version)
+    kept = _winners(rows, key=lambda row: tuple(getattr(row, n) for n in pk), replaces=_replaces(VERSION_FENCE))
     stmt = pg_insert(table).from_select(columns, _unnest(table, columns, kept))
     content = [c for c in columns if c not in pk]
     return stmt.on_conflict_do_update(
         index_elements=pk,
         set_={c: stmt.excluded[c] for c in content},
-        where=and_(table.c.version <= stmt.excluded.version, _differs(table, stmt.excluded, content)),
+        where=and_(_superseded(table, stmt.excluded, VERSION_FENCE), _differs(table, stmt.excluded, content)),
     )
 
 

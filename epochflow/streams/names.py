@@ -33,5 +33,4 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(topic_name(settings, "scheduler-ticks"), n, "the scheduler's clock, one tick per partition"),
         TopicSpec(topic_name(settings, "fanout-ticks"), n, "the fan-out's clock, one tick per partition"),
         TopicSpec(topic_name(settings, "dead-letter"), 1, "invalid messages with the reason"),
-        TopicSpec(topic_name(settings, "naive-transactions"), n, "input of the benchmark's naive baseline agent"),
     ]

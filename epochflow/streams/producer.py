@@ -1,7 +1,11 @@
 """A plain aiokafka producer for the CLI (ingest, scenario runner, benchmarks): sends with
-explicit partitions, batches by linger, and flushes before it reports success."""
+explicit partitions, batches by linger, and flushes before it reports success. It reads
+each topic's partition count from the broker (`partition_counts`), which
+`streams.publish.check_partitions` compares with the configuration before anything is sent."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
 
@@ -18,7 +22,7 @@ class Producer:
             enable_idempotence=False,  # the embedded broker has no idempotent producer
         )
 
-    async def __aenter__(self) -> "Producer":
+    async def __aenter__(self) -> Producer:
         await self._producer.start()
         return self
 
@@ -34,3 +38,15 @@ class Producer:
 
     async def flush(self) -> None:
         await self._producer.flush()
+
+    async def partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
+        """The broker's partition count of each of `topics` that exists. The metadata of
+        all topics is asked for: naming a missing topic makes Tansu (and Kafka with
+        auto.create.topics.enable) create it with the broker's default partition count."""
+        cluster = await self._producer.client.fetch_all_metadata()
+        counts = {}
+        for topic in topics:
+            partitions = cluster.partitions_for_topic(topic)
+            if partitions:
+                counts[topic] = len(partitions)
+        return counts

@@ -8,7 +8,8 @@ from epochflow.app import app, settings
 from epochflow.streams.names import topic_name
 
 
-def _topic(short: str, partitions: int | None = None):
+def raw_topic(short: str, partitions: int | None = None):
+    """A topic of this app with raw bytes keys and values, by its short name."""
     return app.topic(
         topic_name(settings, short),
         key_type=bytes,
@@ -19,15 +20,14 @@ def _topic(short: str, partitions: int | None = None):
     )
 
 
-transactions = _topic("transactions")
-reference = _topic("reference")
-position_commands = _topic("position-commands")
-results = _topic("results")
-dead_letter = _topic("dead-letter", partitions=1)
-valuation_jobs = _topic("valuation-jobs")
-scheduler_ticks = _topic("scheduler-ticks")
-fanout_ticks = _topic("fanout-ticks")
-naive_transactions = _topic("naive-transactions")  # benchmark baseline input only
+transactions = raw_topic("transactions")
+reference = raw_topic("reference")
+position_commands = raw_topic("position-commands")
+results = raw_topic("results")
+dead_letter = raw_topic("dead-letter", partitions=1)
+valuation_jobs = raw_topic("valuation-jobs")
+scheduler_ticks = raw_topic("scheduler-ticks")
+fanout_ticks = raw_topic("fanout-ticks")
 
 
 def by_short_name(short: str):

@@ -3,7 +3,7 @@ Decimals travel as strings, so amounts survive exactly."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 T = TypeVar("T")
 
 
-@lru_cache(maxsize=None)
+@cache
 def adapter(kind: Any) -> TypeAdapter:
     return TypeAdapter(kind)
 

@@ -9,29 +9,10 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from epochflow.domain.fanout import SubjectState
-from epochflow.domain.series import SeriesMonth
-from epochflow.tables.declare import role_table
-from epochflow.tables.reference import Instrument, KeySet, Months, Portfolio
-from epochflow.tables.store import FaustStore
+from epochflow.tables.declare import reference_stores, store
+from epochflow.tables.index import KeySet
 
-subjects_table = role_table("fanout_subjects")
-index_table = role_table("fanout_index")
-_reference_tables = {name: role_table(f"fanout_reference_{name}") for name in
-                     ("portfolios", "instruments", "series", "series_index", "scalars")}
-
-SUBJECTS = FaustStore(subjects_table, SubjectState)
-INDEX = FaustStore(index_table, KeySet)
-_REFERENCE = (
-    FaustStore(_reference_tables["portfolios"], Portfolio),
-    FaustStore(_reference_tables["instruments"], Instrument),
-    FaustStore(_reference_tables["series"], SeriesMonth),
-    FaustStore(_reference_tables["series_index"], Months),
-    FaustStore(_reference_tables["scalars"], date),
-)
-
-
-def reference_stores() -> tuple:
-    return _REFERENCE
+SUBJECTS = store("fanout_subjects", SubjectState)
+INDEX = store("fanout_index", KeySet)
+REFERENCE = reference_stores("fanout")

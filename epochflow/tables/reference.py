@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from epochflow.domain.keys import fx_subject, price_currency_tag, price_subject, record_key
 from epochflow.domain.model import CostContext, CostMethod, month_of
 from epochflow.domain.series import SeriesMonth, add_month, latest_on_or_before, upsert_point
 from epochflow.tables.store import Store
@@ -29,13 +30,6 @@ class Portfolio:
 class Instrument:
     security_id: str
     currency: str
-
-
-@dataclass(frozen=True, slots=True)
-class KeySet:
-    """Keys on one partition to revisit when a piece of reference data changes."""
-
-    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +58,11 @@ class ReferenceData:
         if self.tags is not None and self.tags.get(name) != value:
             self.tags.put(name, value)
 
-    # -- FX ------------------------------------------------------------------------
-    @staticmethod
-    def fx_name(from_currency: str, to_currency: str) -> str:
-        return f"fx|{from_currency}|{to_currency}"
-
+    # -- series: prices (price|SECURITY) and FX rates (fx|FROM|TO) ------------------
     def put_point(self, name: str, day: date, value: Decimal) -> Decimal | None:
         month = month_of(day)
-        bucket, previous = upsert_point(self.series.get(f"{name}|{month}"), day, value)
-        self.series.put(f"{name}|{month}", bucket)
+        bucket, previous = upsert_point(self.series.get(record_key(name, month)), day, value)
+        self.series.put(record_key(name, month), bucket)
         index = self.series_index.get(name) or Months()
         months = add_month(index.months, month)
         if months != index.months:
@@ -83,12 +73,12 @@ class ReferenceData:
         index = self.series_index.get(name)
         if index is None:
             return None
-        return latest_on_or_before(index.months, lambda m: self.series.get(f"{name}|{m}"), day)
+        return latest_on_or_before(index.months, lambda m: self.series.get(record_key(name, m)), day)
 
     def fx(self, from_currency: str, to_currency: str, day: date) -> Decimal | None:
         if from_currency == to_currency:
             return Decimal(1)
-        found = self.latest(self.fx_name(from_currency, to_currency), day)
+        found = self.latest(fx_subject(from_currency, to_currency), day)
         return None if found is None else found[1]
 
     # -- business date -------------------------------------------------------------
@@ -123,11 +113,11 @@ def apply_reference_event(data: ReferenceData, event) -> bool:
         data.instruments.put(event.security_id, Instrument(event.security_id, event.currency))
         return old is None or old.currency != event.currency
     if isinstance(event, FxRateEvent):
-        previous = data.put_point(data.fx_name(event.from_currency, event.to_currency), event.rate_date, event.rate)
+        previous = data.put_point(fx_subject(event.from_currency, event.to_currency), event.rate_date, event.rate)
         return previous != event.rate
     if isinstance(event, MarketPriceEvent):
-        previous = data.put_point(f"price|{event.security_id}", event.price_date, event.price)
-        data.set_tag(f"pricecur|{event.security_id}|{event.price_date.isoformat()}", event.currency)
+        previous = data.put_point(price_subject(event.security_id), event.price_date, event.price)
+        data.set_tag(price_currency_tag(event.security_id, event.price_date), event.currency)
         return previous != event.price
     if isinstance(event, BusinessDateEvent):
         return data.set_business_date(event.date)

@@ -10,32 +10,10 @@
 
 from __future__ import annotations
 
-from datetime import date
+from epochflow.domain.history_copy import CachedKey, HistoryChunk
+from epochflow.tables.declare import reference_stores, store
 
-from epochflow.domain.series import SeriesMonth
-from epochflow.domain.valuation import CachedKey, HistoryChunk
-from epochflow.tables.declare import role_table
-from epochflow.tables.reference import Instrument, Months, Portfolio
-from epochflow.tables.store import FaustStore
-
-keys_table = role_table("valuation_keys")
-history_table = role_table("valuation_history")
-progress_table = role_table("valuation_progress")
-_reference_tables = {name: role_table(f"valuation_reference_{name}") for name in
-                     ("portfolios", "instruments", "series", "series_index", "scalars", "tags")}
-
-KEYS = FaustStore(keys_table, CachedKey)
-HISTORY = FaustStore(history_table, HistoryChunk)
-PROGRESS = FaustStore(progress_table, int)
-_REFERENCE = (
-    FaustStore(_reference_tables["portfolios"], Portfolio),
-    FaustStore(_reference_tables["instruments"], Instrument),
-    FaustStore(_reference_tables["series"], SeriesMonth),
-    FaustStore(_reference_tables["series_index"], Months),
-    FaustStore(_reference_tables["scalars"], date),
-    FaustStore(_reference_tables["tags"], str),
-)
-
-
-def reference_stores() -> tuple:
-    return _REFERENCE
+KEYS = store("valuation_keys", CachedKey)
+HISTORY = store("valuation_history", HistoryChunk)
+PROGRESS = store("valuation_progress", int)
+REFERENCE = reference_stores("valuation", tags=True)

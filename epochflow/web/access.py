@@ -11,13 +11,20 @@ in constant time.
 The check runs as an aiohttp middleware in front of every route of the worker's web
 server, so it also refuses an oversized body from its Content-Length before anything
 reads it (413), and turns errors no view handled into JSON.
+
+Safe by default when exposed: every worker serves the write routes (`POST /ingest/`, and
+Faust's admin views), so a worker whose web server listens beyond loopback refuses to
+start without EPOCHFLOW_API_TOKEN, unless EPOCHFLOW_API_ALLOW_NO_TOKEN=true says that is
+intended (then it logs so, loudly, at start).
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -103,5 +110,55 @@ def guard(settings: Settings, access_of: Callable[[str, str], Access | None]) ->
     return guard_middleware
 
 
+ALLOW_NO_TOKEN = "EPOCHFLOW_API_ALLOW_NO_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address only listens on this machine ("0.0.0.0", "::", "" and any
+    name but localhost count as exposed: a name may resolve to anything)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def open_exposure(settings: Settings, allow_no_token: str | None) -> str | None:
+    """None when the worker may start; else why not. A worker listening beyond loopback
+    without a token would let anyone who reaches its port publish events."""
+    if settings.api_token or is_loopback(settings.web_host):
+        return None
+    choice = (allow_no_token or "").strip().lower()
+    if choice in ("true", "1", "yes", "on"):
+        return None
+    if choice not in ("", "false", "0", "no", "off"):
+        return f"{ALLOW_NO_TOKEN} must be true or false, not {allow_no_token!r}"
+    return (
+        f"refusing to start: the web server listens on {settings.web_host}:{settings.web_port} "
+        "(EPOCHFLOW_WEB_HOST), beyond loopback, and serves write routes (POST /ingest/) without a "
+        f"token. Set EPOCHFLOW_API_TOKEN, or bind EPOCHFLOW_WEB_HOST=127.0.0.1, or set "
+        f"{ALLOW_NO_TOKEN}=true to serve every route to anyone who can reach the port."
+    )
+
+
+def require_token_when_exposed(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    """Stop the worker (SystemExit, with the reason) when it would serve write routes beyond
+    loopback without a token; log the explicit opt-out loudly."""
+    environ = os.environ if environ is None else environ
+    problem = open_exposure(settings, environ.get("EPOCHFLOW_API_ALLOW_NO_TOKEN"))
+    if problem:
+        log.critical("web.refused %s", problem)
+        raise SystemExit(problem)
+    if not settings.api_token and not is_loopback(settings.web_host):
+        log.critical(
+            "web.open WARNING: %s=true: every route, writes included, is open to anyone who can reach %s:%s",
+            ALLOW_NO_TOKEN, settings.web_host, settings.web_port,
+        )
+
+
 def install(web_app: web.Application, settings: Settings, access_of: Callable[[str, str], Access | None]) -> None:
+    """Put the guard in front of every route of the worker's web server, once the worker
+    is known to be allowed to serve them (`require_token_when_exposed`)."""
+    require_token_when_exposed(settings)
     web_app.middlewares.append(guard(settings, access_of))

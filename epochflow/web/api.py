@@ -16,7 +16,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from epochflow.app import settings
 from epochflow.domain.model import reprocessing_status
-from epochflow.sinks import reads
+from epochflow.sinks.reads.api import (
+    VALUATION_JOB_STATUSES,
+    count_valuation_jobs,
+    fanout_progress,
+    fetch_position_history,
+    fetch_reprocessing_jobs,
+    fetch_reprocessing_triggers,
+    fetch_snapshots,
+    fetch_valuation_jobs,
+    key_lineage,
+    portfolio_exists,
+    positions_as_of,
+)
+from epochflow.sinks.reads.overview import portfolio_support
+from epochflow.sinks.reads.query import position
 from epochflow.web import params
 from epochflow.web.access import Access
 from epochflow.web.openapi import build_document
@@ -49,7 +63,11 @@ _DATE = {"type": "string", "format": "date"}
 _FROM = Param("from", "First day, inclusive (YYYY-MM-DD)", _DATE)
 _TO = Param("to", "Last day, inclusive (YYYY-MM-DD); not before `from`", _DATE)
 _LIMIT = Param("limit", "Page size, 1..1000 (default 100)", {"type": "integer", "minimum": 1, "maximum": 1000})
-_OFFSET = Param("offset", "Rows to skip, >= 0 (default 0)", {"type": "integer", "minimum": 0})
+_OFFSET = Param(
+    "offset",
+    f"Rows to skip, 0..{params.INT32_MAX} (default 0)",
+    {"type": "integer", "minimum": 0, "maximum": params.INT32_MAX},
+)
 _UNKNOWN_KEY = {404: "The key has no position_state row"}
 _UNKNOWN_PORTFOLIO = {404: "No key of the portfolio has a position_state row"}
 
@@ -77,7 +95,7 @@ def key_ids(portfolio_id: str, security_id: str | None = None) -> tuple[str, str
 
 async def current_state(portfolio_id: str, security_id: str) -> dict[str, Any]:
     """The key's position_state row, or 404."""
-    state = await reads.position(database(), portfolio_id, security_id)
+    state = await position(database(), portfolio_id, security_id)
     if state is None:
         raise ApiError(404, f"no position {portfolio_id!r} / {security_id!r}")
     return state
@@ -107,9 +125,9 @@ class PortfolioPositionsView(ApiView):
         portfolio_id, _ = key_ids(portfolio_id)
         as_of = params.optional_date(request.query, "as_of")
         engine = database()
-        if not await reads.portfolio_exists(engine, portfolio_id):
+        if not await portfolio_exists(engine, portfolio_id):
             raise ApiError(404, f"portfolio {portfolio_id!r} has no positions")
-        day, rows = await reads.positions_as_of(engine, portfolio_id, as_of)
+        day, rows = await positions_as_of(engine, portfolio_id, as_of)
         total, weights = portfolio_weights([row["market_value"] for row in rows])
         body = PortfolioPositions(
             portfolio_id=portfolio_id,
@@ -151,7 +169,7 @@ class PositionHistoryView(ApiView):
         portfolio_id, security_id = key_ids(portfolio_id, security_id)
         date_from, date_to = params.date_range(request.query)
         state = await current_state(portfolio_id, security_id)
-        rows = await reads.fetch_position_history(
+        rows = await fetch_position_history(
             database(), portfolio_id, security_id, state["epoch"], date_from, date_to
         )
         body = PositionHistory.model_validate(
@@ -178,7 +196,7 @@ class PositionSnapshotsView(ApiView):
         portfolio_id, security_id = key_ids(portfolio_id, security_id)
         date_from, date_to = params.date_range(request.query)
         state = await current_state(portfolio_id, security_id)
-        rows = await reads.fetch_snapshots(database(), portfolio_id, security_id, state["epoch"], date_from, date_to)
+        rows = await fetch_snapshots(database(), portfolio_id, security_id, state["epoch"], date_from, date_to)
         body = PositionSnapshots.model_validate(
             {**_key_rows(state, date_from, date_to), "snapshots": [SnapshotEntry.model_validate(r.model_dump()) for r in rows]}
         )
@@ -204,7 +222,7 @@ class PositionSnapshotsView(ApiView):
 class LineageView(ApiView):
     async def get(self, request, portfolio_id: str, security_id: str):
         portfolio_id, security_id = key_ids(portfolio_id, security_id)
-        found = await reads.key_lineage(database(), portfolio_id, security_id)
+        found = await key_lineage(database(), portfolio_id, security_id)
         if found is None:
             raise ApiError(404, f"no position {portfolio_id!r} / {security_id!r}")
         state, jobs = found["state"], found["jobs"]
@@ -221,7 +239,7 @@ class LineageView(ApiView):
                 "latest_snapshot_date": found["snapshots"]["latest_date"],
                 "earliest_job_date": jobs["earliest_date"],
                 "latest_job_date": jobs["latest_date"],
-                "jobs_by_status": {status: jobs["by_status"].get(status, 0) for status in reads.VALUATION_JOB_STATUSES},
+                "jobs_by_status": {status: jobs["by_status"].get(status, 0) for status in VALUATION_JOB_STATUSES},
                 "jobs_blocked": jobs["blocked"],
                 "open_reset_jobs": [ReprocessingJob.model_validate(j.model_dump()) for j in found["open_reset_jobs"]],
             }
@@ -240,8 +258,12 @@ class LineageView(ApiView):
         query=(
             Param("portfolio_id", "Only this portfolio's jobs"),
             Param("security_id", "Only this security's jobs"),
-            Param("status", "Only jobs in this status", {"enum": list(reads.VALUATION_JOB_STATUSES)}),
-            Param("epoch", "Only jobs of this epoch (>= 0)", {"type": "integer", "minimum": 0}),
+            Param("status", "Only jobs in this status", {"enum": list(VALUATION_JOB_STATUSES)}),
+            Param(
+                "epoch",
+                f"Only jobs of this epoch (0..{params.INT32_MAX})",
+                {"type": "integer", "minimum": 0, "maximum": params.INT32_MAX},
+            ),
             _LIMIT,
             _OFFSET,
         ),
@@ -253,12 +275,12 @@ class ValuationJobsView(ApiView):
         query = request.query
         portfolio_id = params.optional_identifier(query, "portfolio_id")
         security_id = params.optional_identifier(query, "security_id")
-        status = params.choice(query, "status", reads.VALUATION_JOB_STATUSES)
-        epoch = params.optional_integer(query, "epoch", minimum=0)
+        status = params.choice(query, "status", VALUATION_JOB_STATUSES)
+        epoch = params.optional_integer(query, "epoch")
         limit, offset = params.paging(query)
         engine = database()
-        jobs = await reads.fetch_valuation_jobs(engine, portfolio_id, security_id, status, limit, offset, epoch)
-        total = await reads.count_valuation_jobs(engine, portfolio_id, security_id, status, epoch)
+        jobs = await fetch_valuation_jobs(engine, portfolio_id, security_id, status, limit, offset, epoch)
+        total = await count_valuation_jobs(engine, portfolio_id, security_id, status, epoch)
         body = ValuationJobs(
             total=total, limit=limit, offset=offset, jobs=[ValuationJob.model_validate(j.model_dump()) for j in jobs]
         )
@@ -284,7 +306,7 @@ class ValuationJobsView(ApiView):
 class SupportView(ApiView):
     async def get(self, request, portfolio_id: str):
         portfolio_id, _ = key_ids(portfolio_id)
-        found = await reads.portfolio_support(database(), portfolio_id)
+        found = await portfolio_support(database(), portfolio_id)
         if found is None:
             raise ApiError(404, f"portfolio {portfolio_id!r} has no positions")
         latest_transaction = found["latest_transaction_date"]
@@ -331,14 +353,14 @@ class ReprocessingJobsView(ApiView):
         query = request.query
         status = params.choice(query, "status", RESET_JOB_STATUSES)
         security_id = params.optional_identifier(query, "security_id")
-        subject = params.optional_identifier(query, "subject")
+        subject = params.optional_subject(query, "subject")
         limit, offset = params.paging(query)
         engine = database()
-        jobs = await reads.fetch_reprocessing_jobs(
+        jobs = await fetch_reprocessing_jobs(
             engine, security_id=security_id, status=status, subject=subject, limit=limit, offset=offset
         )
         body = ReprocessingJobs(
-            progress=FanoutProgress.model_validate(await reads.fanout_progress(engine)),
+            progress=FanoutProgress.model_validate(await fanout_progress(engine)),
             limit=limit,
             offset=offset,
             jobs=[ReprocessingJob.model_validate(j.model_dump()) for j in jobs],
@@ -360,7 +382,7 @@ class ReprocessingJobsView(ApiView):
 class ReprocessingTriggersView(ApiView):
     async def get(self, request):
         every = params.boolean(request.query, "all", default=False)
-        triggers = await reads.fetch_reprocessing_triggers(database(), pending_only=not every)
+        triggers = await fetch_reprocessing_triggers(database(), pending_only=not every)
         body = ReprocessingTriggers(triggers=[ReprocessingTrigger.model_validate(t.model_dump()) for t in triggers])
         return self.json(body.dump())
 

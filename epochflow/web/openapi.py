@@ -16,6 +16,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from epochflow.config import Settings
+from epochflow.schemas.fields import MAX_ID_LENGTH
 from epochflow.web.access import Access, needs_token
 from epochflow.web.responses import ALL_BODIES, ErrorBody
 from epochflow.web.routes import PATH_PARAMETERS, Operation, Route
@@ -62,7 +63,7 @@ def _error(status: int, description: str | None = None) -> dict[str, Any]:
 def _operation(route: Route, method: str, op: Operation, settings: Settings) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "description": PATH_PARAMETERS[name],
-         "schema": {"type": "string", "minLength": 1, "maxLength": 256}}
+         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": r"^[^|\s]+$"}}
         for name in route.path_parameters
     ]
     parameters += [

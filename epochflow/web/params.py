@@ -2,7 +2,9 @@
 
 Every failure is an `ApiError` whose message names the parameter and says what it must
 be, so a caller never has to guess from a 500. Nothing here touches the database: values
-that pass are handed to the reads as bound parameters.
+that pass are handed to the reads as bound parameters, and each is bounded by the column
+it reaches (an epoch or a count by PostgreSQL's 32-bit integer, an id by the same rule
+ingest applies, `epochflow.schemas.fields.id_problem`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import re
 from collections.abc import Mapping
 from datetime import date
 
-MAX_ID_LENGTH = 256
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+from epochflow.schemas.fields import ISO_DATE, KEY_SEPARATOR, id_problem
+
+INT32_MAX = 2**31 - 1  # PostgreSQL's integer: epoch, partition, attempt and key counts
+MAX_SUBJECT_PARTS = 3  # fx|FROM|TO
 
 
 class ApiError(Exception):
@@ -30,20 +34,11 @@ def bad_request(message: str) -> ApiError:
 
 
 def identifier(name: str, value: str) -> str:
-    """A portfolio or security id as given: 1..256 printable characters. Quotes, slashes or
-    SQL in an id are harmless (it only ever travels as a bound parameter) and simply match
-    nothing; control characters (NUL, which PostgreSQL refuses in text), unpaired
-    surrogates and absurd lengths are refused here rather than failing deeper down."""
-    if not value:
-        raise bad_request(f"{name} must not be empty")
-    if len(value) > MAX_ID_LENGTH:
-        raise bad_request(f"{name} is longer than {MAX_ID_LENGTH} characters")
-    if not value.isprintable():
-        raise bad_request(f"{name} contains control or unprintable characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise bad_request(f"{name} is not valid UTF-8") from None
+    """A portfolio or security id, by the rule ingest applies: an id ingest refuses could
+    never have been stored, and one it accepts can always be read back."""
+    problem = id_problem(value)
+    if problem:
+        raise bad_request(f"{name} {problem}")
     return value
 
 
@@ -52,9 +47,24 @@ def optional_identifier(query: Mapping[str, str], name: str) -> str | None:
     return None if value is None else identifier(name, value)
 
 
+def optional_subject(query: Mapping[str, str], name: str) -> str | None:
+    """A fan-out subject, `price|SECURITY` or `fx|FROM|TO`: ids joined by `|`."""
+    value = query.get(name)
+    if value is None:
+        return None
+    parts = value.split(KEY_SEPARATOR)
+    if len(parts) > MAX_SUBJECT_PARTS:
+        raise bad_request(f"{name} has more than {MAX_SUBJECT_PARTS} parts separated by {KEY_SEPARATOR!r}")
+    for part in parts:
+        problem = id_problem(part)
+        if problem:
+            raise bad_request(f"{name}: a part {problem}")
+    return value
+
+
 def iso_date(name: str, value: str) -> date:
     """A calendar date written YYYY-MM-DD (only that form: no week dates, no compact form)."""
-    if not _ISO_DATE.fullmatch(value):
+    if not ISO_DATE.fullmatch(value):
         raise bad_request(f"{name} must be a date written YYYY-MM-DD, not {_shown(value)}")
     try:
         return date.fromisoformat(value)
@@ -75,26 +85,26 @@ def date_range(query: Mapping[str, str]) -> tuple[date | None, date | None]:
     return date_from, date_to
 
 
-def integer(name: str, value: str, minimum: int | None = None, maximum: int | None = None) -> int:
+def integer(name: str, value: str, minimum: int = 0, maximum: int = INT32_MAX) -> int:
+    """An integer within minimum..maximum (by default what a 32-bit column holds, >= 0)."""
     # int() would accept " 7", "7_000" and "٧": only plain ASCII digits with an optional sign
     if not re.fullmatch(r"[+-]?[0-9]{1,18}", value):
         raise bad_request(f"{name} must be an integer, not {_shown(value)}")
     number = int(value)
-    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        bounds = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-        raise bad_request(f"{name} must be {bounds}, not {number}")
+    if number < minimum or number > maximum:
+        raise bad_request(f"{name} must be {minimum}..{maximum}, not {number}")
     return number
 
 
-def optional_integer(query: Mapping[str, str], name: str, minimum: int | None = None) -> int | None:
+def optional_integer(query: Mapping[str, str], name: str, minimum: int = 0, maximum: int = INT32_MAX) -> int | None:
     value = query.get(name)
-    return None if value is None else integer(name, value, minimum)
+    return None if value is None else integer(name, value, minimum, maximum)
 
 
 def paging(query: Mapping[str, str], default_limit: int = 100, max_limit: int = 1000) -> tuple[int, int]:
-    """`limit` (1..max_limit) and `offset` (>= 0) of a list."""
+    """`limit` (1..max_limit) and `offset` (0..INT32_MAX) of a list."""
     limit = integer("limit", query.get("limit", str(default_limit)), 1, max_limit)
-    offset = integer("offset", query.get("offset", "0"), 0)
+    offset = integer("offset", query.get("offset", "0"), 0, INT32_MAX)
     return limit, offset
 
 

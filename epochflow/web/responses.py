@@ -39,8 +39,18 @@ class Health(Body):
     status: Literal["ok"]
 
 
+class NotPublished(Body):
+    index: int = Field(description="Position of the event in the request")
+    type: str = Field(description="The event's type")
+    reason: str = Field(description="Why it was not sent")
+
+
 class IngestResult(Body):
     published: int = Field(description="Events published")
+    not_published: list[NotPublished] = Field(
+        default_factory=list,
+        description="Valid events that were not sent: checkpoints, which only the scenario runner acts on",
+    )
 
 
 class InvalidEvent(Body):

@@ -27,8 +27,8 @@ log = logging.getLogger("epochflow.web")
 
 METHODS = ("get", "post", "put", "patch", "delete")
 PATH_PARAMETERS: dict[str, str] = {
-    "portfolio_id": "The portfolio's id (1 to 256 printable characters).",
-    "security_id": "The security's id (1 to 256 printable characters).",
+    "portfolio_id": "The portfolio's id (1 to 256 printable characters, no space or '|').",
+    "security_id": "The security's id (1 to 256 printable characters, no space or '|').",
 }
 _PATH_PARAMETER = re.compile(r"{(\w+)}")
 # PostgreSQL down, restarting or unreachable: asyncpg raises OSError subclasses on connect

@@ -7,13 +7,12 @@ documents it; the access guard (`epochflow.web.access`) sits in front of all of 
 
 from __future__ import annotations
 
-import json
-
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from epochflow.app import ROLE, app, settings
 from epochflow.metrics import REGISTRY
-from epochflow.schemas.events import InvalidEvent, parse_event
+from epochflow.schemas.documents import DocumentError, load_json
+from epochflow.schemas.events import CheckpointEvent, InvalidEvent, parse_event
 from epochflow.streams.publish import publish
 from epochflow.web import access
 from epochflow.web.access import Access
@@ -22,6 +21,7 @@ from epochflow.web.responses import Health, IngestRefused, IngestResult
 from epochflow.web.routes import ApiView, Operation, access_of, route
 
 MAX_BODY_BYTES = 16 * 1024 * 1024  # the default of EPOCHFLOW_API_MAX_BODY_BYTES
+MAX_LISTED = 100  # invalid events named in a refusal: enough to fix a file, never a huge answer
 
 
 @route("/health/", tag="meta", get=Operation("The worker is up", Access.OPEN, Health))
@@ -65,11 +65,38 @@ def _events_of(doc: dict) -> list:
 def validate_all(raw_events: list) -> tuple[list, list[dict]]:
     parsed, errors = [], []
     for index, raw in enumerate(raw_events):
+        if not isinstance(raw, dict):
+            errors.append({"index": index, "reason": f"an event must be a JSON object, not {type(raw).__name__}"})
+            continue
         try:
             parsed.append(parse_event(raw))
         except InvalidEvent as error:
             errors.append({"index": index, "reason": error.reason})
     return parsed, errors
+
+
+CHECKPOINT_NOT_SENT = "a checkpoint only means something to the scenario runner; it is not sent"
+
+
+def not_published(parsed: list) -> list[dict]:
+    """The valid events that publishing leaves out, by their index in the request."""
+    return [
+        {"index": index, "type": event.type, "reason": CHECKPOINT_NOT_SENT}
+        for index, event in enumerate(parsed)
+        if isinstance(event, CheckpointEvent)
+    ]
+
+
+async def send_events(events: list) -> int:
+    """Publish validated events with the worker's producer; once they are on the broker,
+    how many were sent."""
+
+    async def send(topic: str, partition: int, key: bytes, value: bytes):
+        await app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
+
+    count = await publish(events, settings, send)
+    await app.producer.flush()
+    return count
 
 
 async def read_body(request, limit: int) -> bytes:
@@ -94,9 +121,10 @@ async def read_body(request, limit: int) -> bytes:
         IngestResult,
         description=(
             "All events are validated first; if any is invalid the answer is 422 with its index and the "
-            "reason, and nothing is published."
+            "reason, and nothing is published. Checkpoints are valid but not sent: the answer lists them "
+            "under `not_published`. See the README's validation rules."
         ),
-        errors={422: "An event (or the body) is invalid; nothing was published"},
+        errors={422: "An event (or the body: not JSON, nested too deep) is invalid; nothing was published"},
         request_body={
             "required": True,
             "description": "The events of `epochflow ingest`: {\"cases\": [...]}, {\"events\": [...]}, a list, or one",
@@ -108,20 +136,20 @@ class Ingest(ApiView):
     async def post(self, request):
         body = await read_body(request, settings.api_max_body_bytes)
         try:
-            doc = json.loads(body)
-        except ValueError as error:
-            return self.json({"error": f"body is not JSON: {error}"}, status=422)
+            doc = load_json(body)
+        except DocumentError as error:
+            return self.json({"error": f"body refused: {error}"}, status=422)
         parsed, errors = validate_all(events_from_body(doc))
         if errors:
-            refused = IngestRefused.model_validate({"error": "invalid events; nothing was published", "invalid": errors})
+            listed = "" if len(errors) <= MAX_LISTED else f" (the first {MAX_LISTED} of {len(errors)} listed)"
+            refused = IngestRefused.model_validate(
+                {"error": f"invalid events{listed}; nothing was published", "invalid": errors[:MAX_LISTED]}
+            )
             return self.json(refused.dump(), status=422)
-
-        async def send(topic: str, partition: int, key: bytes, value: bytes):
-            await app.producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
-
-        count = await publish(parsed, settings, send)
-        await app.producer.flush()
-        return self.json(IngestResult(published=count).dump())
+        sendable = [event for event in parsed if not isinstance(event, CheckpointEvent)]
+        count = await send_events(sendable) if sendable else 0
+        left_out = not_published(parsed)
+        return self.json(IngestResult.model_validate({"published": count, "not_published": left_out}).dump())
 
 
 # The read API: served by every role that loads these views (the api role first of all).

@@ -25,9 +25,8 @@ def agent_app():
 def fake_topics(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTopics]:
     """`streams.topics.results` and `.dead_letter` replaced by recorders (the agents look
     them up on the module at send time)."""
-    from epochflow.streams import topics
-
     from epochflow.app import app
+    from epochflow.streams import topics
 
     fakes = FakeTopics(FakeTopic("results"), FakeTopic("dead-letter"))
     monkeypatch.setattr(topics, "results", fakes.results)

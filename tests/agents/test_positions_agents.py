@@ -9,7 +9,7 @@ batch up to `batch_within_s` later, so the tests wait for the agent's sends.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -83,7 +83,7 @@ class FakeCache:
 def fake_handler(positions, monkeypatch: pytest.MonkeyPatch):
     rows = [hist("T1", day=date(2025, 8, 1)), state()]
     handler, cache = FakeHandler(rows), FakeCache()
-    monkeypatch.setattr(positions, "_handler", lambda: (handler, [cache]))
+    monkeypatch.setattr(positions.RUN, "make_handler", lambda: (handler, [cache]))
     return handler, cache
 
 
@@ -99,7 +99,7 @@ async def test_apply_decodes_the_transaction_calls_the_handler_and_forwards_its_
     assert (kind, partition) == ("transaction", 3)
     assert isinstance(event, TransactionEvent)
     assert (event.transaction_id, event.quantity, event.gross_amount) == ("T1", Decimal("100"), Decimal("1389.9"))
-    assert event.transaction_date == datetime(2025, 8, 1, 10, tzinfo=timezone.utc)
+    assert event.transaction_date == datetime(2025, 8, 1, 10, tzinfo=UTC)
     # the handler's rows, in order, on the input's partition, keyed by the producing role
     assert results_of(fake_topics) == [(3, b"positions", handler.rows)]
     assert fake_topics.dead_letter.sent == []
@@ -179,6 +179,6 @@ async def test_apply_with_the_real_handler_writes_the_tables_and_sends_the_cores
     assert (partition, source) == (0, b"positions")
     assert [type(r) for r in rows] == [PositionHistoryRow, TransactionRow, PositionStateRow]
     assert {(r.portfolio_id, r.security_id) for r in rows} == {("PW", "SW")}
-    stored = tables.stores()[0].get(key)  # the position_state table, through its typed store
+    stored = tables.STATE.get(key)  # the position_state table, through its typed store
     assert stored is not None and stored.version == rows[-1].version
-    assert tables.stores()[2].get(f"{key}|TW") is not None  # the transaction's ref
+    assert tables.REFS.get(f"{key}|TW") is not None  # the transaction's ref

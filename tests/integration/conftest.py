@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.stack import EmbeddedStack
+from epochflow.client import Pipeline
+from epochflow.devstack.stack import EmbeddedStack
 
 
 @pytest.fixture

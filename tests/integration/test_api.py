@@ -28,10 +28,10 @@ from urllib.parse import quote
 
 import pytest
 
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.stack import EmbeddedStack
-from epochflow.config import ROLES
-from epochflow.sinks import reads
+from epochflow.client import Pipeline
+from epochflow.devstack.stack import EmbeddedStack
+from epochflow.sinks.reads.api import fetch_position_history, fetch_snapshots, fetch_valuation_jobs
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.stack import log_tail, running_stack, transaction
 from tests.fixtures.valuation import business_dates, days, instrument, portfolio, price
 
@@ -57,7 +57,7 @@ WEIGHT = D("1E-10")
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
     env = {"EPOCHFLOW_API_TOKEN": TOKEN, "EPOCHFLOW_API_MAX_BODY_BYTES": str(MAX_BODY)}
-    with running_stack(ROLES, worker_env=env) as running:
+    with running_stack(ROLE_NAMES, worker_env=env) as running:
         yield running
 
 
@@ -178,7 +178,7 @@ async def test_history_is_the_current_epoch_in_a_date_range(port: int, pipeline:
     assert (body["epoch"], body["reprocessing_status"], body["from"], body["to"]) == (1, "CURRENT", None, None)
     assert [(h["transaction_id"], h["position_date"], dec(h["quantity"]), dec(h["cost_basis"])) for h in body["history"]] == [
         ("API_T1", str(W), 10, 1000), ("API_T5", str(W + 2 * DAY), 12, 1202)]
-    stored = await reads.fetch_position_history(pipeline.engine, P1, S1)
+    stored = await fetch_position_history(pipeline.engine, P1, S1)
     assert [h["seq"] for h in body["history"]] == [h.seq for h in stored]
     ranged = get(port, f"/positions/{P1}/{S1}/history/?from={W + DAY}&to={LAST}")
     assert [h["transaction_id"] for h in ranged["history"]] == ["API_T5"]
@@ -192,7 +192,7 @@ async def test_snapshots_are_the_current_epoch_in_a_date_range(port: int, pipeli
     assert [s["date"] for s in body["snapshots"]] == [str(d) for d in days(W, LAST)]
     assert [(dec(s["quantity"]), dec(s["market_value"])) for s in body["snapshots"]] == [
         (10, 1000), (10, 1010), (12, 1224), (12, 1236), (12, 1248), (12, 1260)]
-    stored = await reads.fetch_snapshots(pipeline.engine, P1, S1)
+    stored = await fetch_snapshots(pipeline.engine, P1, S1)
     assert [(str(s.date), s.market_value, s.valuation_status) for s in stored] == [
         (s["date"], dec(s["market_value"]), s["valuation_status"]) for s in body["snapshots"]]
     ranged = get(port, f"/positions/{P1}/{S2}/snapshots/?from={W + 2 * DAY}&to={W + 3 * DAY}")
@@ -232,7 +232,7 @@ async def test_valuation_jobs_filter_and_page(port: int, pipeline: Pipeline) -> 
     assert [(j["valuation_date"], j["epoch"], j["status"]) for j in body["jobs"]] == [
         (str(d), 1, "COMPLETE") for d in days(W + 2 * DAY, LAST)]
 
-    everything = await reads.fetch_valuation_jobs(pipeline.engine, limit=1000)
+    everything = await fetch_valuation_jobs(pipeline.engine, limit=1000)
     listed = get(port, "/valuation-jobs/?limit=1000")
     assert listed["total"] == len(everything) == len(listed["jobs"])
     assert [(j["portfolio_id"], j["security_id"], j["valuation_date"], j["epoch"]) for j in listed["jobs"]] == [
@@ -359,7 +359,7 @@ def test_ingest_needs_the_token(port: int) -> None:
     assert (status, body) == (403, {"error": "wrong token"})
     status, body = call(port, "/ingest/", method="POST", body=_portfolio_event("API_P3"),
                         headers={"Authorization": f"Bearer {TOKEN}"})
-    assert (status, body) == (200, {"published": 1})
+    assert (status, body) == (200, {"published": 1, "not_published": []})
 
 
 def test_reads_health_and_metrics_are_open_without_the_token(port: int) -> None:

@@ -9,8 +9,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from epochflow.cli.broker import BrokerError, BrokerHandle, consumer_lag, create_topics, port_open, start_broker
-from epochflow.cli.supervisor import pid_alive
+from epochflow.devstack.broker import BrokerHandle, start_broker
+from epochflow.devstack.ports import port_open
+from epochflow.devstack.process import pid_alive
+from epochflow.streams.admin import AdminError, consumer_lag, create_topics
 from epochflow.streams.names import TopicSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -97,7 +99,7 @@ async def test_create_topics_refuses_an_existing_topic_with_another_partition_co
 ) -> None:
     await create_topics(broker.url, [TopicSpec(f"{topic_prefix}.keyed", 3, "")])
 
-    with pytest.raises(BrokerError, match="wrong partition count"):
+    with pytest.raises(AdminError, match="wrong partition count"):
         await create_topics(broker.url, [TopicSpec(f"{topic_prefix}.keyed", 4, "")])
 
 

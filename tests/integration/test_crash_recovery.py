@@ -27,25 +27,28 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 
 from epochflow.agents.positions_handler import PositionsHandler
-from epochflow.cli.broker import port_open
-from epochflow.cli.pipeline import NotQuiescent, Pipeline
-from epochflow.cli.stack import EmbeddedStack
-from epochflow.config import ROLES
+from epochflow.client import NotQuiescent, Pipeline
+from epochflow.devstack.ports import port_open
+from epochflow.devstack.stack import EmbeddedStack
 from epochflow.domain.valuation import DailyPosition, Price, value_position
 from epochflow.schemas.events import TransactionEvent
 from epochflow.schemas.results import PositionHistoryRow, PositionStateRow, TransactionRow
-from epochflow.sinks import reads
 from epochflow.sinks.models import daily_position_snapshots, portfolio_valuation_jobs, position_history, position_state
+from epochflow.sinks.reads.api import fetch_position_history, fetch_snapshots, fetch_valuation_jobs
+from epochflow.sinks.reads.query import position
+from epochflow.sinks.reads.quiescence import pipeline_activity
+from epochflow.sinks.reads.scenario import count_position_history, fetch_positions, fetch_transactions
 from epochflow.streams.partitioning import partition_for
 from epochflow.tables.reference import ReferenceData
 from epochflow.tables.store import MemoryStore
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.ephemeral_worker import ephemeral_command
 from tests.fixtures.stack import key_of, log_tail, running_stack, transaction
 from tests.fixtures.valuation import DAY, business_dates, days, instrument, portfolio, price, snap
@@ -125,7 +128,7 @@ def expected_for(portfolio_id: str, security_id: str, events: list[TransactionEv
     handler = PositionsHandler(
         MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(),
         ReferenceData(MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore()),
-        clock=lambda: datetime(2025, 1, 1, tzinfo=timezone.utc),
+        clock=lambda: datetime(2025, 1, 1, tzinfo=UTC),
     )
     partition = partition_for(key_of(portfolio_id, security_id), partitions)
     for event in REFERENCE:
@@ -166,14 +169,14 @@ def stack(request) -> Iterator[EmbeddedStack]:
     with their local state wiped at every start, rebuilding their tables from the
     changelog topics alone (like a container without a persistent disk)."""
     options = {"command": ephemeral_command} if request.param == "changelog_only" else {}
-    with running_stack(ROLES, worker_env={"EPOCHFLOW_PROCESSING_TIMEOUT_S": str(PROCESSING_TIMEOUT_S)},
+    with running_stack(ROLE_NAMES, worker_env={"EPOCHFLOW_PROCESSING_TIMEOUT_S": str(PROCESSING_TIMEOUT_S)},
                        **options) as running:
         yield running
 
 
 
 async def statuses(pipeline: Pipeline) -> dict[str, tuple[int, str]]:
-    rows = await reads.fetch_positions(pipeline.engine)
+    rows = await fetch_positions(pipeline.engine)
     return {key_of(r.portfolio_id, r.security_id): (r.epoch, r.status) for r in rows}
 
 
@@ -233,7 +236,7 @@ class Chaos:
             while not task.done():
                 self.check_alive()
                 await asyncio.wait([task], timeout=1.0)
-                activity = await reads.pipeline_activity(self.pipeline.engine, BUSINESS_DATE)
+                activity = await pipeline_activity(self.pipeline.engine, BUSINESS_DATE)
                 if activity["fingerprint"] != fingerprint or not activity["not_settled_count"]:
                     fingerprint, since = activity["fingerprint"], time.monotonic()
                 elif time.monotonic() - since > STALLED_AFTER_S:
@@ -255,9 +258,9 @@ def history_view(row: PositionHistoryRow) -> tuple:
 async def describe_pipeline(pipeline: Pipeline) -> str:
     """Keys (epoch, status, watermark) and their jobs by (epoch, status), for a failure message."""
     engine = pipeline.engine
-    lines = [f"activity: {await reads.pipeline_activity(engine, BUSINESS_DATE)}"]
-    for state in await reads.fetch_positions(engine):
-        jobs = await reads.fetch_valuation_jobs(engine, state.portfolio_id, state.security_id, limit=100_000)
+    lines = [f"activity: {await pipeline_activity(engine, BUSINESS_DATE)}"]
+    for state in await fetch_positions(engine):
+        jobs = await fetch_valuation_jobs(engine, state.portfolio_id, state.security_id, limit=100_000)
         by_status: dict[tuple[int, str], list[date]] = {}
         for job in jobs:
             by_status.setdefault((job.epoch, job.status), []).append(job.valuation_date)
@@ -301,20 +304,20 @@ async def test_workers_killed_during_replays_end_like_an_undisturbed_run(
         expected = expected_for(p, s, events, pipeline.settings.partitions)
 
         # position_state
-        state = await reads.position(engine, p, s)
+        state = await position(engine, p, s)
         assert (state["epoch"], state["status"], state["watermark_date"]) == (final_epoch, "CURRENT", BUSINESS_DATE), key
         figures = ("quantity", "cost_basis", "cost_basis_local", "held_since_date", "first_open_date",
                    "last_transaction_date")
         assert {f: state[f] for f in figures} == {f: getattr(expected.state, f) for f in figures}, key
 
         # the current epoch's history: one row per transaction, equal to the core's
-        history = await reads.fetch_position_history(engine, p, s)
-        assert await reads.count_position_history(engine, p, s, epoch=final_epoch) == len(events) == len(history), key
+        history = await fetch_position_history(engine, p, s)
+        assert await count_position_history(engine, p, s, epoch=final_epoch) == len(events) == len(history), key
         assert [history_view(r) for r in history] == [history_view(r) for r in expected.history], key
 
         # every transaction's cost and realized P&L
         money = ("net_cost", "net_cost_local", "realized_gain_loss", "realized_gain_loss_local", "flags")
-        stored = {t.transaction_id: t for t in await reads.fetch_transactions(engine, p, s)}
+        stored = {t.transaction_id: t for t in await fetch_transactions(engine, p, s)}
         assert set(stored) == {e.transaction_id for e in events}, key
         wrong = {
             tid: ([getattr(stored[tid], m) for m in money], [getattr(want, m) for m in money])
@@ -324,7 +327,7 @@ async def test_workers_killed_during_replays_end_like_an_undisturbed_run(
         assert not wrong, f"{key}: {len(wrong)} transactions differ, e.g. {list(wrong.items())[:3]}"
 
         # one snapshot per day of the current epoch, each equal to the core's valuation
-        snapshots = [snap(r) for r in await reads.fetch_snapshots(engine, p, s, epoch=final_epoch)]
+        snapshots = [snap(r) for r in await fetch_snapshots(engine, p, s, epoch=final_epoch)]
         assert [row[0] for row in snapshots] == days(expected.history[0].position_date, BUSINESS_DATE), key
         wrong_days = [(want, got) for want, got in zip(expected.snapshots, snapshots) if want != got]
         assert not wrong_days, f"{key}: {len(wrong_days)} snapshots differ, e.g. {wrong_days[:2]}"

@@ -22,8 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
+from datetime import date, timedelta
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -31,26 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import func, select
 
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.stack import EmbeddedStack
-from epochflow.config import ROLES
-from epochflow.sinks.dashboard_reads import (
-    WRITTEN_TABLES,
-    KeyGroup,
-    ResetJobCount,
-    ValuationJobGroup,
-    read_dashboard,
-)
-from epochflow.sinks.models import (
-    portfolio_valuation_jobs,
-    position_state,
-    reprocessing_jobs,
-    reprocessing_triggers,
-)
+from epochflow.client import Pipeline
+from epochflow.devstack.stack import EmbeddedStack
+from epochflow.sinks.models import portfolio_valuation_jobs, reprocessing_jobs
 from epochflow.streams.partitioning import partition_for
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.browser import BrowserUnavailable, dump_dom, find_chromium, read_png, screenshot
 from tests.fixtures.stack import key_of, log_tail, running_stack, transaction
 from tests.fixtures.valuation import business_dates, days, instrument, portfolio, price
@@ -80,7 +66,7 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    with running_stack(ROLES) as running:
+    with running_stack(ROLE_NAMES) as running:
         yield running
 
 
@@ -338,7 +324,7 @@ def _minimal_payload() -> dict[str, Any]:
 
 
 def test_the_page_says_when_its_data_endpoint_fails(chromium: str) -> None:
-    _Endpoint.page = resources.files("epochflow.web").joinpath("dashboard.html").read_bytes()
+    _Endpoint.page = resources.files("epochflow.web.dashboard").joinpath("dashboard.html").read_bytes()
     _Endpoint.answered = 0
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -357,82 +343,3 @@ def test_the_page_says_when_its_data_endpoint_fails(chromium: str) -> None:
     assert "stale" in dom.find("body")[0].attrs.get("class", "")
     assert dom.metric("keys-current") == "3"  # the last good figures stay, dimmed
     assert "Unavailable: no data yet" in dom.by_id("throughput").text
-
-
-# -- what the sampler reads from PostgreSQL --------------------------------------------------------
-
-NOW = datetime(2026, 3, 7, 9, 0, tzinfo=timezone.utc)
-
-
-def _state(portfolio_id: str, security_id: str, status: str, watermark: date | None, waiting: str = "") -> dict:
-    return dict(portfolio_id=portfolio_id, security_id=security_id, epoch=0, version=1, status=status,
-                watermark_date=watermark, quantity=Decimal(1), cost_basis=Decimal(1), cost_basis_local=Decimal(1),
-                held_since_date=None, first_open_date=date(2026, 3, 2), last_transaction_date=None,
-                waiting_for=waiting, updated_at=NOW)
-
-
-def _job(security_id: str, day: int, status: str, reason: str | None = None) -> dict:
-    return dict(portfolio_id="P1", security_id=security_id, valuation_date=date(2026, 3, day), epoch=0, status=status,
-                attempt_count=1, failure_reason=reason, version=1, updated_at=NOW)
-
-
-def _reset_job(job_id: str, status: str, reset: int, total: int, created_min: int, finished_min: int | None) -> dict:
-    return dict(job_id=job_id, job_type="RESET_WATERMARKS", subject=f"price|{job_id}", partition=0, security_id=job_id,
-                from_currency=None, to_currency=None, earliest_impacted_date=date(2026, 3, 3), status=status,
-                attempt_count=1, last_attempted_at=None, failure_reason=None, keys_total=total, keys_reset=reset,
-                created_at=NOW + timedelta(minutes=created_min),
-                finished_at=None if finished_min is None else NOW + timedelta(minutes=finished_min),
-                version=1, updated_at=NOW)
-
-
-def _trigger(subject: str, pending: bool) -> dict:
-    return dict(subject=subject, partition=0, security_id=None, from_currency=None, to_currency=None,
-                earliest_impacted_date=date(2026, 3, 3), corrections=1, pending=pending, created_at=NOW,
-                version=1, updated_at=NOW)
-
-
-async def test_the_sampler_reads_every_panel_from_postgresql_in_one_snapshot(clean_db: AsyncEngine) -> None:
-    async with clean_db.begin() as conn:
-        await conn.execute(insert(position_state), [
-            _state("P1", "A", "CURRENT", date(2026, 3, 6)),
-            _state("P2", "B", "CURRENT", date(2026, 3, 6)),
-            _state("P1", "B", "REPROCESSING", date(2026, 3, 3), waiting="fx|CHF|USD"),
-            _state("P2", "A", "REPROCESSING", None),
-        ])
-        await conn.execute(insert(portfolio_valuation_jobs), [
-            _job("B", 4, "PENDING"), _job("B", 7, "PENDING"), _job("B", 5, "PENDING", "no price for B on 2026-03-05"),
-            _job("B", 6, "PROCESSING"), _job("A", 4, "COMPLETE"), _job("A", 5, "COMPLETE"),
-            _job("A", 6, "COMPLETE", "no price (retried)"), _job("A", 3, "FAILED", "boom"),
-            _job("C", 20, "COMPLETE"),  # a finished job's date says nothing about the business date
-        ])
-        await conn.execute(insert(reprocessing_jobs), [
-            _reset_job("J1", "PROCESSING", 2, 5, 0, None), _reset_job("J2", "PENDING", 0, 0, 5, None),
-            _reset_job("J3", "COMPLETE", 4, 4, -30, -20), _reset_job("J4", "FAILED", 1, 3, -25, -10),
-        ])
-        await conn.execute(insert(reprocessing_triggers), [_trigger("price|X", True), _trigger("price|Y", False)])
-
-    reading = await read_dashboard(clean_db)
-    assert reading.key_groups == (
-        KeyGroup("CURRENT", date(2026, 3, 6), 2, 0),
-        KeyGroup("REPROCESSING", date(2026, 3, 3), 1, 1),
-        KeyGroup("REPROCESSING", None, 1, 0),
-    )
-    assert reading.valuation_counts_exact is True
-    assert sorted(reading.valuation_jobs, key=lambda g: (g.status, g.blocked, g.jobs)) == [
-        ValuationJobGroup("COMPLETE", False, 1, date(2026, 3, 6)),
-        ValuationJobGroup("COMPLETE", False, 3, date(2026, 3, 20)),
-        ValuationJobGroup("FAILED", False, 1, date(2026, 3, 3)),
-        ValuationJobGroup("PENDING", False, 2, date(2026, 3, 7)),
-        ValuationJobGroup("PENDING", True, 1, date(2026, 3, 5)),
-        ValuationJobGroup("PROCESSING", False, 1, date(2026, 3, 6)),
-    ]
-    assert reading.reset_jobs == {"PROCESSING": ResetJobCount(1, 2, 5), "PENDING": ResetJobCount(1, 0, 0),
-                                  "COMPLETE": ResetJobCount(1, 4, 4), "FAILED": ResetJobCount(1, 1, 3)}
-    assert reading.triggers_pending == 1
-    assert [j.job_id for j in reading.open_reset_jobs] == ["J1", "J2"]  # oldest first
-    assert [j.job_id for j in reading.finished_reset_jobs] == ["J4", "J3"]  # latest finished first
-    assert set(reading.tables) == set(WRITTEN_TABLES)
-
-    large = await read_dashboard(clean_db, exact_count_max_rows=-1)  # as if the job table were huge
-    assert large.valuation_counts_exact is False
-    assert {g.status for g in large.valuation_jobs} == {"PENDING", "PROCESSING", "FAILED"}

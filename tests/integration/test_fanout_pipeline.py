@@ -17,12 +17,13 @@ from decimal import Decimal
 
 import pytest
 
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.broker import port_open
-from epochflow.cli.stack import EmbeddedStack
-from epochflow.config import ROLES
+from epochflow.client import Pipeline
+from epochflow.devstack.ports import port_open
+from epochflow.devstack.stack import EmbeddedStack
 from epochflow.schemas.events import FxRateEvent
-from epochflow.sinks import reads
+from epochflow.sinks.reads.api import fetch_reprocessing_jobs, fetch_reprocessing_triggers
+from epochflow.sinks.reads.scenario import fetch_positions, snapshot
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.stack import log_tail, running_stack, transaction
 from tests.fixtures.valuation import Windows, business_dates, days, instrument, portfolio, price
 
@@ -38,7 +39,7 @@ WINDOWS = Windows(date(2026, 3, 2), length=20)
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    with running_stack(ROLES, worker_env={"EPOCHFLOW_FANOUT_RATE": str(RATE)}) as running:
+    with running_stack(ROLE_NAMES, worker_env={"EPOCHFLOW_FANOUT_RATE": str(RATE)}) as running:
         yield running
 
 
@@ -65,7 +66,7 @@ async def book(pipeline: Pipeline, tag: str, security: str, currency: str, first
 
 
 async def generations(pipeline: Pipeline, security: str) -> dict[str, tuple[int, int, str, date]]:
-    rows = await reads.fetch_positions(pipeline.engine, security_id=security)
+    rows = await fetch_positions(pipeline.engine, security_id=security)
     return {r.portfolio_id: (r.epoch, r.generation, r.status, r.watermark_date) for r in rows}
 
 
@@ -81,19 +82,19 @@ async def assert_reset_once(pipeline: Pipeline, security: str, before: dict, las
 async def market_values(pipeline: Pipeline, portfolios: list[str], security: str, day: date) -> dict[str, Decimal]:
     values = {}
     for p in portfolios:
-        row = await reads.snapshot(pipeline.engine, p, security, day, 0)
+        row = await snapshot(pipeline.engine, p, security, day, 0)
         assert row is not None, f"no snapshot of {p}|{security} on {day}"
         values[p] = row["market_value"]
     return values
 
 
 async def assert_jobs_complete(pipeline: Pipeline, subject: str, earliest: date) -> list:
-    jobs = await reads.fetch_reprocessing_jobs(pipeline.engine, subject=subject, limit=1000)
+    jobs = await fetch_reprocessing_jobs(pipeline.engine, subject=subject, limit=1000)
     assert jobs, f"no RESET_WATERMARKS job for {subject}"
     assert {(j.job_type, j.status, j.earliest_impacted_date) for j in jobs} == {("RESET_WATERMARKS", "COMPLETE", earliest)}
     assert sum(j.keys_reset for j in jobs) == HOLDERS
     assert all(j.keys_reset == j.keys_total for j in jobs)
-    assert not await reads.fetch_reprocessing_triggers(pipeline.engine)
+    assert not await fetch_reprocessing_triggers(pipeline.engine)
     return jobs
 
 
@@ -149,7 +150,7 @@ async def test_a_fanout_worker_killed_mid_job_resumes_without_skipping_or_repeat
     await pipeline.publish([price("FO_KX", w + DAY, "31.25")])  # was 31
     deadline = time.monotonic() + 60
     while True:  # kill once a job has reset some keys but not all
-        jobs = await reads.fetch_reprocessing_jobs(pipeline.engine, subject="price|FO_KX")
+        jobs = await fetch_reprocessing_jobs(pipeline.engine, subject="price|FO_KX")
         if any(j.status == "PROCESSING" and 0 < j.keys_reset < j.keys_total for j in jobs):
             break
         assert not any(j.status == "COMPLETE" for j in jobs), f"a job ended before the kill: {jobs}"

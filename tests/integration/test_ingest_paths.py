@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from epochflow.cli.pipeline import Pipeline
-from epochflow.sinks import reads
-from tests.fixtures.stack import running_stack
+from epochflow.client import Pipeline
+from epochflow.sinks.reads.scenario import fetch_positions
+from tests.fixtures.stack import read_dead_letters, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ async def _positions(stack) -> list:
     pipeline = await Pipeline.connect(stack.settings, roles=stack.roles)
     try:
         await pipeline.quiesce(120)
-        return await reads.fetch_positions(pipeline.engine, "P_IN")
+        return await fetch_positions(pipeline.engine, "P_IN")
     finally:
         await pipeline.close()
 
@@ -91,7 +91,7 @@ def test_http_ingest_answers_422_with_the_field(stack) -> None:
 def test_http_ingest_publishes_valid_events(stack) -> None:
     port = next(w["web_port"] for w in stack.describe()["workers"] if w["role"] == "positions")
     status, body = _post(port, json.dumps([PORTFOLIO, txn("HTTP_OK", transaction_date="2025-08-02T10:00:00Z")]).encode())
-    assert (status, body) == (200, {"published": 2})
+    assert (status, body) == (200, {"published": 2, "not_published": []})
     [position] = asyncio.run(_positions(stack))
     assert position.quantity == 20
 
@@ -117,3 +117,123 @@ def test_positions_read_view_returns_the_current_epoch_with_reprocessing_status(
         raise AssertionError("expected 404")
     except urllib.error.HTTPError as error:
         assert error.code == 404
+
+
+HOSTILE = [
+    (txn("H_NUL", portfolio_id="P_NUL\u0000X"), "portfolio_id"),
+    (txn("H_EXP", quantity="9e999999"), "quantity"),
+    (txn("H_FEE", fee=5), "fee"),
+    (txn("H_CTRL", security_id="S\x01"), "security_id"),
+    (txn("H_NEG", price="-5"), "price"),
+]
+
+
+def test_cli_and_http_refuse_every_hostile_event_naming_the_field(stack, tmp_path: Path) -> None:
+    port = next(w["web_port"] for w in stack.describe()["workers"] if w["role"] == "positions")
+    for event, field in HOSTILE:
+        status, body = _post(port, json.dumps([event]).encode())
+        assert status == 422 and field in body["invalid"][0]["reason"], body
+    raw = json.dumps(txn("H_FLOAT", price="PRICE")).replace('"PRICE"', "100.123456789012345678")
+    status, body = _post(port, raw.encode())
+    assert status == 422 and "float" in body["invalid"][0]["reason"]
+    status, body = _post(port, b"[" * 10_000 + b"]" * 10_000)
+    assert status == 422 and "nested" in body["error"]
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("\n".join(json.dumps(event) for event, _ in HOSTILE) + "\n")
+    done = _cli(stack, "ingest", str(path))
+    assert done.returncode != 0
+    for number, (_, field) in enumerate(HOSTILE, start=1):
+        assert f"line {number}" in done.stderr and field in done.stderr, done.stderr
+
+
+def test_a_checkpoint_is_answered_as_not_published(stack) -> None:
+    port = next(w["web_port"] for w in stack.describe()["workers"] if w["role"] == "positions")
+    status, body = _post(port, json.dumps([{"type": "checkpoint", "name": "c", "expected": {}}]).encode())
+    assert status == 200 and body["published"] == 0
+    assert [(item["index"], item["type"]) for item in body["not_published"]] == [(0, "checkpoint")]
+
+
+async def _publish_raw_then_valid(stack, raw: list[bytes], valid: dict) -> tuple[list[dict], list]:
+    from epochflow.schemas.events import parse_event
+    from epochflow.streams.partitioning import partition_for
+
+    pipeline = await Pipeline.connect(stack.settings, roles=stack.roles)
+    try:
+        key = "P_IN|S_IN"
+        partition = partition_for(key, stack.settings.partitions)
+        for value in raw:  # what a producer outside epochflow could write onto the topic
+            await pipeline.send_raw("transactions", partition, key.encode(), value)
+        await pipeline.publish([parse_event(valid)])
+        letters = await read_dead_letters(pipeline, len(raw), "H_TOPIC_", timeout_s=60)
+        await pipeline.quiesce(120)
+        return letters, await fetch_positions(pipeline.engine, "P_IN")
+    finally:
+        await pipeline.close()
+
+
+def test_a_hostile_message_on_the_topic_is_dead_lettered_and_what_follows_reaches_postgresql(stack) -> None:
+    raw = [json.dumps(txn(f"H_TOPIC_{n}", **{field: value})).encode()
+           for n, (field, value) in enumerate([("portfolio_id", "P_NUL\u0000X"), ("quantity", "9e999999"),
+                                               ("fee", 5)])]
+    before = asyncio.run(_positions(stack))
+    quantity_before = before[0].quantity if before else 0
+    letters, positions = asyncio.run(_publish_raw_then_valid(
+        stack, raw, txn("TOPIC_OK", transaction_date="2025-08-03T10:00:00Z")))
+    reasons = sorted(letter["reason"] for letter in letters)
+    assert any("portfolio_id" in reason for reason in reasons), reasons
+    assert any("quantity" in reason for reason in reasons), reasons
+    assert any("fee: unknown field" in reason for reason in reasons), reasons
+    assert all(letter["stage"] == "positions.apply" and letter["topic"].endswith("transactions") for letter in letters)
+    [position] = positions
+    assert position.quantity == quantity_before + 10
+
+
+async def _create_topics_and_count_messages(bootstrap: str, settings, create: bool) -> dict[tuple[str, int], int]:
+    """Create the topics of `settings` (when `create`) and count the messages on each
+    partition of the input topics."""
+    from aiokafka import TopicPartition
+
+    from epochflow.streams.admin import create_topics
+    from epochflow.streams.highwater import fetch_highwaters
+    from epochflow.streams.names import topic_name, topic_specs
+
+    if create:
+        await create_topics(bootstrap, topic_specs(settings))
+    partitions = [TopicPartition(topic_name(settings, short), p)
+                  for short in ("transactions", "reference") for p in range(settings.partitions)]
+    ends = await fetch_highwaters(bootstrap, partitions, 30)
+    return {(tp.topic.rsplit(".", 1)[1], tp.partition): end for tp, end in ends.items()}
+
+
+def test_cli_refuses_a_topic_whose_partition_count_is_not_the_configured_one(stack, tmp_path: Path) -> None:
+    import dataclasses
+    import uuid
+
+    from epochflow.streams.partitioning import partition_for
+
+    on_broker = dataclasses.replace(stack.settings, partitions=6, topic_prefix=f"parts{uuid.uuid4().hex[:8]}")
+    bootstrap = stack.settings.kafka_bootstrap
+    assert set(asyncio.run(_create_topics_and_count_messages(bootstrap, on_broker, create=True)).values()) == {0}
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in [PORTFOLIO, txn("PARTS_1")]) + "\n")
+
+    def ingest(partitions: int) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
+        env.update(EPOCHFLOW_KAFKA_URL=stack.settings.kafka_url, EPOCHFLOW_TOPIC_PREFIX=on_broker.topic_prefix,
+                   EPOCHFLOW_PARTITIONS=str(partitions), EPOCHFLOW_DATA_DIR=str(tmp_path / "data"))
+        return subprocess.run([sys.executable, "-m", "epochflow", "ingest", str(path)], capture_output=True,
+                              text=True, env=env, timeout=120)
+
+    refused = ingest(4)
+    assert refused.returncode != 0
+    assert (f"topic {on_broker.topic_prefix}.transactions has 6 partitions, EPOCHFLOW_PARTITIONS is 4: "
+            "set EPOCHFLOW_PARTITIONS=6 (every role must agree)") in refused.stderr, refused.stderr
+    assert "nothing was published" in refused.stderr
+    assert set(asyncio.run(_create_topics_and_count_messages(bootstrap, on_broker, create=False)).values()) == {0}
+
+    published = ingest(6)
+    assert published.returncode == 0, published.stderr
+    counts = asyncio.run(_create_topics_and_count_messages(bootstrap, on_broker, create=False))
+    assert {p: counts[("reference", p)] for p in range(6)} == {p: 1 for p in range(6)}  # the portfolio, everywhere
+    key_partition = partition_for("P_IN|S_IN", 6)
+    assert {p: counts[("transactions", p)] for p in range(6)} == {p: int(p == key_partition) for p in range(6)}

@@ -27,7 +27,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -35,14 +35,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
 from epochflow.agents.positions_handler import PositionsHandler
-from epochflow.cli.broker import consumer_lag
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.stack import EmbeddedStack
+from epochflow.client import Pipeline
+from epochflow.devstack.stack import EmbeddedStack
 from epochflow.schemas.commands import AdvanceWatermark
 from epochflow.schemas.events import BusinessDateEvent, InstrumentEvent, PortfolioEvent, TransactionEvent
 from epochflow.schemas.results import HistoryCarryOver, PositionHistoryRow, PositionStateRow, TransactionRow
-from epochflow.sinks import reads
 from epochflow.sinks.models import position_history
+from epochflow.sinks.reads.api import fetch_position_history
+from epochflow.sinks.reads.query import position
+from epochflow.sinks.reads.scenario import count_position_history, fetch_transactions
+from epochflow.streams.admin import consumer_lag
 from epochflow.streams.names import topic_name
 from epochflow.streams.partitioning import partition_for
 from epochflow.tables.reference import ReferenceData
@@ -125,7 +127,7 @@ def expected_sink(generation: int, partitions: int) -> SinkModel:
     handler = PositionsHandler(
         MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(),
         ReferenceData(MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore()),
-        clock=lambda: datetime(2025, 1, 1, tzinfo=timezone.utc),
+        clock=lambda: datetime(2025, 1, 1, tzinfo=UTC),
     )
     partition = partition_for(KEY, partitions)
     sink = SinkModel()
@@ -169,7 +171,7 @@ def stack(request) -> Iterator[EmbeddedStack]:
 
 
 async def epoch1_rows(pipeline: Pipeline) -> int:
-    return await reads.count_position_history(pipeline.engine, PORTFOLIO, SECURITY, epoch=1)
+    return await count_position_history(pipeline.engine, PORTFOLIO, SECURITY, epoch=1)
 
 
 class Watch:
@@ -185,7 +187,7 @@ class Watch:
         self.consumer = AIOKafkaConsumer(bootstrap_servers=pipeline.settings.kafka_bootstrap,
                                          enable_auto_commit=False, fetch_max_wait_ms=5)
 
-    async def __aenter__(self) -> "Watch":
+    async def __aenter__(self) -> Watch:
         await self.consumer.start()
         self.consumer.assign([self.results])
         return self
@@ -250,7 +252,7 @@ async def test_a_worker_killed_during_a_replay_ends_like_an_undisturbed_run(stac
     await pipeline.quiesce(60)
     await pipeline.publish(HISTORY)
     await pipeline.quiesce(90)
-    assert await reads.count_position_history(pipeline.engine, PORTFOLIO, SECURITY, epoch=0) == TXNS
+    assert await count_position_history(pipeline.engine, PORTFOLIO, SECURITY, epoch=0) == TXNS
     state = await advance_to(pipeline, PORTFOLIO, SECURITY, LAST_DAY)
     await pipeline.quiesce(60)
     await all_committed(pipeline)  # so what the kills leave uncommitted is the replay only
@@ -275,19 +277,19 @@ async def test_a_worker_killed_during_a_replay_ends_like_an_undisturbed_run(stac
     expected = expected_sink(state["generation"], pipeline.settings.partitions)
 
     # position_state: every stored column (updated_at is the worker's clock)
-    actual_state = await reads.position(pipeline.engine, PORTFOLIO, SECURITY)
+    actual_state = await position(pipeline.engine, PORTFOLIO, SECURITY)
     want = expected.state.model_dump(exclude={"updated_at", "txn_count", "changed_from", "ref_floor", "kind"})
     got = {k: v for k, v in actual_state.items() if k in want}
     assert got == want
     assert (got["epoch"], got["status"], got["watermark_date"]) == (1, "REPROCESSING", LATE.transaction_date.date() - timedelta(days=1))
 
     # the whole history in epoch 1, once per transaction, equal to the core's
-    history = await reads.fetch_position_history(pipeline.engine, PORTFOLIO, SECURITY, epoch=1)
+    history = await fetch_position_history(pipeline.engine, PORTFOLIO, SECURITY, epoch=1)
     assert len(history) == TXNS + 1 == await epoch1_rows(pipeline)
     assert len({r.transaction_id for r in history}) == len(history)
     assert [r.model_dump() for r in history] == [r.model_dump() for r in expected.epoch_history(1)]
     # epoch 0 untouched, and no further epoch was opened by the re-deliveries
-    assert [r.model_dump() for r in await reads.fetch_position_history(pipeline.engine, PORTFOLIO, SECURITY, epoch=0)] == [
+    assert [r.model_dump() for r in await fetch_position_history(pipeline.engine, PORTFOLIO, SECURITY, epoch=0)] == [
         r.model_dump() for r in expected.epoch_history(0)
     ]
     async with pipeline.engine.connect() as conn:
@@ -298,7 +300,7 @@ async def test_a_worker_killed_during_a_replay_ends_like_an_undisturbed_run(stac
     assert [tuple(row) for row in epochs] == [(0, TXNS), (1, TXNS + 1)]
 
     # every transaction row, with the replay's costs and realized P&L
-    transactions = await reads.fetch_transactions(pipeline.engine, PORTFOLIO, SECURITY)
+    transactions = await fetch_transactions(pipeline.engine, PORTFOLIO, SECURITY)
     assert len(transactions) == TXNS + 1
     assert {r.transaction_id: r.model_dump() for r in transactions} == {
         i: r.model_dump() for i, r in expected.transactions.items()

@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.stack import EmbeddedStack
+from epochflow.client import Pipeline
+from epochflow.devstack.stack import EmbeddedStack
 from epochflow.schemas.events import TransactionEvent, parse_event
-from epochflow.sinks import reads
+from epochflow.sinks.reads import scenario as scenario_reads
+from epochflow.sinks.reads.api import fetch_position_history
+from epochflow.sinks.reads.query import position
+from epochflow.sinks.reads.scenario import count_position_history
 from epochflow.streams.partitioning import partition_for
 from tests.fixtures.stack import (
     POSITIONS_ONLY,
@@ -143,12 +146,12 @@ async def bump_epoch(pipeline: Pipeline, plan: dict) -> None:
     """Load the key, advance its watermark (epoch 0), then deliver the back-dated event."""
     p, s = plan["portfolio"], plan["security"]
     await publish_in_order(pipeline, plan["initial"])
-    assert history_view(await reads.fetch_position_history(pipeline.engine, p, s, epoch=0)) == plan["epoch0"]
+    assert history_view(await fetch_position_history(pipeline.engine, p, s, epoch=0)) == plan["epoch0"]
 
     before = await advance_to(pipeline, p, s, plan["advance_to"])
     assert before["epoch"] == 0
     await pipeline.quiesce(60)
-    advanced = await reads.position(pipeline.engine, p, s)
+    advanced = await position(pipeline.engine, p, s)
     assert (advanced["epoch"], advanced["watermark_date"]) == (0, plan["advance_to"])
 
     await pipeline.publish(plan["late"])
@@ -161,24 +164,24 @@ async def test_backdated_transaction_bumps_the_epoch_and_rewrites_the_full_histo
     p, s = plan["portfolio"], plan["security"]
     await bump_epoch(pipeline, plan)
 
-    state = await reads.position(pipeline.engine, p, s)
+    state = await position(pipeline.engine, p, s)
     assert (state["epoch"], state["status"], state["watermark_date"]) == (1, "REPROCESSING", plan["watermark"])
     assert (state["quantity"], state["cost_basis"], state["cost_basis_local"]) == (*plan["final"], plan["final"][1])
 
     # the whole history in the new epoch, every transaction, in order (seq)
-    epoch1 = await reads.fetch_position_history(pipeline.engine, p, s, epoch=1)
+    epoch1 = await fetch_position_history(pipeline.engine, p, s, epoch=1)
     assert history_view(epoch1) == plan["epoch1"]
-    assert await reads.count_position_history(pipeline.engine, p, s, epoch=1) == len(plan["epoch1"])
+    assert await count_position_history(pipeline.engine, p, s, epoch=1) == len(plan["epoch1"])
     assert [r.seq for r in epoch1] == sorted(r.seq for r in epoch1)
     # reads without an epoch return the current one
-    assert history_view(await reads.fetch_position_history(pipeline.engine, p, s)) == plan["epoch1"]
+    assert history_view(await fetch_position_history(pipeline.engine, p, s)) == plan["epoch1"]
 
     # the old epoch's rows are kept as they were
-    assert history_view(await reads.fetch_position_history(pipeline.engine, p, s, epoch=0)) == plan["epoch0"]
+    assert history_view(await fetch_position_history(pipeline.engine, p, s, epoch=0)) == plan["epoch0"]
 
     # realized P&L of every SELL, FIFO, base and local (USD portfolio, USD trades)
     for transaction_id, (net_cost, realized) in plan["sells"].items():
-        row = await reads.transaction(pipeline.engine, transaction_id)
+        row = await scenario_reads.transaction(pipeline.engine, transaction_id)
         assert row["epoch"] == 1, transaction_id
         assert (row["net_cost"], row["net_cost_local"]) == (net_cost, net_cost), transaction_id
         assert (row["realized_gain_loss"], row["realized_gain_loss_local"]) == (realized, realized), transaction_id
@@ -203,19 +206,19 @@ async def test_advance_for_the_old_epoch_is_dropped_after_the_bump(pipeline: Pip
             ("ST_BUY_3", date(2025, 7, 3), D(20), D(110), D(110)),
         ],
     ))
-    bumped = await reads.position(pipeline.engine, p, s)
+    bumped = await position(pipeline.engine, p, s)
     assert (bumped["epoch"], bumped["status"], bumped["watermark_date"]) == (1, "REPROCESSING", date(2025, 7, 1))
 
     # what a scheduler that had not seen the bump yet would send: epoch 0, the new generation
     await advance_to(pipeline, p, s, date(2025, 7, 3), epoch=0)
     await pipeline.quiesce(60)  # the command's partition has passed a barrier: it was consumed
-    assert await reads.position(pipeline.engine, p, s) == bumped
+    assert await position(pipeline.engine, p, s) == bumped
 
     # the same advance for the current epoch goes through (so the one above was fenced,
     # not merely lost)
     await advance_to(pipeline, p, s, date(2025, 7, 3))
     await pipeline.quiesce(60)
-    advanced = await reads.position(pipeline.engine, p, s)
+    advanced = await position(pipeline.engine, p, s)
     assert (advanced["epoch"], advanced["watermark_date"]) == (1, date(2025, 7, 3))
     assert advanced["version"] > bumped["version"]
 
@@ -242,12 +245,12 @@ async def test_malformed_transactions_go_to_the_dead_letter_topic_and_the_partit
     await pipeline.quiesce(60)
 
     # the valid transaction behind the bad ones on the same partition was processed
-    row = await reads.transaction(pipeline.engine, "DLQ_OK")
+    row = await scenario_reads.transaction(pipeline.engine, "DLQ_OK")
     assert row is not None and (row["quantity"], row["net_cost_local"]) == (D(3), D(12))
-    assert history_view(await reads.fetch_position_history(pipeline.engine, p, s)) == [
+    assert history_view(await fetch_position_history(pipeline.engine, p, s)) == [
         ("DLQ_OK", date(2025, 6, 2), D(3), D(12), D(12))
     ]
-    assert await reads.transaction(pipeline.engine, f"{marker}-B") is None
+    assert await scenario_reads.transaction(pipeline.engine, f"{marker}-B") is None
 
     letters = {doc["raw"]: doc for doc in await read_dead_letters(pipeline, 2, marker)}
     bad_json, incomplete = letters[not_json.decode()], letters[missing_fields.decode()]
@@ -277,17 +280,17 @@ async def test_a_duplicate_changes_nothing_and_an_amendment_recomputes_the_later
         ("AM_BUY_2", date(2025, 5, 2), D(150), D(1600), D(1600)),
         ("AM_SELL_3", date(2025, 5, 3), D(120), D(1300), D(1300)),  # FIFO: cogs 30 x 10
     ]
-    assert history_view(await reads.fetch_position_history(pipeline.engine, p, s)) == original
-    state = await reads.position(pipeline.engine, p, s)
-    sell_row = await reads.transaction(pipeline.engine, "AM_SELL_3")
+    assert history_view(await fetch_position_history(pipeline.engine, p, s)) == original
+    state = await position(pipeline.engine, p, s)
+    sell_row = await scenario_reads.transaction(pipeline.engine, "AM_SELL_3")
     assert (sell_row["net_cost"], sell_row["realized_gain_loss"]) == (D(-300), D(150))
 
     # the same transaction again: one history row each, numbers and state untouched
     await pipeline.publish([buy2])
     await pipeline.quiesce(60)
-    assert history_view(await reads.fetch_position_history(pipeline.engine, p, s)) == original
-    assert await reads.count_position_history(pipeline.engine, p, s) == 3
-    after_duplicate = await reads.position(pipeline.engine, p, s)
+    assert history_view(await fetch_position_history(pipeline.engine, p, s)) == original
+    assert await count_position_history(pipeline.engine, p, s) == 3
+    after_duplicate = await position(pipeline.engine, p, s)
     assert {k: v for k, v in after_duplicate.items() if k != "updated_at"} == {
         k: v for k, v in state.items() if k != "updated_at"
     }
@@ -296,15 +299,15 @@ async def test_a_duplicate_changes_nothing_and_an_amendment_recomputes_the_later
     # row is recomputed; no watermark yet, so it is not back-dated (same epoch)
     await pipeline.publish([transaction("AM_BUY_1", p, s, "BUY", "2025-05-01", 80, 10)])
     await pipeline.quiesce(60)
-    assert history_view(await reads.fetch_position_history(pipeline.engine, p, s)) == [
+    assert history_view(await fetch_position_history(pipeline.engine, p, s)) == [
         ("AM_BUY_1", date(2025, 5, 1), D(80), D(800), D(800)),
         ("AM_BUY_2", date(2025, 5, 2), D(130), D(1400), D(1400)),
         ("AM_SELL_3", date(2025, 5, 3), D(100), D(1100), D(1100)),
     ]
-    assert await reads.count_position_history(pipeline.engine, p, s) == 3
-    amended = await reads.transaction(pipeline.engine, "AM_BUY_1")
+    assert await count_position_history(pipeline.engine, p, s) == 3
+    amended = await scenario_reads.transaction(pipeline.engine, "AM_BUY_1")
     assert (amended["quantity"], amended["gross_amount"], amended["net_cost"]) == (D(80), D(800), D(800))
-    final = await reads.position(pipeline.engine, p, s)
+    final = await position(pipeline.engine, p, s)
     assert (final["epoch"], final["quantity"], final["cost_basis"]) == (0, D(100), D(1100))
-    sell_row = await reads.transaction(pipeline.engine, "AM_SELL_3")
+    sell_row = await scenario_reads.transaction(pipeline.engine, "AM_SELL_3")
     assert (sell_row["net_cost"], sell_row["realized_gain_loss"]) == (D(-300), D(150))

@@ -19,7 +19,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from epochflow.cli.postgres import PgHandle, start_postgres, system_bin_dirs
+from epochflow.devstack.postgres import PgHandle, start_postgres, system_bin_dirs
 from epochflow.sinks.models import Base
 from epochflow.sinks.schema import create_engine, migrate
 
@@ -115,7 +115,7 @@ async def test_a_server_left_by_a_killed_process_is_replaced(data_dir: Path) -> 
         f"""
         import os
         from pathlib import Path
-        from epochflow.cli.postgres import start_postgres
+        from epochflow.devstack.postgres import start_postgres
         print(start_postgres(Path({str(data_dir)!r})).pid, flush=True)
         os._exit(0)
         """

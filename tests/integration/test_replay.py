@@ -25,7 +25,7 @@ import asyncio
 import pprint
 import time
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -34,23 +34,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import select
 
-from epochflow.cli.broker import (
-    BrokerHandle,
-    changelog_topics,
-    commit_group_offsets,
-    create_topics,
-    group_members,
-    offsets_for_time,
-    partitions_of,
-    port_open,
-    recreate_empty,
-)
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.replay import ReplayPlan, ReplayRequest, WorkersRunning, replay, wait_caught_up
-from epochflow.cli.stack import EmbeddedStack, read_run_file
-from epochflow.cli.status import ROLE_INPUTS, app_id
-from epochflow.cli.supervisor import terminate
-from epochflow.config import ROLES
+from epochflow.client import Pipeline
+from epochflow.devstack.broker import BrokerHandle
+from epochflow.devstack.ports import port_open
+from epochflow.devstack.process import terminate
+from epochflow.devstack.stack import EmbeddedStack, read_run_file
+from epochflow.ops.replay import ReplayPlan, ReplayRequest, WorkersRunning, replay, wait_caught_up
 from epochflow.sinks.models import (
     daily_position_snapshots,
     portfolio_valuation_jobs,
@@ -60,8 +49,18 @@ from epochflow.sinks.models import (
     reprocessing_triggers,
     transactions,
 )
+from epochflow.streams.admin import (
+    changelog_topics,
+    commit_group_offsets,
+    create_topics,
+    group_members,
+    offsets_for_time,
+    partitions_of,
+    recreate_empty,
+)
 from epochflow.streams.highwater import fetch_highwaters
 from epochflow.streams.names import TopicSpec, topic_name
+from epochflow.topology import ROLE_NAMES, ROLES, app_id
 from tests.fixtures.stack import log_tail, running_stack, transaction
 from tests.fixtures.valuation import DAY, Windows, business_dates, days, instrument, portfolio, price
 
@@ -74,7 +73,7 @@ WINDOWS = Windows(date(2026, 5, 4), length=30)
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    with running_stack(ROLES) as running:
+    with running_stack(ROLE_NAMES) as running:
         yield running
 
 
@@ -268,7 +267,7 @@ async def test_rebuilding_the_scheduler_by_replay_leaves_phantom_processing_jobs
     """The replayed scheduler values the same days to the same figures, but jobs it
     dispatches again and then drops (the replayed position states move past their days)
     stay PROCESSING in PostgreSQL for good."""
-    with running_stack(ROLES) as own:
+    with running_stack(ROLE_NAMES) as own:
         async with await Pipeline.connect(own.settings) as pipeline:
             await book(pipeline, "RC")
             before = await results_before_replay(pipeline)
@@ -291,7 +290,7 @@ async def test_replay_refuses_while_the_role_s_worker_runs(stack: EmbeddedStack,
     group = app_id(stack.settings, "positions")
     ends_before = await changelog_ends(stack, "positions")
     inputs = await partitions_of(stack.settings.kafka_bootstrap,
-                                 [topic_name(stack.settings, t) for t in ROLE_INPUTS["positions"]])
+                                 [topic_name(stack.settings, t) for t in ROLES["positions"].inputs])
     offsets_before = await committed(stack, group, inputs)
     name = worker_of(stack, "positions")
 
@@ -350,7 +349,7 @@ async def test_replaying_the_sink_from_a_datetime_rewrites_what_came_after(stack
     """--to-datetime: each partition of the results topic is read again from its first
     record published at or after T (Tansu's own answer to that question is wrong)."""
     w = await book(pipeline, "RT")
-    mark = datetime.now(timezone.utc)
+    mark = datetime.now(UTC)
     await pipeline.publish([price("RT_S1", w + 6 * DAY, "26.5")])  # was 26: RT_S1's holders are valued again
     await pipeline.settle(SETTLE_S)
     before = await results_before_replay(pipeline)

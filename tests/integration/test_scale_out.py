@@ -18,11 +18,12 @@ from decimal import Decimal
 
 import pytest
 
-from epochflow.cli.broker import port_open
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.stack import EmbeddedStack
-from epochflow.config import ROLES
-from epochflow.sinks import reads
+from epochflow.client import Pipeline
+from epochflow.devstack.ports import port_open
+from epochflow.devstack.stack import EmbeddedStack
+from epochflow.sinks.reads.api import fetch_position_history, fetch_snapshots
+from epochflow.sinks.reads.scenario import fetch_positions, fetch_transactions
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.stack import log_tail, running_stack, transaction
 from tests.fixtures.valuation import business_dates, days, instrument, portfolio, price
 
@@ -39,7 +40,7 @@ ROUNDS = 10  # one BUY per key and round, the round's day (round 7 books a back-
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    with running_stack(ROLES, workers_per_role={"positions": 2, "valuation": 2}) as running:
+    with running_stack(ROLE_NAMES, workers_per_role={"positions": 2, "valuation": 2}) as running:
         yield running
 
 
@@ -109,20 +110,20 @@ async def test_two_workers_per_role_with_one_killed_lose_and_double_nothing(stac
         await pipeline.settle(240)
 
         published = {t.transaction_id for r in range(ROUNDS) for t in trades_of_round(r)}
-        stored = [t for t in await reads.fetch_transactions(pipeline.engine) if t.portfolio_id in PORTFOLIOS]
+        stored = [t for t in await fetch_transactions(pipeline.engine) if t.portfolio_id in PORTFOLIOS]
         assert sorted(t.transaction_id for t in stored) == sorted(published)
 
-        for p, portfolio_id in enumerate(PORTFOLIOS):
+        for _p, portfolio_id in enumerate(PORTFOLIOS):
             for s, security_id in enumerate(SECURITIES):
                 trades = sorted((t for r in range(ROUNDS) for t in trades_of_round(r) if t.portfolio_id == portfolio_id
                                  and t.security_id == security_id), key=lambda t: (t.transaction_date, t.transaction_id))
-                [state] = await reads.fetch_positions(pipeline.engine, portfolio_id, security_id)
+                [state] = await fetch_positions(pipeline.engine, portfolio_id, security_id)
                 assert (state.status, state.watermark_date) == ("CURRENT", LAST), state
                 assert state.quantity == sum(t.quantity for t in trades)
                 assert state.cost_basis == sum(t.gross_amount for t in trades)
-                history = await reads.fetch_position_history(pipeline.engine, portfolio_id, security_id, epoch=state.epoch)
+                history = await fetch_position_history(pipeline.engine, portfolio_id, security_id, epoch=state.epoch)
                 assert [h.transaction_id for h in history] == [t.transaction_id for t in trades]
-                snapshots = await reads.fetch_snapshots(pipeline.engine, portfolio_id, security_id, epoch=state.epoch)
+                snapshots = await fetch_snapshots(pipeline.engine, portfolio_id, security_id, epoch=state.epoch)
                 assert [x.date for x in snapshots] == days(FIRST, LAST)
                 for snapshot in snapshots:
                     held = sum(t.quantity for t in trades if t.transaction_date.date() <= snapshot.date)
@@ -130,7 +131,7 @@ async def test_two_workers_per_role_with_one_killed_lose_and_double_nothing(stac
         # the live view answers on either positions worker, from the worker that owns the key
         for portfolio_id, security_id in ((PORTFOLIOS[0], SECURITIES[0]), (PORTFOLIOS[3], SECURITIES[2]),
                                           (PORTFOLIOS[7], SECURITIES[3])):
-            [state] = await reads.fetch_positions(pipeline.engine, portfolio_id, security_id)
+            [state] = await fetch_positions(pipeline.engine, portfolio_id, security_id)
             owners = set()
             for worker in positions:
                 live = live_state(worker.web_port, portfolio_id, security_id)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from epochflow.cli.supervisor import Supervisor, pid_alive
+from epochflow.devstack.process import pid_alive
+from epochflow.devstack.supervisor import Supervisor
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -153,7 +154,7 @@ def _run_supervisor_process(tmp_path: Path) -> tuple[subprocess.Popen[str], int]
     worker's PID."""
     script = textwrap.dedent(f"""
         import sys, time
-        from epochflow.cli.supervisor import Supervisor
+        from epochflow.devstack.supervisor import Supervisor
         supervisor = Supervisor(__import__("pathlib").Path({str(tmp_path / "run")!r}))
         supervisor.add("w", {SLEEPER!r})
         supervisor.start()

@@ -16,10 +16,13 @@ from decimal import Decimal
 
 import pytest
 
-from epochflow.cli.pipeline import Pipeline
-from epochflow.cli.stack import EmbeddedStack
-from epochflow.config import ROLES
-from epochflow.sinks import reads
+from epochflow.client import Pipeline
+from epochflow.devstack.stack import EmbeddedStack
+from epochflow.sinks.reads import scenario as scenario_reads
+from epochflow.sinks.reads.api import fetch_position_history, fetch_snapshots, fetch_valuation_jobs
+from epochflow.sinks.reads.query import position
+from epochflow.sinks.reads.scenario import count_position_history, earliest_job_date, snapshot, valuation_job
+from epochflow.topology import ROLE_NAMES
 from tests.fixtures.stack import running_stack, transaction
 from tests.fixtures.valuation import (
     Windows,
@@ -42,7 +45,7 @@ WINDOWS = Windows(date(2026, 1, 5), length=40)
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    with running_stack(ROLES) as running:
+    with running_stack(ROLE_NAMES) as running:
         yield running
 
 
@@ -54,17 +57,17 @@ def w() -> date:
 
 
 async def state_of(pipeline: Pipeline, portfolio_id: str, security_id: str) -> dict:
-    state = await reads.position(pipeline.engine, portfolio_id, security_id)
+    state = await position(pipeline.engine, portfolio_id, security_id)
     assert state is not None, f"no position_state for {portfolio_id}|{security_id}"
     return state
 
 
 async def snaps(pipeline: Pipeline, portfolio_id: str, security_id: str, epoch: int | None = None) -> list[tuple]:
-    return [snap(r) for r in await reads.fetch_snapshots(pipeline.engine, portfolio_id, security_id, epoch=epoch)]
+    return [snap(r) for r in await fetch_snapshots(pipeline.engine, portfolio_id, security_id, epoch=epoch)]
 
 
 async def jobs_of(pipeline: Pipeline, portfolio_id: str, security_id: str, epoch: int | None = None) -> list:
-    rows = await reads.fetch_valuation_jobs(pipeline.engine, portfolio_id, security_id, limit=10_000)
+    rows = await fetch_valuation_jobs(pipeline.engine, portfolio_id, security_id, limit=10_000)
     return [j for j in rows if epoch is None or j.epoch == epoch]
 
 
@@ -109,7 +112,7 @@ async def test_backdated_sell_opens_epoch_1_with_complete_snapshots(pipeline: Pi
     state = await state_of(pipeline, p, s)
     assert_current(state, 1, d[5])
     assert (state["quantity"], state["cost_basis"], state["cost_basis_local"]) == (110, 23000, 23000)
-    sell = await reads.transaction(pipeline.engine, "VB_SELL_2")
+    sell = await scenario_reads.transaction(pipeline.engine, "VB_SELL_2")
     assert (sell["epoch"], sell["net_cost"], sell["net_cost_local"], sell["realized_gain_loss"],
             sell["realized_gain_loss_local"]) == (1, -8000, -8000, 600, 600)
 
@@ -125,7 +128,7 @@ async def test_backdated_sell_opens_epoch_1_with_complete_snapshots(pipeline: Pi
     # days before the trade are epoch 0's, carried over; from the trade on, recomputed
     assert epoch1[:2] == epoch0[:2]
     assert all(new != old for new, old in zip(epoch1[2:], epoch0[2:]))
-    assert await reads.count_position_history(pipeline.engine, p, s, epoch=1) == 3
+    assert await count_position_history(pipeline.engine, p, s, epoch=1) == 3
 
     # every epoch-1 job ended, none before the reset day: carried days are not revalued
     jobs = await jobs_of(pipeline, p, s, epoch=1)
@@ -179,7 +182,7 @@ async def test_two_backdated_transactions_in_a_row_end_like_the_in_order_key(pip
     assert_current(a, 2, last)
     # epoch 1 was opened and written in full on the way: BUY_0 and BUY_4 carried over,
     # SELL_5 and SELL_6 replayed
-    assert await reads.count_position_history(pipeline.engine, pa, s, epoch=1) == 4
+    assert await count_position_history(pipeline.engine, pa, s, epoch=1) == 4
     assert_current(b, 0, last)
     # FIFO: lots 100@10, 20@12, 100@20; SELL 30 and SELL 50 both take from the first lot
     assert (a["quantity"], a["cost_basis"], a["cost_basis_local"]) == (140, 2440, 2440)
@@ -189,15 +192,15 @@ async def test_two_backdated_transactions_in_a_row_end_like_the_in_order_key(pip
 
     money = ("net_cost", "net_cost_local", "realized_gain_loss", "realized_gain_loss_local")
     for suffix in trades:
-        ta = await reads.transaction(pipeline.engine, f"{pa}_{suffix}")
-        tb = await reads.transaction(pipeline.engine, f"{pb}_{suffix}")
+        ta = await scenario_reads.transaction(pipeline.engine, f"{pa}_{suffix}")
+        tb = await scenario_reads.transaction(pipeline.engine, f"{pb}_{suffix}")
         assert [ta[m] for m in money] == [tb[m] for m in money], suffix
-    sells = [await reads.transaction(pipeline.engine, f"{pa}_{k}") for k in ("SELL_5", "SELL_6")]
+    sells = [await scenario_reads.transaction(pipeline.engine, f"{pa}_{k}") for k in ("SELL_5", "SELL_6")]
     assert [t["realized_gain_loss"] for t in sells] == [D(450), D(1000)]
 
-    history_a = await reads.fetch_position_history(pipeline.engine, pa, s)
-    history_b = await reads.fetch_position_history(pipeline.engine, pb, s)
-    assert len(history_a) == len(trades) == await reads.count_position_history(pipeline.engine, pa, s, epoch=2)
+    history_a = await fetch_position_history(pipeline.engine, pa, s)
+    history_b = await fetch_position_history(pipeline.engine, pb, s)
+    assert len(history_a) == len(trades) == await count_position_history(pipeline.engine, pa, s, epoch=2)
     assert [(r.position_date, r.quantity, r.cost_basis) for r in history_a] == [
         (r.position_date, r.quantity, r.cost_basis) for r in history_b]
 
@@ -232,9 +235,9 @@ async def test_same_day_transaction_keeps_the_epoch_and_recomputes_the_day(pipel
     assert (state["quantity"], state["cost_basis"]) == (15, 1525)
     after = await snaps(pipeline, p, s)
     assert after == [*before[:2], expected_snap(d[2], 15, 1525, 104, "VALUED_CURRENT")]
-    assert await reads.count_position_history(pipeline.engine, p, s, epoch=0) == 2
-    assert await reads.count_position_history(pipeline.engine, p, s, epoch=1) == 0
-    job = await reads.valuation_job(pipeline.engine, p, s, d[2], 0)
+    assert await count_position_history(pipeline.engine, p, s, epoch=0) == 2
+    assert await count_position_history(pipeline.engine, p, s, epoch=1) == 0
+    job = await valuation_job(pipeline.engine, p, s, d[2], 0)
     assert job is not None and job["status"] == "COMPLETE"
 
 
@@ -252,12 +255,12 @@ async def test_missing_price_blocks_the_day_until_the_price_arrives(pipeline: Pi
     ])
     await pipeline.settle(SETTLE_S)
 
-    job = await reads.valuation_job(pipeline.engine, p, s, w, 0)
+    job = await valuation_job(pipeline.engine, p, s, w, 0)
     assert job is not None, "no valuation job for the day"
     assert job["status"] == "PENDING", f"{job}"
     assert job["failure_reason"], f"{job}"
     assert job["attempt_count"] >= 1, f"{job}"
-    blocked = await reads.snapshot(pipeline.engine, p, s, w, 0)
+    blocked = await snapshot(pipeline.engine, p, s, w, 0)
     assert blocked is None or blocked["valuation_status"] not in ("VALUED_CURRENT", "VALUED_STALE"), blocked
     watermark = (await state_of(pipeline, p, s))["watermark_date"]
     assert watermark is None or watermark < w, f"watermark {watermark} past a day that is not valued"
@@ -267,10 +270,10 @@ async def test_missing_price_blocks_the_day_until_the_price_arrives(pipeline: Pi
     await pipeline.settle(SETTLE_S)
     waited = time.monotonic() - started
 
-    job = await reads.valuation_job(pipeline.engine, p, s, w, 0)
+    job = await valuation_job(pipeline.engine, p, s, w, 0)
     assert job["status"] == "COMPLETE", f"{job}"
     assert job["failure_reason"] is None, f"{job}"
-    assert snap(await reads.snapshot(pipeline.engine, p, s, w, 0)) == expected_snap(w, 10, 500, 55, "VALUED_CURRENT")
+    assert snap(await snapshot(pipeline.engine, p, s, w, 0)) == expected_snap(w, 10, 500, 55, "VALUED_CURRENT")
     assert_current(await state_of(pipeline, p, s), 0, w)
     assert waited < 60, f"the job waited for its backoff ({waited:.0f}s), not for the price"
     # two attempts: the blocked one and the one the price's arrival triggered
@@ -297,7 +300,7 @@ async def test_no_valuation_before_the_first_open_date(pipeline: Pipeline, w: da
     state = await state_of(pipeline, p, s)
     assert_current(state, 0, d[4])
     assert state["first_open_date"] == d[3]
-    assert await reads.earliest_job_date(pipeline.engine, p, s) == d[3]
+    assert await earliest_job_date(pipeline.engine, p, s) == d[3]
     jobs = await jobs_of(pipeline, p, s)
     assert [(j.valuation_date, j.epoch, j.status) for j in jobs] == [(d[3], 0, "COMPLETE"), (d[4], 0, "COMPLETE")]
     assert await snaps(pipeline, p, s) == [

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from epochflow.config import VARIABLES
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "epochflow"
 COMPOSE = ROOT / "docker-compose.yml"
@@ -29,7 +31,6 @@ DASHBOARD_PROVIDER = GRAFANA / "provisioning" / "dashboards" / "epochflow.yml"
 ROLE_SERVICES = frozenset({"positions", "scheduler", "valuation", "fanout", "sink", "api"})
 INFRASTRUCTURE_SERVICES = frozenset({"kafka", "postgres", "init", "prometheus", "grafana"})
 EPOCHFLOW_SERVICES = ROLE_SERVICES | {"init"}
-BENCHMARK_ONLY_ROLES = frozenset({"naive"})  # started by `epochflow bench ingest`, never deployed
 ROLE_WITH_HOST_PORT = "api"  # the read API and dashboard
 
 # Metric names the dashboard may use before epochflow/metrics.py defines them, for metrics
@@ -128,7 +129,8 @@ _EPOCHFLOW_METRIC = re.compile(r"\bepochflow_[A-Za-z0-9_:]+")
 
 @cache
 def variables_the_package_reads() -> frozenset[str]:
-    names: set[str] = set()
+    """The settings' variables (`epochflow.config.VARIABLES`) and those read elsewhere."""
+    names: set[str] = set(VARIABLES)
     for path in PACKAGE.rglob("*.py"):
         for match in _ENV_READ.finditer(path.read_text()):
             names.add(match.group(1) or match.group(2))
@@ -159,6 +161,7 @@ def dashboard_expressions(dashboard: dict[str, Any]) -> list[str]:
 def test_the_scans_find_what_the_package_reads_and_defines():
     # Guards the regexes: an empty or tiny set would make the subset checks below vacuous.
     assert {"EPOCHFLOW_KAFKA_URL", "DATABASE_URL", "EPOCHFLOW_PARTITIONS"} <= variables_the_package_reads()
+    assert {"EPOCHFLOW_PROFILE_DIR"} <= variables_the_package_reads()  # read outside config.py
     assert {"epochflow_events_total", "epochflow_batch_duration_seconds_bucket"} <= metrics_the_package_defines()
 
 
@@ -171,13 +174,24 @@ def test_compose_has_the_infrastructure_and_one_service_per_role(services):
     assert all(name == role for name, role in roles.items()), f"a role service is named after its role: {roles}"
 
 
-def test_every_deployable_role_of_the_package_has_a_service(services):
-    from epochflow.roles import ROLE_MODULES
+def test_every_role_of_the_package_has_a_service(services):
+    from epochflow.topology import ROLES
 
-    deployable = set(ROLE_MODULES) - BENCHMARK_ONLY_ROLES
-    assert deployable <= set(role_services(services).values()), (
-        f"roles without a docker-compose service: {sorted(deployable - set(role_services(services).values()))}"
+    assert set(ROLES) <= set(role_services(services).values()), (
+        f"roles without a docker-compose service: {sorted(set(ROLES) - set(role_services(services).values()))}"
     )
+
+
+def test_the_benchmark_baseline_is_not_deployed(services):
+    """The naive agent of `epochflow bench ingest` is no role, and its topic no topic, of a
+    deployment: `init` and `up` create only the topics of `streams.names.topic_specs`."""
+    from epochflow.config import Settings
+    from epochflow.streams.names import topic_specs
+    from epochflow.topology import ROLES
+
+    assert "naive" not in ROLES
+    assert "naive" not in role_services(services).values()
+    assert not [spec.name for spec in topic_specs(Settings()) if "naive" in spec.name]
 
 
 @pytest.mark.parametrize("role", sorted(ROLE_SERVICES))
@@ -185,9 +199,9 @@ def test_each_role_service_runs_a_role_the_package_has(role):
     """`epochflow worker ROLE` must accept the role and know its modules, or the service
     exits at start."""
     from epochflow.cli.main import cli
-    from epochflow.roles import ROLE_MODULES
+    from epochflow.topology import ROLES
 
-    assert role in ROLE_MODULES, f"epochflow.roles.ROLE_MODULES has no {role!r} role yet"
+    assert role in ROLES, f"epochflow.topology.ROLES has no {role!r} role yet"
     accepted = cli.commands["worker"].params[0].type.choices
     assert role in accepted, f"`epochflow worker` accepts {list(accepted)}, not {role!r}"
 
@@ -214,6 +228,28 @@ def test_the_api_publishes_its_web_port_on_all_interfaces(services):
     assert env.get("EPOCHFLOW_WEB_HOST") == "0.0.0.0"
     assert container_ports(api) == [str(env["EPOCHFLOW_WEB_PORT"])]
     assert len(published_host_ports(api)) == 1
+
+
+_REQUIRED_FROM_ENVIRONMENT = re.compile(r"^\$\{EPOCHFLOW_API_TOKEN:\?[^}]+\}$")
+
+
+def _serves_beyond_loopback(service: dict[str, Any]) -> bool:
+    host = str(environment(service).get("EPOCHFLOW_WEB_HOST", "127.0.0.1"))
+    return host not in ("127.0.0.1", "localhost", "::1")
+
+
+def test_every_worker_serving_beyond_loopback_requires_a_token_from_the_environment(services):
+    """Every worker serves POST /ingest/; listening on all interfaces it refuses to start
+    without EPOCHFLOW_API_TOKEN, and compose refuses to run without one (no default)."""
+    exposed = [name for name in role_services(services) if _serves_beyond_loopback(services[name])]
+    assert ROLE_WITH_HOST_PORT in exposed
+    for name in exposed:
+        env = environment(services[name])
+        assert _REQUIRED_FROM_ENVIRONMENT.match(str(env.get("EPOCHFLOW_API_TOKEN", ""))), (
+            f"{name} listens on {env.get('EPOCHFLOW_WEB_HOST')} without a required token: "
+            f"set EPOCHFLOW_API_TOKEN: ${{EPOCHFLOW_API_TOKEN:?...}}"
+        )
+        assert "EPOCHFLOW_API_ALLOW_NO_TOKEN" not in env, f"{name} opts out of the token"
 
 
 def test_role_services_start_after_init_completed(services):
@@ -248,8 +284,6 @@ def test_epochflow_services_set_only_variables_the_application_reads(services):
         unknown = set(env) - read
         assert not unknown, f"{name} sets variables epochflow never reads: {sorted(unknown)}"
         assert {"EPOCHFLOW_KAFKA_URL", "DATABASE_URL"} <= set(env), name
-        # `epochflow worker ROLE` sets it; a value here would be overridden or, worse, not.
-        assert "EPOCHFLOW_ROLE" not in env, name
 
 
 # -- Prometheus ----------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 
-
 from epochflow.sinks.models import Base
 from epochflow.sinks.schema import create_engine
 

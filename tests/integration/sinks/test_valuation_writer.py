@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +15,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from epochflow.schemas.results import Barrier, HistoryCarryOver, ResultRow
-from epochflow.sinks import reads
+from epochflow.sinks.reads.api import fetch_position_history, fetch_snapshots
+from epochflow.sinks.reads.scenario import snapshot, valuation_job
 from epochflow.sinks.writer import ResultWriter
 from tests.fixtures.result_rows import D1, D2, D3, carry, hist, state, tx
 from tests.integration.sinks.valuation_rows import dump, job, outcome, snap
@@ -42,7 +43,7 @@ class Statements:
     def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self.tables.append(statement.split(None, 3)[2])
 
-    def __enter__(self) -> "Statements":
+    def __enter__(self) -> Statements:
         event.listen(self.engine.sync_engine, "before_cursor_execute", self._record)
         return self
 
@@ -51,7 +52,7 @@ class Statements:
 
 
 async def _snapshots(engine: AsyncEngine, epoch: int, security_id: str = "S1") -> dict[date, Any]:
-    return {row.date: row for row in await reads.fetch_snapshots(engine, "P1", security_id, epoch)}
+    return {row.date: row for row in await fetch_snapshots(engine, "P1", security_id, epoch)}
 
 
 # -- snapshots ----------------------------------------------------------------------------
@@ -117,8 +118,8 @@ async def test_snapshot_decimals_round_trip_exactly(
     )
     await writer.write([snap(D1, **{name: amount for name in money})])
 
-    stored = await reads.snapshot(clean_db, "P1", "S1", D1, 0) or {}
-    (model,) = await reads.fetch_snapshots(clean_db, "P1", "S1", 0)
+    stored = await snapshot(clean_db, "P1", "S1", D1, 0) or {}
+    (model,) = await fetch_snapshots(clean_db, "P1", "S1", 0)
     for name in money:
         assert stored[name] == amount
         assert str(stored[name]) == str(amount)  # the scale survives too
@@ -130,7 +131,7 @@ async def test_snapshot_decimals_round_trip_exactly(
 
 async def test_an_older_job_version_never_overwrites(writer: ResultWriter, clean_db: AsyncEngine) -> None:
     async def stored() -> tuple[int, str, int, str | None]:
-        row = await reads.valuation_job(clean_db, "P1", "S1", D1, 0) or {}
+        row = await valuation_job(clean_db, "P1", "S1", D1, 0) or {}
         return row["version"], row["status"], row["attempt_count"], row["failure_reason"]
 
     await writer.write([job(version=0)])
@@ -159,7 +160,7 @@ async def test_an_older_job_version_never_overwrites(writer: ResultWriter, clean
 
     # epochs are separate jobs: a lower version in another epoch is a new row
     await writer.write([job(epoch=1, version=0)])
-    assert (await reads.valuation_job(clean_db, "P1", "S1", D1, 1) or {})["version"] == 0
+    assert (await valuation_job(clean_db, "P1", "S1", D1, 1) or {})["version"] == 0
     assert await stored() == (5, "COMPLETE", 2, None)
 
 
@@ -258,7 +259,7 @@ async def test_carry_over_sees_the_snapshots_before_it_in_the_batch(
     assert {d: s.quantity for d, s in (await _snapshots(clean_db, 1)).items()} == {D1: 100, D2: 100, D3: 7}
     assert {d: s.quantity for d, s in (await _snapshots(clean_db, 2)).items()} == {D1: 100, D2: 100, D3: 7}
     assert (await _snapshots(clean_db, 0))[D1].quantity == Decimal("999")
-    assert [h.transaction_id for h in await reads.fetch_position_history(clean_db, "P1", "S1", 2)] == ["T1"]
+    assert [h.transaction_id for h in await fetch_position_history(clean_db, "P1", "S1", 2)] == ["T1"]
 
 
 @pytest.mark.parametrize("first", [0, 1])
@@ -277,7 +278,7 @@ async def test_the_first_of_two_carry_overs_into_one_epoch_wins(
         ]
     )
     assert (await _snapshots(clean_db, 2))[D1].quantity == Decimal(10 + first)
-    assert (await reads.fetch_position_history(clean_db, "P1", "S1", 2))[0].quantity == Decimal(10 + first)
+    assert (await fetch_position_history(clean_db, "P1", "S1", 2))[0].quantity == Decimal(10 + first)
 
 
 async def test_carry_overs_of_many_keys_take_the_same_statements_as_one(
@@ -408,6 +409,6 @@ async def test_a_failing_batch_writes_no_snapshot_or_job(writer: ResultWriter, c
 
 
 async def test_job_timestamps_are_stored_as_given(writer: ResultWriter, clean_db: AsyncEngine) -> None:
-    at = datetime(2025, 8, 5, 9, 30, tzinfo=timezone.utc) + timedelta(microseconds=7)
+    at = datetime(2025, 8, 5, 9, 30, tzinfo=UTC) + timedelta(microseconds=7)
     await writer.write([job(version=1, updated_at=at)])
-    assert (await reads.valuation_job(clean_db, "P1", "S1", D1, 0) or {})["updated_at"] == at
+    assert (await valuation_job(clean_db, "P1", "S1", D1, 0) or {})["updated_at"] == at

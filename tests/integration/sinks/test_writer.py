@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +13,16 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from epochflow.schemas.results import Barrier, PositionHistoryRow, ResultRow
-from epochflow.sinks import reads
+from epochflow.sinks.reads.api import fetch_position_history
+from epochflow.sinks.reads.query import position
+from epochflow.sinks.reads.quiescence import barriers_seen
+from epochflow.sinks.reads.scenario import (
+    count_position_history,
+    fetch_positions,
+    fetch_transactions,
+    history_row,
+    transaction,
+)
 from epochflow.sinks.writer import ResultWriter
 from tests.fixtures.result_rows import D1, D2, D3, carry, hist, state, tx
 
@@ -35,7 +44,7 @@ async def _dump(engine: AsyncEngine, table: str) -> list[dict[str, Any]]:
 
 
 async def _history(engine: AsyncEngine, epoch: int) -> dict[str, PositionHistoryRow]:
-    rows = await reads.fetch_position_history(engine, "P1", "S1", epoch)
+    rows = await fetch_position_history(engine, "P1", "S1", epoch)
     return {row.transaction_id: row for row in rows}
 
 
@@ -65,19 +74,19 @@ async def test_an_older_epoch_never_overwrites_a_transaction(
     await writer.write([tx("T1", epoch=2, net_cost=Decimal("10"))])
 
     await writer.write([tx("T1", epoch=1, net_cost=Decimal("99"))])
-    assert (await reads.transaction(clean_db, "T1") or {})["net_cost"] == Decimal("10")
+    assert (await transaction(clean_db, "T1") or {})["net_cost"] == Decimal("10")
 
     await writer.write([tx("T1", epoch=2, net_cost=Decimal("11"))])  # same epoch: an amendment
-    assert (await reads.transaction(clean_db, "T1") or {})["net_cost"] == Decimal("11")
+    assert (await transaction(clean_db, "T1") or {})["net_cost"] == Decimal("11")
 
     await writer.write([tx("T1", epoch=3, net_cost=Decimal("12")), tx("T1", epoch=2, net_cost=Decimal("98"))])
-    stored = await reads.transaction(clean_db, "T1") or {}
+    stored = await transaction(clean_db, "T1") or {}
     assert (stored["epoch"], stored["net_cost"]) == (3, Decimal("12"))
 
 
 async def test_position_state_follows_epoch_then_version(writer: ResultWriter, clean_db: AsyncEngine) -> None:
     async def stored() -> tuple[int, int, str]:
-        row = await reads.position(clean_db, "P1", "S1") or {}
+        row = await position(clean_db, "P1", "S1") or {}
         return row["epoch"], row["version"], row["status"]
 
     await writer.write([state(epoch=1, version=5, status="A")])
@@ -127,7 +136,7 @@ async def test_carry_over_copies_only_rows_before_the_date(
     copied = await _history(clean_db, 1)
     assert set(copied) == {"T1", "T2"}
     assert copied["T2"] == hist("T2", epoch=1, day=D2, seq=2, quantity=Decimal("150"))
-    assert await reads.count_position_history(clean_db, "P1", "S2") == 1
+    assert await count_position_history(clean_db, "P1", "S2") == 1
 
     # a row the new epoch recomputed is not clobbered by carrying over again
     await writer.write([hist("T2", epoch=1, day=D2, seq=2, quantity=Decimal("7"))])
@@ -179,9 +188,9 @@ async def test_decimals_round_trip_exactly(writer: ResultWriter, clean_db: Async
             state(quantity=amount),
         ]
     )
-    stored_tx = await reads.transaction(clean_db, "T1") or {}
-    stored_state = await reads.position(clean_db, "P1", "S1") or {}
-    stored_hist = await reads.history_row(clean_db, "P1", "S1", 0, "T1") or {}
+    stored_tx = await transaction(clean_db, "T1") or {}
+    stored_state = await position(clean_db, "P1", "S1") or {}
+    stored_hist = await history_row(clean_db, "P1", "S1", 0, "T1") or {}
     for stored in (
         stored_tx["net_cost"],
         stored_tx["transaction_fx_rate"],
@@ -224,9 +233,9 @@ async def test_a_large_batch_is_one_transaction_with_one_statement_per_kind(
             )
         )
         assert len(xids.all()) == 1
-    assert len(await reads.fetch_transactions(clean_db)) == n
-    assert await reads.count_position_history(clean_db) == n
-    positions = await reads.fetch_positions(clean_db)
+    assert len(await fetch_transactions(clean_db)) == n
+    assert await count_position_history(clean_db) == n
+    positions = await fetch_positions(clean_db)
     assert len(positions) == 50
     assert {p.version for p in positions} == set(range(n - 50, n))  # the last state per key
 
@@ -235,15 +244,15 @@ async def test_a_failing_batch_writes_nothing(writer: ResultWriter, clean_db: As
     # PostgreSQL text cannot hold NUL: the last statement of the batch fails
     with pytest.raises(DBAPIError):
         await writer.write([tx("T1"), hist("T1"), Barrier(token="t\x00", stage="s", partition=0)])
-    assert await reads.fetch_transactions(clean_db) == []
-    assert await reads.count_position_history(clean_db) == 0
+    assert await fetch_transactions(clean_db) == []
+    assert await count_position_history(clean_db) == 0
 
 
 async def test_barriers_are_recorded_once(writer: ResultWriter, clean_db: AsyncEngine) -> None:
     await writer.write([Barrier(token="tok", stage="positions.apply", partition=p) for p in (0, 1, 1)])
     await writer.write([Barrier(token="tok", stage="positions.reference", partition=0)])
     await writer.write([Barrier(token="other", stage="positions.apply", partition=2)])
-    assert await reads.barriers_seen(clean_db, "tok") == {
+    assert await barriers_seen(clean_db, "tok") == {
         ("positions.apply", 0),
         ("positions.apply", 1),
         ("positions.reference", 0),
@@ -260,6 +269,6 @@ async def test_a_writer_from_a_url_owns_its_engine(postgres_url: str, clean_db: 
         await writer.write([tx("T1", transaction_date=datetime(2025, 8, 1, 10) + timedelta(hours=1))])
     finally:
         await writer.close()
-    stored = await reads.transaction(clean_db, "T1") or {}
+    stored = await transaction(clean_db, "T1") or {}
     # a naive timestamp is stored as UTC
-    assert stored["transaction_date"] == datetime(2025, 8, 1, 11, tzinfo=timezone.utc)
+    assert stored["transaction_date"] == datetime(2025, 8, 1, 11, tzinfo=UTC)

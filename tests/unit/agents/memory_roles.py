@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from epochflow.agents.configs import scheduler_config
+from epochflow.agents.messages import Message
 from epochflow.agents.positions_handler import PositionsHandler
-from epochflow.agents.scheduler_handler import Message, SchedulerHandler
+from epochflow.agents.scheduler_handler import SchedulerHandler
 from epochflow.agents.valuation_handler import ValuationHandler
+from epochflow.config import Settings
 from epochflow.domain.scheduling import SchedulerConfig
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark, parse_command
 from epochflow.schemas.events import (
@@ -39,13 +42,13 @@ def valuation_handler() -> ValuationHandler:
 
 
 def scheduler_handler(cfg: SchedulerConfig | None = None) -> SchedulerHandler:
-    return SchedulerHandler(MemoryStore(), MemoryStore(), MemoryStore(), cfg or SchedulerConfig(), partitions=1)
+    return SchedulerHandler(MemoryStore(), MemoryStore(), MemoryStore(), cfg or scheduler_config(Settings()), partitions=1)
 
 
 def positions_handler() -> PositionsHandler:
     reference = ReferenceData(MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore())
     return PositionsHandler(MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(), reference,
-                            clock=lambda: datetime(2025, 1, 1, tzinfo=timezone.utc))
+                            clock=lambda: datetime(2025, 1, 1, tzinfo=UTC))
 
 
 def portfolio(portfolio_id: str = "P1", base: str = "USD") -> PortfolioEvent:
@@ -68,13 +71,13 @@ def trade(transaction_id: str, kind: str, on: date, quantity, unit_price, portfo
           security_id: str = "S1", currency: str = "USD") -> TransactionEvent:
     q, p = D(str(quantity)), D(str(unit_price))
     return TransactionEvent(transaction_id=transaction_id, portfolio_id=portfolio_id, security_id=security_id,
-                            transaction_type=kind, transaction_date=datetime(on.year, on.month, on.day, 10, tzinfo=timezone.utc),
+                            transaction_type=kind, transaction_date=datetime(on.year, on.month, on.day, 10, tzinfo=UTC),
                             quantity=q, price=p, gross_amount=q * p, trade_currency=currency)
 
 
 @dataclass
 class Loop:
-    cfg: SchedulerConfig = field(default_factory=SchedulerConfig)
+    cfg: SchedulerConfig = field(default_factory=lambda: scheduler_config(Settings()))
     positions: PositionsHandler = field(default_factory=positions_handler)
     valuation: ValuationHandler = field(default_factory=valuation_handler)
     scheduler: SchedulerHandler = None  # type: ignore[assignment]

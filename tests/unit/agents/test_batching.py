@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from epochflow.agents.batching import MAX_ROWS_PER_MESSAGE, BatchOutcome, latest_state_only, send_outcome
@@ -13,7 +13,7 @@ def state(version: int, changed_from: date | None = None, key: str = "S") -> Pos
     return PositionStateRow(
         portfolio_id="P", security_id=key, epoch=0, version=version, status="CURRENT", watermark_date=None,
         quantity=Decimal(version), cost_basis=Decimal(0), cost_basis_local=Decimal(0), held_since_date=None,
-        first_open_date=None, last_transaction_date=None, updated_at=datetime(2025, 1, 1, tzinfo=timezone.utc),
+        first_open_date=None, last_transaction_date=None, updated_at=datetime(2025, 1, 1, tzinfo=UTC),
         changed_from=changed_from,
     )
 
@@ -46,3 +46,50 @@ def test_outputs_are_chunked_and_keyed_by_their_source() -> None:
     send_outcome(outcome, results, dead, source=b"positions")
     assert [(k, p) for k, _, p in results.sent] == [(b"positions", 2), (b"positions", 2)]
     assert dead.sent == []
+
+
+# -- the topic boundary: hostile messages are dead-lettered with the reason ------------------
+
+class FakeMessage:
+    def __init__(self, offset: int) -> None:
+        self.topic, self.partition, self.offset = "epochflow.transactions", 0, offset
+
+
+class FakeEvent:
+    def __init__(self, value: bytes, offset: int) -> None:
+        self.value, self.message = value, FakeMessage(offset)
+
+
+TRANSACTION = {"type": "transaction", "transaction_id": "T1", "portfolio_id": "P", "security_id": "S",
+               "transaction_type": "BUY", "transaction_date": "2025-08-01T10:00:00Z", "quantity": "1", "price": "1",
+               "gross_amount": "1", "trade_fee": "0", "trade_currency": "USD"}
+HOSTILE = [
+    ({**TRANSACTION, "portfolio_id": "P_NUL\u0000X"}, "portfolio_id: contains control"),
+    ({**TRANSACTION, "quantity": "9e999999"}, "quantity: is out of range"),
+    ({**TRANSACTION, "fee": 5}, "fee: unknown field"),
+    ({**TRANSACTION, "quantity": 1.5}, "quantity: is a JSON number"),
+    ({**TRANSACTION, "price": "-1"}, "price must not be negative"),
+]
+
+
+def test_a_hostile_message_on_a_topic_is_dead_lettered_with_the_reason_and_the_rest_is_handled() -> None:
+    import json
+
+    from epochflow.agents.batching import run_partition
+    from epochflow.schemas.events import parse_transaction
+
+    values = [json.dumps(raw).encode() for raw, _ in HOSTILE]
+    values.insert(2, json.dumps(TRANSACTION).encode())
+    values.append(b'{"type": "barrier", "token": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")  # not a barrier
+    events = [FakeEvent(value, offset) for offset, value in enumerate(values)]
+    handled: list = []
+    outcome = BatchOutcome()
+    run_partition("positions.apply", events, lambda raw, partition: handled.append(parse_transaction(raw)) or [],
+                  outcome)
+    assert [event.transaction_id for event in handled] == ["T1"]
+    records = [json.loads(record) for record in outcome.dead]
+    assert len(records) == len(HOSTILE) + 1
+    for record, (_, reason) in zip(records, HOSTILE):
+        assert reason in record["reason"]
+        assert {"stage", "reason", "topic", "partition", "offset", "raw", "at"} <= set(record)
+    assert records[-1]["offset"] == len(values) - 1

@@ -5,15 +5,19 @@ resuming a restarted worker's job at its cursor."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from epochflow import metrics
+from epochflow.agents.configs import fanout_config
 from epochflow.agents.fanout_handler import FanoutHandler
-from epochflow.agents.scheduler_handler import Message
-from epochflow.domain.fanout import FanoutConfig, RateLimiter, SubjectState, fx_subject, price_subject
+from epochflow.agents.messages import Message
+from epochflow.config import Settings
+from epochflow.domain.fanout import FanoutConfig, RateLimiter, SubjectState
+from epochflow.domain.keys import fx_subject, price_subject
 from epochflow.schemas.commands import ResetWatermark, parse_command
 from epochflow.schemas.events import BusinessDateEvent, FxRateEvent, InstrumentEvent, MarketPriceEvent, PortfolioEvent
 from epochflow.schemas.results import PositionStateRow, ReprocessingJobRow, ReprocessingTriggerRow
@@ -24,7 +28,8 @@ D = Decimal
 DAY = timedelta(days=1)
 P = 0  # the partition under test
 BUSINESS = 10  # the business date is day 10
-CFG = FanoutConfig(claim_batch=4, keys_per_cycle=500, rate_per_s=1000.0, max_attempts=5)
+DEFAULT = fanout_config(Settings())
+CFG = replace(DEFAULT, claim_batch=4, keys_per_cycle=500, rate_per_s=1000.0, max_attempts=5)
 
 
 def d(n: int) -> date:
@@ -49,7 +54,7 @@ def state_row(portfolio_id: str, security_id: str) -> PositionStateRow:
     return PositionStateRow(portfolio_id=portfolio_id, security_id=security_id, epoch=0, version=1, status="CURRENT",
                             watermark_date=d(BUSINESS), quantity=D(10), cost_basis=D(1000), cost_basis_local=D(1000),
                             held_since_date=d(1), first_open_date=d(1), last_transaction_date=d(1),
-                            updated_at=datetime(2025, 8, 1, tzinfo=timezone.utc))
+                            updated_at=datetime(2025, 8, 1, tzinfo=UTC))
 
 
 def price(n: int, value, security_id: str = "S1", currency: str = "USD") -> MarketPriceEvent:
@@ -162,7 +167,7 @@ def test_backdated_changed_price_with_holders_raises_a_trigger() -> None:
     t = trigger_rows[0]
     assert (t.subject, t.partition, t.security_id, t.from_currency, t.to_currency) == ("price|S1", P, "S1", None, None)
     assert (t.earliest_impacted_date, t.corrections, t.pending) == (d(4), 1, True)
-    assert t.created_at == datetime.fromtimestamp(5.0, timezone.utc)
+    assert t.created_at == datetime.fromtimestamp(5.0, UTC)
     assert counter(metrics.CORRECTIONS, "price") == corrections + 1
     state = record(h, price_subject("S1"))
     assert (state.trigger.earliest, state.trigger.ref_offset, state.job) == (d(4), 70, None)
@@ -238,8 +243,8 @@ def test_tick_turns_the_trigger_into_a_job_and_resets_every_holder() -> None:
     assert (j.job_id, j.job_type, j.subject, j.security_id, j.status, j.earliest_impacted_date) == (
         job_id, "RESET_WATERMARKS", "price|S1", "S1", "COMPLETE", d(4))
     assert (j.attempt_count, j.keys_total, j.keys_reset, j.failure_reason) == (1, 3, 3, None)
-    assert j.finished_at == j.last_attempted_at == datetime.fromtimestamp(2.0, timezone.utc)
-    assert j.created_at == datetime.fromtimestamp(2.0, timezone.utc)
+    assert j.finished_at == j.last_attempted_at == datetime.fromtimestamp(2.0, UTC)
+    assert j.created_at == datetime.fromtimestamp(2.0, UTC)
     assert counter(metrics.RESET_JOB_EVENTS, "CREATED") == created + 1
     assert counter(metrics.RESET_JOB_EVENTS, "COMPLETE") == complete + 1
     assert counter(metrics.FANOUT_KEYS_RESET) == sent + 3
@@ -268,13 +273,13 @@ def test_limiter_paces_the_resets_over_several_ticks() -> None:
 
 
 def test_keys_per_cycle_bounds_one_jobs_batch() -> None:
-    h = world(fanout_handler(cfg=FanoutConfig(keys_per_cycle=2)), holders=keys(5), portfolios=usd_portfolios(5))
+    h = world(fanout_handler(cfg=replace(DEFAULT, keys_per_cycle=2)), holders=keys(5), portfolios=usd_portfolios(5))
     h.on_reference(price(4, 101), P, 50, now=0.0)
     assert [len(resets(h.on_tick(P, now=float(t)))) for t in range(4)] == [2, 2, 1, 0]
 
 
 def test_claim_batch_bounds_the_jobs_processing_at_once() -> None:
-    h = world(fanout_handler(rate=1, cfg=FanoutConfig(claim_batch=1)), holders=("P1|S1", "P1|S2"),
+    h = world(fanout_handler(rate=1, cfg=replace(DEFAULT, claim_batch=1)), holders=("P1|S1", "P1|S2"),
               instruments={"S1": "USD", "S2": "USD"})
     h.on_reference(price(4, 101, "S1"), P, 50, now=0.0)
     h.on_reference(price(4, 101, "S2"), P, 51, now=0.0)
@@ -318,7 +323,7 @@ def test_a_restarted_worker_finishes_the_job_with_no_key_sent_twice() -> None:
 
 
 def test_a_job_interrupted_past_max_attempts_fails() -> None:
-    h = world(fanout_handler(rate=1, cfg=FanoutConfig(max_attempts=2)), holders=keys(5), portfolios=usd_portfolios(5))
+    h = world(fanout_handler(rate=1, cfg=replace(DEFAULT, max_attempts=2)), holders=keys(5), portfolios=usd_portfolios(5))
     h.on_reference(price(4, 101), P, 60, now=0.0)
     failed = counter(metrics.RESET_JOB_EVENTS, "FAILED")
     h.on_tick(P, now=0.0)
@@ -401,7 +406,7 @@ def test_the_in_flight_window_paces_resets_by_keys_coming_back_current() -> None
     assert first == ["P1|S1", "P2|S1"]
     assert resets(h.on_tick(P, now=3.0)) == []  # the window is full
 
-    later = {"updated_at": datetime.fromtimestamp(4.0, timezone.utc)}
+    later = {"updated_at": datetime.fromtimestamp(4.0, UTC)}
     h.on_position_state(state_row("P1", "S1").model_copy(update=later), P)  # CURRENT, not yet with the correction
     assert resets(h.on_tick(P, now=4.5)) == []
     back = state_row("P1", "S1").model_copy(update={**later, "ref_floor": 100})

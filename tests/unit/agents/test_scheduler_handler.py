@@ -6,19 +6,22 @@ under an advance still in flight, and the over-attempts alert."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 
+from memory_roles import Loop, business_date, instrument, portfolio, price, trade
+
 from epochflow import metrics
-from epochflow.domain.scheduling import SchedulerConfig
+from epochflow.agents.configs import scheduler_config
+from epochflow.config import Settings
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
 from epochflow.schemas.events import FxRateEvent
 from epochflow.schemas.results import JobOutcome, PositionStateRow
-from memory_roles import Loop, business_date, instrument, portfolio, price, trade
 
 D = Decimal
 DAY = timedelta(days=1)
-CFG = SchedulerConfig(backoff_s=600.0, max_attempts=2, processing_timeout_s=30.0, not_ready_delay_s=0.5)
+CFG = replace(scheduler_config(Settings()), backoff_s=600.0, max_attempts=2, processing_timeout_s=30.0, not_ready_delay_s=0.5)
 
 
 def d(n: int) -> date:
@@ -124,7 +127,7 @@ def test_over_attempts_alerts_once_per_episode() -> None:
     loop = Loop(cfg=CFG)
     alerts = counter(metrics.JOBS_OVER_ATTEMPTS)
     loop.feed(portfolio(), instrument(), business_date(d(1)), trade("B1", "BUY", d(1), 10, 100))
-    for n in range(1, 6):
+    for _n in range(1, 6):
         loop.tick(loop.now + CFG.backoff_s + 1)
     assert loop.jobs_of(0)[d(1)].attempt_count == 6
     assert counter(metrics.JOBS_OVER_ATTEMPTS) == alerts + 1
@@ -133,7 +136,7 @@ def test_over_attempts_alerts_once_per_episode() -> None:
     # a later, different data problem on the same key alerts again
     loop.feed(price(d(3), 100, currency="GBP"), business_date(d(3)))
     assert loop.jobs_of(0)[d(3)].status == "PENDING"
-    for n in range(1, 4):
+    for _n in range(1, 4):
         loop.tick(loop.now + CFG.backoff_s + 1)
     assert loop.jobs_of(0)[d(3)].attempt_count > CFG.max_attempts
     assert counter(metrics.JOBS_OVER_ATTEMPTS) == alerts + 2
@@ -262,7 +265,7 @@ def test_blocked_answer_for_data_that_arrived_while_in_flight_is_retried_at_once
 def test_dispatch_over_a_partitions_keys_is_bounded_per_tick() -> None:
     """max_dispatch_per_tick bounds what one tick (or one fan-out over the partition's keys,
     like a new business date) dispatches; the rest goes out on the next ticks."""
-    loop = priced_loop(cfg=SchedulerConfig(max_dispatch_per_tick=3, backoff_s=600.0), hold_jobs=True)
+    loop = priced_loop(cfg=replace(scheduler_config(Settings()), max_dispatch_per_tick=3, backoff_s=600.0), hold_jobs=True)
     loop.feed(instrument("S2"), *(price(d(n), 50 + n, security_id="S2") for n in range(1, 6)))
     loop.feed(trade("B1", "BUY", d(1), 10, 100), trade("B2", "BUY", d(1), 10, 100, security_id="S2"))
     loop.feed(business_date(d(5)))

@@ -7,17 +7,20 @@ and reclaims, ticks between full passes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from epochflow.domain.scheduling import SchedulerConfig
 from memory_roles import Loop, business_date, instrument, portfolio, price, trade
+
+from epochflow.agents.configs import scheduler_config
+from epochflow.config import Settings
+from epochflow.domain.scheduling import SchedulerConfig
 
 DAY = timedelta(days=1)
 WINDOW = 3
-CFG = SchedulerConfig(processing_timeout_s=30.0, max_processing_per_partition=WINDOW, full_pass_s=5.0)
+CFG = replace(scheduler_config(Settings()), processing_timeout_s=30.0, max_processing_per_partition=WINDOW, full_pass_s=5.0)
 SECURITIES = ("S1", "S2", "S3")
 
 
@@ -121,6 +124,6 @@ def test_the_running_count_is_always_the_processing_jobs_and_never_past_the_wind
     loop.tick(loop.now + CFG.processing_timeout_s + 1)
     for _ in range(20):
         loop.tick(loop.now + 0.25)
-    for key, sk in loop.scheduler.keys.data.items():
+    for key, _sk in loop.scheduler.keys.data.items():
         assert loop.state(key).watermark_date == d(today), key
     assert loop.scheduler.processing(0) == 0 == processing_truth(loop)

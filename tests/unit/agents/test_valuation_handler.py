@@ -6,17 +6,18 @@ SKIPPED_NO_POSITION without a snapshot, snapshots with COMPLETE or BLOCKED outco
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from memory_roles import instrument, portfolio, price, valuation_handler
 
 from epochflow import metrics
-from epochflow.domain.valuation import CHUNK, CachedKey, DailyPosition
+from epochflow.domain.history_copy import CHUNK, CachedKey
+from epochflow.domain.valuation import DailyPosition
 from epochflow.schemas.jobs import ValuationJob
 from epochflow.schemas.results import HistoryCarryOver, JobOutcome, PositionHistoryRow, PositionStateRow, SnapshotRow
 from epochflow.tables.reference import apply_reference_event
-from memory_roles import instrument, portfolio, price, valuation_handler
 
 D = Decimal
 KEY = "P1|S1"
@@ -39,7 +40,7 @@ def state(epoch: int, version: int, txn_count: int) -> PositionStateRow:
     return PositionStateRow(portfolio_id="P1", security_id="S1", epoch=epoch, version=version, status="CURRENT",
                             watermark_date=None, quantity=D(0), cost_basis=D(0), cost_basis_local=D(0),
                             held_since_date=None, first_open_date=START, last_transaction_date=None,
-                            updated_at=datetime(2025, 1, 1, tzinfo=timezone.utc), txn_count=txn_count)
+                            updated_at=datetime(2025, 1, 1, tzinfo=UTC), txn_count=txn_count)
 
 
 def carry(from_epoch: int, to_epoch: int, before: date) -> HistoryCarryOver:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 from epochflow.agents.positions_handler import PositionsHandler
@@ -53,7 +53,7 @@ def day(text: str) -> date:
 
 def at(when: str | date, hour: int = 10, minute: int = 0) -> datetime:
     d = when if isinstance(when, date) else day(when)
-    return datetime.combine(d, time(hour, minute), tzinfo=timezone.utc)
+    return datetime.combine(d, time(hour, minute), tzinfo=UTC)
 
 
 def txn(
@@ -156,17 +156,17 @@ class KeyHarness:
     buckets: dict[str, Bucket] = field(default_factory=dict)
     refs: dict[str, TxnRef] = field(default_factory=dict)
 
-    def load(self, month: str) -> Bucket | None:
-        return self.buckets.get(month)
+    def load(self, week: str) -> Bucket | None:
+        return self.buckets.get(week)
 
     def commit(self, step: Step) -> Step:
         if step.changed:
             self.state = step.state
             for bucket in step.buckets:
                 if bucket.entries:
-                    self.buckets[bucket.month] = bucket
+                    self.buckets[bucket.week] = bucket
                 else:
-                    self.buckets.pop(bucket.month, None)
+                    self.buckets.pop(bucket.week, None)
             for transaction_id, ref in step.refs:
                 self.refs[transaction_id] = ref
         return step
@@ -198,7 +198,7 @@ class KeyHarness:
         return self.commit(apply_reference_change(self.state, since, self.load, self.reference))
 
     def entries(self) -> list[HistoryEntry]:
-        return [e for month, _ in self.state.months for e in self.buckets[month].entries]
+        return [e for week, _ in self.state.weeks for e in self.buckets[week].entries]
 
     def entry(self, transaction_id: str) -> HistoryEntry:
         return next(e for e in self.entries() if e.txn.transaction_id == transaction_id)
@@ -224,7 +224,7 @@ def memory_reference() -> ReferenceData:
 
 def memory_handler() -> PositionsHandler:
     return PositionsHandler(MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(), memory_reference(),
-                            clock=lambda: datetime(2025, 1, 1, tzinfo=timezone.utc))
+                            clock=lambda: datetime(2025, 1, 1, tzinfo=UTC))
 
 
 def portfolio_event(portfolio: str = PORTFOLIO, base: str = BASE, method: CostMethod | str = CostMethod.FIFO) -> PortfolioEvent:
@@ -240,4 +240,4 @@ def handler_history(handler: PositionsHandler, key: str) -> list[HistoryEntry]:
     state = handler.states.get(key)
     if state is None:
         return []
-    return [e for month, _ in state.months for e in handler.history.get(f"{key}|{month}").entries]
+    return [e for week, _ in state.weeks for e in handler.history.get(f"{key}|{week}").entries]

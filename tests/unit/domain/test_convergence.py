@@ -24,20 +24,21 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 
+from factories import at, ctx, event_of, fold, fx_table, in_order
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from epochflow import metrics
 from epochflow.agents.positions_handler import PositionsHandler
-from epochflow.domain.model import CostMethod, HistoryEntry, PositionState, Transaction, TxnType, position_key
+from epochflow.domain.keys import position_key
+from epochflow.domain.model import CostMethod, HistoryEntry, PositionState, Transaction, TxnType
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
 from epochflow.schemas.events import BusinessDateEvent, FxRateEvent, PortfolioEvent, TransactionEvent
 from epochflow.schemas.results import HistoryCarryOver, PositionHistoryRow, PositionStateRow, TransactionRow
 from epochflow.tables.reference import ReferenceData
 from epochflow.tables.store import CachedStore, MemoryStore
-from factories import at, ctx, event_of, fold, fx_table, in_order
 
-START = date(2025, 1, 25)  # histories span January to March: month buckets are crossed
+START = date(2025, 1, 25)  # histories span January to March: week buckets and series months are crossed
 SPAN_DAYS = 55
 BUSINESS_DATE = START + timedelta(days=SPAN_DAYS + 5)
 PORTFOLIOS = {"PF": CostMethod.FIFO, "PA": CostMethod.AVCO}
@@ -97,7 +98,7 @@ def histories(draw) -> History:
 @st.composite
 def earlier_versions(draw, final: Transaction) -> Transaction:
     """What a transaction said before it was amended: another quantity, price or date
-    (possibly in another month; a SELL may then oversell until the amendment arrives)."""
+    (possibly in another week; a SELL may then oversell until the amendment arrives)."""
     shift = timedelta(days=draw(st.integers(-20, 20)))
     quantity = Decimal(draw(st.integers(1, 30)))
     price = Decimal(draw(st.sampled_from(PRICES)))
@@ -194,7 +195,7 @@ class PositionsRole:
         return self.tables[0].get(key)
 
     def committed_history(self, key: str, state: PositionState) -> list[HistoryEntry]:
-        return [e for month, _ in state.months for e in self.tables[1].get(f"{key}|{month}").entries]
+        return [e for week, _ in state.weeks for e in self.tables[1].get(f"{key}|{week}").entries]
 
 
 # ---- the delivery plan --------------------------------------------------------------------

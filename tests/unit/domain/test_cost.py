@@ -10,10 +10,10 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from factories import DUAL_RATES, D, day, eur_usd, fold, fx_table, harness, in_order, txn
 
 from epochflow.domain.cost import FxLookup
 from epochflow.domain.model import ZERO, CostMethod, Flag, HistoryEntry, TxnType
-from factories import D, DUAL_RATES, day, eur_usd, fold, fx_table, harness, in_order, txn
 
 FIFO, AVCO = CostMethod.FIFO, CostMethod.AVCO
 BUY, SELL = TxnType.BUY, TxnType.SELL

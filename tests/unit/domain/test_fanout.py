@@ -10,34 +10,38 @@ crashes, and check that no correction is lost and no holder is skipped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from epochflow.agents.configs import fanout_config
+from epochflow.config import Settings
 from epochflow.domain.fanout import (
-    FanoutConfig,
     RateLimiter,
     ResetJob,
     ResetJobStatus,
     SubjectState,
     Trigger,
     claim,
-    describe_subject,
-    fx_subject,
+    claim_waits,
+    interrupted,
+    is_correction,
     on_correction,
-    price_subject,
+    pace_limiter,
     queue,
+    resets_wanted,
     take,
 )
+from epochflow.domain.keys import price_subject
 
 PENDING, PROCESSING = ResetJobStatus.PENDING, ResetJobStatus.PROCESSING
 COMPLETE, FAILED = ResetJobStatus.COMPLETE, ResetJobStatus.FAILED
 DAY = timedelta(days=1)
 SUBJECT = price_subject("S1")
-CFG = FanoutConfig(claim_batch=4, keys_per_cycle=500, rate_per_s=1000.0, max_attempts=3)
+CFG = replace(fanout_config(Settings()), claim_batch=4, keys_per_cycle=500, rate_per_s=1000.0, max_attempts=3)
 NOW = 1_000.0
 
 
@@ -57,21 +61,6 @@ def trigger(n: int, ref_offset: int = 10, corrections: int = 1) -> Trigger:
 
 def job(n: int, status: ResetJobStatus = PENDING, number: int = 1, **kw) -> ResetJob:
     return ResetJob(f"{SUBJECT}#p3#{number}", d(n), kw.pop("ref_offset", 10), NOW - 50, status, **kw)
-
-
-# ---- subjects --------------------------------------------------------------------------
-
-SUBJECTS = {
-    "price": (price_subject("S1"), "price|S1", ("S1", None, None)),
-    "price-id-with-bar": (price_subject("S|1"), "price|S|1", ("S|1", None, None)),
-    "fx": (fx_subject("EUR", "USD"), "fx|EUR|USD", (None, "EUR", "USD")),
-}
-
-
-@pytest.mark.parametrize("made,name,described", [pytest.param(*c, id=n) for n, c in SUBJECTS.items()])
-def test_subject_names_and_their_description(made, name, described) -> None:
-    assert made == name
-    assert describe_subject(made) == described
 
 
 # ---- trigger merging -------------------------------------------------------------------
@@ -300,10 +289,78 @@ def test_rate_limiter_never_grants_more_than_the_rate_over_a_window(rate, calls)
             assert total <= rate + rate * (t1 - t0) + 1e-9
 
 
+# ---- claiming and pacing -----------------------------------------------------------------
+
+CLAIM_WAITS = {
+    # name: (job status or None, jobs PROCESSING so far in the cycle, claim_batch, waits)
+    "pending-with-room": (PENDING, 3, 4, False),
+    "pending-batch-full": (PENDING, 4, 4, True),
+    "pending-batch-over-full": (PENDING, 5, 4, True),
+    "processing-is-never-held-back": (PROCESSING, 4, 4, False),
+    "complete-is-never-held-back": (COMPLETE, 9, 4, False),
+    "no-job": (None, 9, 4, False),
+}
+
+
+@pytest.mark.parametrize("status,processing,claim_batch,waits",
+                         [pytest.param(*c, id=n) for n, c in CLAIM_WAITS.items()])
+def test_claim_waits_while_the_claim_batch_is_full(status, processing, claim_batch, waits) -> None:
+    state = SubjectState(SUBJECT, 3, job=None if status is None else job(5, status))
+    assert claim_waits(state, processing, replace(CFG, claim_batch=claim_batch)) is waits
+
+
+INTERRUPTED = {
+    # name: (job status or None, claimed by this worker, interrupted)
+    "processing-claimed-elsewhere": (PROCESSING, False, True),
+    "processing-claimed-here": (PROCESSING, True, False),
+    "pending-is-not-running": (PENDING, False, False),
+    "complete-is-not-running": (COMPLETE, False, False),
+    "no-job": (None, False, False),
+}
+
+
+@pytest.mark.parametrize("status,here,expected", [pytest.param(*c, id=n) for n, c in INTERRUPTED.items()])
+def test_interrupted_is_a_processing_job_this_worker_did_not_claim(status, here, expected) -> None:
+    j = None if status is None else job(5, status)
+    assert interrupted(j, {j.job_id} if here and j else set()) is expected
+
+
+RESETS_WANTED = {
+    # name: (holders, cursor, in-flight room or None, keys_per_cycle, wanted)
+    "bounded-by-keys-per-cycle": (1000, 0, None, 500, 500),
+    "bounded-by-holders-left": (1000, 800, None, 500, 200),
+    "bounded-by-the-window": (1000, 0, 32, 500, 32),
+    "full-window-wants-nothing": (1000, 0, 0, 500, 0),
+    "nothing-left": (10, 10, 32, 500, 0),
+    "window-larger-than-the-rest": (10, 7, 32, 500, 3),
+}
+
+
+@pytest.mark.parametrize("holders,cursor,room,per_cycle,wanted", [pytest.param(*c, id=n) for n, c in RESETS_WANTED.items()])
+def test_resets_wanted(holders, cursor, room, per_cycle, wanted) -> None:
+    assert resets_wanted(holders, cursor, room, replace(CFG, keys_per_cycle=per_cycle)) == wanted
+
+
+PACE = {
+    # name: (rate_per_s, tick_s, burst)
+    "a-ticks-worth-saved-up": (2000.0, 0.25, 500.0),
+    "at-least-one": (2.0, 0.25, 1.0),
+    "one-a-tick": (4.0, 0.25, 1.0),
+}
+
+
+@pytest.mark.parametrize("rate,tick_s,burst", [pytest.param(*c, id=n) for n, c in PACE.items()])
+def test_pace_limiter_saves_up_a_ticks_worth(rate, tick_s, burst) -> None:
+    limiter = pace_limiter(replace(CFG, rate_per_s=rate), tick_s, now=NOW)
+    assert (limiter.rate, limiter.burst) == (rate, burst)
+    assert limiter.take(10_000, NOW) == int(burst)  # a full bucket at the start
+    assert limiter.take(10_000, NOW + 1.0) == int(min(burst, rate))
+
+
 # ---- properties: a worker with crashes ---------------------------------------------------
 
 HOLDERS = 5
-PROPERTY_CFG = FanoutConfig(max_attempts=10_000)  # crashes alone never fail a job here
+PROPERTY_CFG = replace(fanout_config(Settings()), max_attempts=10_000)  # crashes alone never fail a job here
 
 
 @dataclass
@@ -335,9 +392,7 @@ class Worker:
 
     def cycle(self, budget: int, crash_before_persist: bool = False) -> None:
         state = queue(self.stored, self.now)
-        j = state.job
-        interrupted = j is not None and j.status is PROCESSING and j.job_id not in self.working
-        state = claim(state, self.now, PROPERTY_CFG, interrupted)
+        state = claim(state, self.now, PROPERTY_CFG, interrupted(state.job, self.working))
         if state.job is not None:
             self.working.add(state.job.job_id)
         if state.job is not None and state.job.status is PROCESSING:
@@ -409,7 +464,7 @@ def _check_drained(w: Worker) -> None:
         # valuation is asked to have read the correction
         covered = {s.holder for s in w.sent if s.step > step and s.to_date <= day - DAY and s.ref_offset >= offset}
         assert covered == set(range(HOLDERS)), (step, day, covered)
-    for job_id, j in jobs.items():
+    for job_id, _j in jobs.items():
         # (b) each job resets every holder: none skipped, even across crashes
         assert {s.holder for s in w.sent if s.job_id == job_id} == set(range(HOLDERS)), job_id
 
@@ -485,3 +540,17 @@ def test_a_key_that_never_comes_back_current_expires_from_the_window() -> None:
     window.add("P1|S", 0.0)
     assert window.room(10.0) == 0
     assert window.room(10.5) == 1
+
+
+CORRECTIONS_OR_NOT = {
+    # name: (day, business day or None, a correction)
+    "before-the-business-date": (9, 10, True),
+    "on-the-business-date": (10, 10, False),
+    "after-the-business-date": (11, 10, False),
+    "no-business-date-yet": (1, None, False),
+}
+
+
+@pytest.mark.parametrize("n,business,expected", [pytest.param(*c, id=k) for k, c in CORRECTIONS_OR_NOT.items()])
+def test_is_correction(n, business, expected) -> None:
+    assert is_correction(d(n), None if business is None else d(business)) is expected

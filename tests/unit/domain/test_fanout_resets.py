@@ -11,6 +11,8 @@ from datetime import date, timedelta
 
 import pytest
 
+from epochflow.agents.configs import scheduler_config
+from epochflow.config import Settings
 from epochflow.domain.model import KeyStatus, PositionState
 from epochflow.domain.positions import RESET_JOBS_KEPT, Dropped, StateChanged, apply_reset
 from epochflow.domain.scheduling import (
@@ -20,7 +22,6 @@ from epochflow.domain.scheduling import (
     JobStatus,
     Reset,
     ScheduleKey,
-    SchedulerConfig,
     dispatch,
     on_position_state,
     plan,
@@ -191,7 +192,7 @@ def test_a_moved_back_key_is_planned_again_with_the_correction_offset() -> None:
     sk, outputs = on_position_state(sk, s.epoch, s.generation, s.version, s.watermark_date, d(1), s.changed_from,
                                     s.ref_floor)
     assert (sk.watermark, sk.jobs, sk.ref_floor, outputs) == (d(3), (), 42, [])
-    sk, _ = plan(sk, d(7), SchedulerConfig())
+    sk, _ = plan(sk, d(7), scheduler_config(Settings()))
     assert [j.day for j in sk.jobs] == [d(4), d(5), d(6), d(7)]
     sk, outputs = dispatch(sk, NOW, 10, ref_offset=7)
     assert [o.job.ref_offset for o in outputs if isinstance(o, Dispatch)] == [42, 42, 42, 42]
@@ -209,6 +210,6 @@ def test_a_key_behind_the_reset_values_its_changed_days_again() -> None:
                                     s.ref_floor)
     assert not any(isinstance(o, Reset) for o in outputs)  # the watermark is not past the changed days
     assert [(j.day, j.status) for j in sk.jobs] == [(d(4), COMPLETE), (d(6), PENDING)]  # day 5 replanned below
-    sk, _ = plan(sk, d(6), SchedulerConfig())
+    sk, _ = plan(sk, d(6), scheduler_config(Settings()))
     sk, outputs = dispatch(sk, NOW, 10, ref_offset=7)
     assert sorted((o.job.day, o.job.ref_offset) for o in outputs if isinstance(o, Dispatch)) == [(d(5), 42), (d(6), 42)]

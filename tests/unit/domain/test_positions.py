@@ -10,23 +10,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-
-from epochflow import metrics
-from epochflow.domain.model import Flag, KeyStatus, TxnType
-from epochflow.domain.positions import (
-    Dropped,
-    EpochOpened,
-    HistoryWritten,
-    StateChanged,
-    apply_business_date,
-    detect_backdated,
-)
-from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
-from epochflow.schemas.events import BusinessDateEvent
-from epochflow.schemas.results import HistoryCarryOver, PositionHistoryRow, PositionStateRow, TransactionRow
 from factories import (
-    D,
     DUAL_RATES,
+    D,
     day,
     eur_usd,
     event_of,
@@ -36,6 +22,21 @@ from factories import (
     portfolio_event,
     txn,
 )
+
+from epochflow import metrics
+from epochflow.domain.model import Flag, KeyStatus, PositionState, TxnType
+from epochflow.domain.positions import (
+    Dropped,
+    EpochOpened,
+    HistoryWritten,
+    StateChanged,
+    apply_business_date,
+    detect_backdated,
+    recost_from,
+)
+from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
+from epochflow.schemas.events import BusinessDateEvent
+from epochflow.schemas.results import HistoryCarryOver, PositionHistoryRow, PositionStateRow, TransactionRow
 
 BUY, SELL = TxnType.BUY, TxnType.SELL
 ONE_DAY = timedelta(days=1)
@@ -74,7 +75,7 @@ def test_first_transaction_writes_history_and_state() -> None:
     assert written.epoch == 0 and [seq for seq, _ in written.entries] == [0]
     assert key.state.epoch == 0 and key.state.status is CURRENT
     assert key.state.first_open_date == key.state.last_transaction_date == day("09-01")
-    assert key.entry("B") in key.buckets[key.refs["B"].month].entries
+    assert key.entry("B") in key.buckets[key.refs["B"].week].entries
 
 
 # ---- duplicates ------------------------------------------------------------------------
@@ -134,7 +135,7 @@ AMENDMENTS = {
         txn(BUY, 10, 100, "09-05", id="X"), txn(BUY, 20, 100, "09-05", id="X"), "09-03", 0, "09-05", "09-03"),
     "moved-earlier-future-dates": (
         txn(BUY, 10, 100, "09-06", id="X"), txn(BUY, 10, 100, "09-04", id="X"), "09-03", 0, "09-04", "09-03"),
-    "moved-later-into-next-month": (
+    "moved-later-into-a-later-week": (
         txn(BUY, 10, 100, "09-06", id="X"), txn(BUY, 10, 100, "10-02", id="X"), "09-03", 0, "09-06", "09-03"),
     "past-transaction-amended-in-place": (
         txn(BUY, 10, 100, "09-02", id="X"), txn(BUY, 12, 100, "09-02", id="X"), "09-05", 1, "09-02", "09-01"),
@@ -161,10 +162,10 @@ def test_amendment_replaces_the_old_version(original, amended, watermark, epoch,
     # recomputed (and re-sent) from the earlier of the old and new dates
     resent = [e for _, e in only(step, HistoryWritten).entries]
     assert resent == [e for e in key.entries() if e.txn.date >= day(resent_from)]
-    assert key.entry("X") in key.buckets[key.refs["X"].month].entries  # the ref finds the new version
-    # the month the old version left is rewritten too (deleted when it is empty)
+    assert key.entry("X") in key.buckets[key.refs["X"].week].entries  # the ref finds the new version
+    # the week the old version left is rewritten too (deleted when it is empty)
     assert all(b.entries for b in key.buckets.values())
-    assert [m for m, _ in key.state.months] == sorted(key.buckets)
+    assert [m for m, _ in key.state.weeks] == sorted(key.buckets)
 
 
 # ---- back-dated detection against the effective completed date -------------------------
@@ -506,3 +507,22 @@ def test_portfolio_arriving_after_the_first_transaction_was_amended_later(handle
     state = handler.states.get("P1|S1")
     assert (state.waiting_for, state.fx_missing_from) == ("", None)
     assert (state.holding.cost_local, state.holding.cost_base) == (D(10), D(10))
+
+
+RECOST_FROM = {
+    # name: (change date or None (a portfolio), first open date, FX missing from, start)
+    "fx-rate-from-its-date": ("08-10", "08-01", None, "08-10"),
+    "portfolio-from-the-first-transaction": (None, "08-01", None, "08-01"),
+    "earlier-where-figures-wait-for-a-rate": ("08-10", "08-01", "08-05", "08-05"),
+    "a-later-wait-does-not-move-it": ("08-10", "08-01", "08-12", "08-10"),
+    "no-history-yet": (None, None, None, None),
+}
+
+
+@pytest.mark.parametrize("since,first_open,missing_from,start", [pytest.param(*c, id=n) for n, c in RECOST_FROM.items()])
+def test_recost_from(since, first_open, missing_from, start) -> None:
+    def opt(text: str | None) -> date | None:
+        return None if text is None else day(text)
+
+    state = PositionState("P1", "S1", first_open_date=opt(first_open), fx_missing_from=opt(missing_from))
+    assert recost_from(state, opt(since)) == opt(start)

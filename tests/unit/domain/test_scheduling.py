@@ -30,20 +30,27 @@ from epochflow.domain.scheduling import (
     ScheduleKey,
     SchedulerConfig,
     dispatch,
+    dispatch_limit,
+    fill_order,
+    filled,
+    full_pass_due,
+    is_live_price,
     on_data_arrived,
     on_outcome,
     on_outcomes,
     on_position_state,
     over_attempts,
     plan,
+    processing_after,
     reclaim,
+    window_room,
 )
 
 PENDING, PROCESSING, COMPLETE = JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.COMPLETE
 SKIPPED, FAILED = JobStatus.SKIPPED_NO_POSITION, JobStatus.FAILED
 DAY = timedelta(days=1)
-CFG = SchedulerConfig(backoff_s=600.0, max_attempts=3, processing_timeout_s=30.0, not_ready_delay_s=0.5,
-                      max_in_flight_per_key=1000, max_dispatch_per_tick=1000)
+CFG = SchedulerConfig(backoff_s=600.0, max_attempts=3, processing_timeout_s=30.0, max_processing_per_partition=500,
+                      not_ready_delay_s=0.5, max_in_flight_per_key=1000, max_dispatch_per_tick=1000)
 NOW = 10_000.0
 
 
@@ -516,3 +523,113 @@ def test_a_price_for_a_valued_business_date_revalues_from_its_day() -> None:
     # nothing valued from that day on: nothing to do
     sk = key(None, 1, [job(1, COMPLETE)])
     assert on_price_for_valued_days(sk, d(2)) == (sk, [])
+
+
+# ---- the dispatch window -----------------------------------------------------------------
+
+WINDOW = replace(CFG, max_processing_per_partition=10, max_dispatch_per_tick=4, full_pass_s=5.0)
+
+
+def processing(n: int) -> ScheduleKey:
+    """A key with n jobs PROCESSING."""
+    return key(jobs=tuple(job(i + 1, PROCESSING) for i in range(n)))
+
+
+ROOM = {
+    # name: (PROCESSING in the partition, room)
+    "empty": (0, 10),
+    "some": (7, 3),
+    "full": (10, 0),
+    "over-full": (12, 0),
+}
+
+
+@pytest.mark.parametrize("count,room", [pytest.param(*c, id=n) for n, c in ROOM.items()])
+def test_window_room(count, room) -> None:
+    assert window_room(count, WINDOW) == room
+
+
+PROCESSING_AFTER = {
+    # name: (partition count, key before (PROCESSING jobs or None: new key), key after, count after)
+    "new-key-dispatches": (3, None, 2, 5),
+    "key-dispatches-more": (3, 1, 3, 5),
+    "answers-free-the-window": (5, 3, 1, 3),
+    "unchanged": (5, 2, 2, 5),
+    "never-below-zero": (0, 3, 0, 0),
+}
+
+
+@pytest.mark.parametrize("count,before,after,expected", [pytest.param(*c, id=n) for n, c in PROCESSING_AFTER.items()])
+def test_processing_after(count, before, after, expected) -> None:
+    assert processing_after(count, None if before is None else processing(before), processing(after)) == expected
+
+
+LIMITS = {
+    # name: (budget or None, PROCESSING in the partition, key stored, key now, limit)
+    "tick-budget-by-default": (None, 0, 0, 0, 4),
+    "budget-left": (2, 0, 0, 0, 2),
+    "window-room": (None, 8, 0, 0, 2),
+    "window-full": (None, 10, 0, 0, 0),
+    "the-keys-own-answers-make-room": (None, 10, 3, 0, 3),
+    "the-keys-reclaims-make-room": (9, 10, 3, 1, 2),
+    "a-new-key-counts-its-own-jobs": (None, 6, None, 2, 2),
+}
+
+
+@pytest.mark.parametrize("budget,count,stored,now,limit", [pytest.param(*c, id=n) for n, c in LIMITS.items()])
+def test_dispatch_limit(budget, count, stored, now, limit) -> None:
+    assert dispatch_limit(budget, count, None if stored is None else processing(stored), processing(now), WINDOW) == limit
+
+
+FILLED = {
+    # name: (budget left, PROCESSING in the partition, filled)
+    "room-and-budget": (3, 5, False),
+    "budget-used-up": (0, 5, True),
+    "window-full": (3, 10, True),
+}
+
+
+@pytest.mark.parametrize("budget,count,done", [pytest.param(*c, id=n) for n, c in FILLED.items()])
+def test_a_filling_pass_stops_when_the_budget_or_the_window_is_used_up(budget, count, done) -> None:
+    assert filled(budget, count, WINDOW) is done
+
+
+FULL_PASSES = {
+    # name: (now, last full pass or None, due)
+    "never-had-one": (NOW, None, True),
+    "just-had-one": (NOW, NOW - 1.0, False),
+    "exactly-full-pass-s-ago": (NOW, NOW - 5.0, True),
+    "long-ago": (NOW, NOW - 60.0, True),
+}
+
+
+@pytest.mark.parametrize("now,last,due", [pytest.param(*c, id=n) for n, c in FULL_PASSES.items()])
+def test_full_pass_due(now, last, due) -> None:
+    assert full_pass_due(now, last, WINDOW) is due
+
+
+FILL_ORDERS = {
+    # name: (cursor, order, start)
+    "from-the-start": (0, ("a", "b", "c"), 0),
+    "from-where-the-last-stopped": (2, ("c", "a", "b"), 2),
+    "wraps-around": (4, ("b", "c", "a"), 1),
+}
+
+
+@pytest.mark.parametrize("cursor,order,start", [pytest.param(*c, id=n) for n, c in FILL_ORDERS.items()])
+def test_fill_order(cursor, order, start) -> None:
+    assert fill_order(("a", "b", "c"), cursor) == (order, start)
+
+
+LIVE_PRICES = {
+    # name: (price day, business day or None, live)
+    "on-the-business-date": (5, 5, True),
+    "after-the-business-date": (6, 5, True),
+    "before-it-is-a-correction": (4, 5, False),
+    "no-business-date-yet": (1, None, True),
+}
+
+
+@pytest.mark.parametrize("n,business,live", [pytest.param(*c, id=k) for k, c in LIVE_PRICES.items()])
+def test_is_live_price(n, business, live) -> None:
+    assert is_live_price(d(n), d(business)) is live

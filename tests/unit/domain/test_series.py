@@ -6,10 +6,11 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from factories import D, memory_reference
 
+from epochflow.domain.keys import fx_subject
 from epochflow.domain.model import month_of
 from epochflow.domain.series import SeriesMonth, add_month, latest_on_or_before, upsert_point
-from factories import D, memory_reference
 
 
 def build(points: dict[str, str]) -> tuple[tuple[str, ...], dict[str, SeriesMonth]]:
@@ -81,7 +82,7 @@ def test_add_month_keeps_the_index_sorted_and_unique() -> None:
 
 def test_reference_data_fx_uses_the_series() -> None:
     ref = memory_reference()
-    name = ref.fx_name("EUR", "USD")
+    name = fx_subject("EUR", "USD")
     for text, value in SERIES.items():
         ref.put_point(name, date.fromisoformat(text), D(value))
     assert ref.fx("EUR", "USD", date(2025, 3, 15)) == D("1.15")

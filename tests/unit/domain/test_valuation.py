@@ -18,16 +18,6 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-
-from epochflow.domain.valuation import (
-    DailyPosition,
-    NoPosition,
-    Price,
-    Valued,
-    ValuationStatus,
-    end_of_day,
-    value_position,
-)
 from valuation_factories import (
     Pipeline,
     business_date,
@@ -37,6 +27,16 @@ from valuation_factories import (
     portfolio,
     price,
     trade,
+)
+
+from epochflow.domain.valuation import (
+    DailyPosition,
+    NoPosition,
+    Price,
+    ValuationStatus,
+    Valued,
+    end_of_day,
+    value_position,
 )
 
 D = Decimal

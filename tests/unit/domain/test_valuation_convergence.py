@@ -26,17 +26,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 from unittest import mock
 
+from factories import ctx, fold, fx_table, in_order
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-
-import epochflow.agents.valuation_handler as valuation_handler_module
-import epochflow.domain.valuation as valuation_module
-
-from epochflow.agents.positions_handler import to_transaction
-from epochflow.domain.model import CostMethod
-from epochflow.schemas.events import MarketPriceEvent, TransactionEvent
-from epochflow.schemas.results import SnapshotRow
-from factories import ctx, fold, fx_table, in_order
 from valuation_factories import (
     Pipeline,
     business_date,
@@ -47,6 +39,12 @@ from valuation_factories import (
     price,
     trade,
 )
+
+import epochflow.domain.history_copy as history_copy_module
+from epochflow.agents.positions_handler import to_transaction
+from epochflow.domain.model import CostMethod
+from epochflow.schemas.events import MarketPriceEvent, TransactionEvent
+from epochflow.schemas.results import SnapshotRow
 
 START = date(2025, 3, 27)  # spans a month end: series buckets are crossed
 SPAN_DAYS = 18
@@ -207,13 +205,12 @@ def expected_by_the_rules(s: Scenario, key: str, day: date, row: SnapshotRow) ->
 def chunks_of(size: int) -> ExitStack:
     """The valuation copy's chunk size, made small so short histories cross chunk ends."""
     stack = ExitStack()
-    for module in (valuation_module, valuation_handler_module):
-        stack.enter_context(mock.patch.object(module, "CHUNK", size))
+    stack.enter_context(mock.patch.object(history_copy_module, "CHUNK", size))
     return stack
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scenarios(), st.sampled_from([2, 3, valuation_module.CHUNK]))
+@given(scenarios(), st.sampled_from([2, 3, history_copy_module.CHUNK]))
 def test_any_arrival_order_values_every_day_as_in_order(s: Scenario, chunk: int) -> None:
     with chunks_of(chunk):
         expected = in_order_snapshots(s)

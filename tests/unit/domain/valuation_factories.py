@@ -8,7 +8,7 @@ Imported by the test modules beside it (`from valuation_factories import ...`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from epochflow.agents.positions_handler import PositionsHandler
@@ -53,7 +53,7 @@ def valuation_handler() -> ValuationHandler:
 def positions_handler() -> PositionsHandler:
     reference = ReferenceData(MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore())
     return PositionsHandler(MemoryStore(), MemoryStore(), MemoryStore(), MemoryStore(), reference,
-                            clock=lambda: datetime(2025, 1, 1, tzinfo=timezone.utc))
+                            clock=lambda: datetime(2025, 1, 1, tzinfo=UTC))
 
 
 def portfolio(portfolio_id: str, base: str = "USD", method: str = "FIFO") -> PortfolioEvent:
@@ -77,7 +77,7 @@ def trade(transaction_id: str, portfolio_id: str, security_id: str, kind: str, o
     q, p = D(str(quantity)), D(str(unit_price))
     return TransactionEvent(
         transaction_id=transaction_id, portfolio_id=portfolio_id, security_id=security_id, transaction_type=kind,
-        transaction_date=datetime(on.year, on.month, on.day, hour, tzinfo=timezone.utc), quantity=q, price=p,
+        transaction_date=datetime(on.year, on.month, on.day, hour, tzinfo=UTC), quantity=q, price=p,
         gross_amount=q * p, trade_fee=D(str(fee)), trade_currency=currency,
     )
 

@@ -16,7 +16,8 @@ from tests.fixtures.agents import load_app
 load_app("api")  # before anything imports epochflow.app
 
 import epochflow.web.views  # noqa: E402,F401  (registers every route)
-from epochflow.app import app, settings as app_settings  # noqa: E402
+from epochflow.app import app  # noqa: E402
+from epochflow.app import settings as app_settings  # noqa: E402
 from epochflow.config import Settings  # noqa: E402
 from epochflow.web import access  # noqa: E402
 from epochflow.web.routes import access_of  # noqa: E402

@@ -7,10 +7,9 @@ from __future__ import annotations
 import pytest
 from aiohttp import web
 
-from tests.unit.web.served import TOKEN, client, settings
-
 from epochflow.web import views  # noqa: I001
-from epochflow.web.access import Access, check_bearer, needs_token
+from epochflow.web.access import Access, check_bearer, is_loopback, needs_token, require_token_when_exposed
+from tests.unit.web.served import TOKEN, client, settings
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 READ_PATHS = ("/openapi.json", "/valuation-jobs/?limit=0", "/portfolios/P1/positions/?as_of=bad")
@@ -117,3 +116,49 @@ async def test_an_unexpected_error_is_a_json_500() -> None:
     async with client(settings(), {"/broken/": broken}) as http:
         response = await http.get("/broken/")
         assert response.status == 500 and (await response.json())["error"].startswith("internal error")
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True), ("127.0.0.2", True),
+                                            ("0.0.0.0", False), ("::", False), ("", False), ("10.0.0.5", False),
+                                            ("api.example.com", False)])
+def test_what_counts_as_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10"])
+def test_a_worker_listening_beyond_loopback_without_a_token_refuses_to_start(host: str) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        require_token_when_exposed(settings(web_host=host, api_token=""), environ={})
+    message = str(stopped.value)
+    assert "EPOCHFLOW_API_TOKEN" in message and "EPOCHFLOW_API_ALLOW_NO_TOKEN" in message and host in message
+
+
+def test_a_token_or_loopback_lets_the_worker_start() -> None:
+    require_token_when_exposed(settings(web_host="0.0.0.0", api_token=TOKEN), environ={})
+    require_token_when_exposed(settings(web_host="127.0.0.1", api_token=""), environ={})
+
+
+def test_the_explicit_opt_out_starts_and_says_so_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    require_token_when_exposed(settings(web_host="0.0.0.0", api_token=""), environ={"EPOCHFLOW_API_ALLOW_NO_TOKEN": "true"})
+    [record] = [r for r in caplog.records if "EPOCHFLOW_API_ALLOW_NO_TOKEN" in r.getMessage()]
+    assert record.levelname == "CRITICAL" and "open to anyone" in record.getMessage()
+
+
+@pytest.mark.parametrize("value", ["false", "", "maybe"])
+def test_anything_but_true_is_no_opt_out(value: str) -> None:
+    with pytest.raises(SystemExit, match="EPOCHFLOW_API"):
+        require_token_when_exposed(settings(web_host="0.0.0.0", api_token=""), environ={"EPOCHFLOW_API_ALLOW_NO_TOKEN": value})
+
+
+def test_the_worker_process_stops_at_start_naming_the_variables(tmp_path) -> None:
+    """`epochflow worker ROLE` exits before it serves anything (no broker is needed to get there)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EPOCHFLOW_", "DATABASE_URL"))}
+    env.update({"EPOCHFLOW_WEB_HOST": "0.0.0.0", "EPOCHFLOW_DATA_DIR": str(tmp_path)})
+    done = subprocess.run([sys.executable, "-m", "epochflow", "worker", "sink"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode != 0
+    assert "EPOCHFLOW_API_TOKEN" in done.stderr and "EPOCHFLOW_API_ALLOW_NO_TOKEN" in done.stderr

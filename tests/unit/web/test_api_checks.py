@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.web.served import client, settings
-
 from epochflow.web import api  # noqa: I001
+from tests.unit.web.served import client, settings
 
 BAD = [
     ("/portfolios/P1/positions/?as_of=2026-02-30", "as_of"),
@@ -28,6 +27,12 @@ BAD = [
     ("/valuation-jobs/?epoch=-1", "epoch"),
     ("/valuation-jobs/?epoch=one", "epoch"),
     ("/valuation-jobs/?portfolio_id=%00", "portfolio_id"),
+    ("/valuation-jobs/?epoch=2147483648", "epoch"),
+    ("/valuation-jobs/?offset=2147483648", "offset"),
+    ("/valuation-jobs/?security_id=A%7CB", "security_id"),
+    ("/reprocessing/jobs/?subject=price%7CS%01", "subject"),
+    ("/reprocessing/jobs/?offset=99999999999", "offset"),
+    ("/positions/P%01/S1/history/", "portfolio_id"),
     ("/reprocessing/jobs/?status=SKIPPED_NO_POSITION", "status"),
     ("/reprocessing/triggers/?all=1", "all"),
 ]
@@ -41,8 +46,11 @@ VALID = [
     "/positions/P1/S1/lineage/",
     "/valuation-jobs/?status=PENDING&epoch=0&limit=1000&offset=0",
     "/reprocessing/jobs/",
+    "/reprocessing/jobs/?subject=fx%7CEUR%7CUSD&offset=2147483647",
+    "/valuation-jobs/?epoch=2147483647",
     "/reprocessing/triggers/?all=true",
-    "/positions/%27%3B%20DROP%20TABLE%20position_state%3B--/S1/lineage/",
+    "/positions/%27%3BDROP--TABLE--position_state%3B--/S1/lineage/",
+    "/positions/%27OR%271%27=%271/S1/history/",
 ]
 
 

@@ -9,12 +9,11 @@ from typing import Any
 import pytest
 from faust.web import View
 
-from tests.unit.web.served import TOKEN, app, client, settings
-
 from epochflow.web.access import Access  # noqa: I001  (after served: it loads the app first)
 from epochflow.web.api import unregistered_views
 from epochflow.web.openapi import build_document
 from epochflow.web.routes import ROUTES, Operation, route, served_methods
+from tests.unit.web.served import TOKEN, app, client, settings
 
 OUR_MODULES = ("epochflow.web.views", "epochflow.web.api")
 EXPECTED_PATHS = {

@@ -1,0 +1,46 @@
+"""One Faust app per role: `epochflow/apps/<role>.py` binds the role, builds its app and
+imports the role's modules, so faust's own CLI works on any of them
+(`faust -A epochflow.apps.positions worker -l info`, `... agents`, `... tables`), and
+`epochflow worker ROLE` runs the same app.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import faust
+
+from epochflow.topology import WEB_VIEWS, Role, role
+
+
+def build(bound: Role, modules: tuple[str, ...] | None = None) -> faust.App:
+    """Bind `bound` as this process's role and declare its topics, tables, agents and views
+    (its topology modules, or `modules`, and the web views every role serves)."""
+    from epochflow.app import bind
+
+    app = bind(bound)
+    for module in (bound.modules if modules is None else modules) + (WEB_VIEWS,):
+        importlib.import_module(module)
+    return app
+
+
+def load(name: str) -> faust.App:
+    """The app of the role called `name` (importing its module builds it)."""
+    return importlib.import_module(f"{__name__}.{role(name).name}").app
+
+
+def run_worker(app: faust.App, name: str) -> None:
+    """Run one worker of `app` in this process until it is stopped."""
+    from faust.worker import Worker
+
+    profile_to = os.environ.get("EPOCHFLOW_PROFILE_DIR")
+    if profile_to:  # for performance work: a cProfile dump per worker at exit
+        import atexit
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        atexit.register(lambda: profiler.dump_stats(os.path.join(profile_to, f"{name}-{os.getpid()}.prof")))
+    level = os.environ.get("EPOCHFLOW_LOG_LEVEL", "WARNING").lower()
+    Worker(app, loglevel=level, quiet=True).execute_from_commandline()

@@ -1,0 +1,1 @@
+"""`epochflow demo` (`make demo`): the built-in dataset through a fresh embedded stack."""

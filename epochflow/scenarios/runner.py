@@ -1,0 +1,199 @@
+"""The runner of `epochflow scenario run FILE`: drive the real stack with each case's
+events, wait for quiescence at every checkpoint, and compare the expected blocks with
+PostgreSQL.
+
+Each case runs on a fresh stack (business dates are global to an engine instance).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from epochflow.client import NotQuiescent, Pipeline
+from epochflow.config import Settings
+from epochflow.scenarios.checks import check_scenario_file
+from epochflow.scenarios.expectations import Support, Verdict, check
+from epochflow.schemas.events import CheckpointEvent, InvalidEvent, parse_event
+from epochflow.sinks.reads.query import position
+from epochflow.sinks.reads.scenario import (
+    earliest_job_date,
+    history_count,
+    history_row,
+    snapshot,
+    snapshot_current_epoch,
+    transaction,
+    valuation_job,
+)
+
+StackFactory = Callable[[], AbstractAsyncContextManager[Settings]]
+
+
+@asynccontextmanager
+async def fresh_stack() -> AsyncIterator[Settings]:
+    """A new embedded stack per case: business dates are global to an engine instance."""
+    from epochflow.devstack.stack import EmbeddedStack
+
+    with tempfile.TemporaryDirectory(prefix="epochflow-case-") as directory:
+        async with EmbeddedStack(Path(directory), topic_prefix=f"case{Path(directory).name[-6:]}") as stack:
+            yield stack.settings
+
+
+def current_support() -> Support:
+    """Blocks the engine does not build yet are reported as skipped, never as passed."""
+    return Support(
+        blocks={
+            "cashflows": "cashflows are not built yet",
+            "position_timeseries": "time series are not built yet",
+            "portfolio_timeseries": "time series are not built yet",
+        },
+    )
+
+
+@dataclass
+class Case:
+    name: str
+    events: list[Any]
+    expected: dict[str, Any]
+    business_date: str | None = None
+
+
+@dataclass
+class CaseResult:
+    name: str
+    failures: list[str] = field(default_factory=list)
+    skips: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def line(self) -> str:
+        if self.failures:
+            return f"FAIL {self.name}: " + "; ".join(self.failures)
+        if self.skips:
+            return f"SKIP {self.name}: " + "; ".join(_dedupe(self.skips))
+        return f"PASS {self.name}"
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    reasons: dict[str, int] = {}
+    for item in items:
+        reasons[item] = reasons.get(item, 0) + 1
+    return [k if n == 1 else f"{k} x{n}" for k, n in reasons.items()]
+
+
+def load_cases(path: Path, only: str | None = None) -> list[Case]:
+    doc = json.loads(Path(path).read_text())
+    if not isinstance(doc, dict) or not isinstance(doc.get("cases"), list):
+        raise InvalidEvent(f"{path}: not a scenario file (expected an object with a 'cases' list)")
+    cases = []
+    for i, raw in enumerate(doc["cases"]):
+        name = raw.get("name") or f"case_{i}"
+        if only and name != only:
+            continue
+        events = []
+        for j, event in enumerate(raw.get("events", [])):
+            try:
+                events.append(parse_event(event))
+            except InvalidEvent as error:
+                raise InvalidEvent(f"{name}: event #{j}: {error.reason}") from None
+        cases.append(Case(name, events, raw.get("expected") or {}, raw.get("business_date")))
+    if only and not cases:
+        raise InvalidEvent(f"{path}: no case named {only!r}")
+    return cases
+
+
+def fetchers(pipeline: Pipeline) -> dict:
+    engine = pipeline.engine
+    return {
+        "positions": lambda row: position(engine, row["portfolio_id"], row["security_id"]),
+        "transactions": lambda row: transaction(engine, row["transaction_id"]),
+        "position_history": lambda row: history_row(
+            engine, row["portfolio_id"], row["security_id"], int(row["epoch"]), row["transaction_id"]
+        ),
+        "position_history_count": lambda row: history_count(
+            engine, row["portfolio_id"], row["security_id"], int(row["epoch"])
+        ),
+        "snapshots": lambda row: snapshot(
+            engine, row["portfolio_id"], row["security_id"], _day(row["date"]), int(row["epoch"])
+        ) if "epoch" in row else snapshot_current_epoch(engine, row["portfolio_id"], row["security_id"], _day(row["date"])),
+        "snapshots_current_epoch": lambda row: snapshot_current_epoch(
+            engine, row["portfolio_id"], row["security_id"], _day(row["date"])
+        ),
+        "valuation_jobs": lambda row: valuation_job(
+            engine, row["portfolio_id"], row["security_id"], _day(row["valuation_date"]), int(row["epoch"])
+        ),
+        "valuation_jobs_absent": lambda row: _no_job_before(engine, row),
+    }
+
+
+def _day(text: str):
+    from datetime import date
+
+    return date.fromisoformat(str(text)[:10])
+
+
+async def _no_job_before(engine, row: dict) -> dict:
+    """Passes (echoes the row) when no job exists before `valuation_date_before`."""
+    earliest = await earliest_job_date(engine, row["portfolio_id"], row["security_id"])
+    limit = _day(row["valuation_date_before"])
+    if earliest is None or earliest >= limit:
+        return dict(row)
+    return {**row, "valuation_date_before": f"a job exists for {earliest}"}
+
+
+async def run_case(case: Case, stack: StackFactory, support: Support, timeout: float, log: Callable[[str], None]) -> CaseResult:
+    result = CaseResult(case.name)
+    started = time.monotonic()
+    async with stack() as settings:
+        pipeline = await Pipeline.connect(settings)
+        try:
+            pending: list[Any] = []
+            for event in case.events:
+                if isinstance(event, CheckpointEvent):
+                    await pipeline.publish(pending)
+                    pending = []
+                    await _check_point(pipeline, f"checkpoint {event.name}", event.expected, support, timeout, result)
+                else:
+                    pending.append(event)
+            await pipeline.publish(pending)
+            await _check_point(pipeline, "final", case.expected, support, timeout, result)
+        finally:
+            await pipeline.close()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+async def _check_point(pipeline: Pipeline, label: str, expected: dict, support: Support, timeout: float, result: CaseResult) -> None:
+    try:
+        await pipeline.settle(timeout)
+    except NotQuiescent as error:
+        result.failures.append(f"{label}: {error}")
+        return
+    verdict: Verdict = await check(expected, fetchers(pipeline), support)
+    result.failures.extend(f"{label}: {f}" for f in verdict.failures)
+    result.skips.extend(verdict.skips)
+
+
+async def run_file(path: Path, stack: StackFactory, only: str | None = None, timeout: float = 120.0,
+                   echo: Callable[[str], None] = print) -> list[CaseResult]:
+    check_scenario_file(path)  # every problem of the file's shape, before any stack starts
+    support = current_support()
+    results = []
+    for case in load_cases(path, only):
+        try:
+            result = await run_case(case, stack, support, timeout, echo)
+        except Exception as error:  # a broken stack fails the case, not the whole run
+            result = CaseResult(case.name, failures=[f"could not run: {error!r}"])
+        echo(result.line)
+        results.append(result)
+    passed = sum(1 for r in results if not r.failures and not r.skips)
+    failed = sum(1 for r in results if r.failures)
+    skipped = len(results) - passed - failed
+    echo(f"{passed} passed, {failed} failed, {skipped} skipped")
+    return results

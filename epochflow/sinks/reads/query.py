@@ -1,0 +1,73 @@
+"""What the read modules share: running a query, a key's current epoch, a consistent
+read transaction, and the one lookup every audience makes (a key's position_state row)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import RowMapping, Select, Table, and_, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from epochflow.domain.scheduling import JobStatus
+from epochflow.sinks.models import daily_position_snapshots, position_state
+
+# valuation jobs not ended yet
+OPEN_JOB_STATUSES = (JobStatus.PENDING, JobStatus.PROCESSING)
+
+
+async def mappings(engine: AsyncEngine, query: Select[Any]) -> list[RowMapping]:
+    async with engine.connect() as conn:
+        return list((await conn.execute(query)).mappings())
+
+
+async def one(engine: AsyncEngine, query: Select[Any]) -> dict[str, Any] | None:
+    """The first row of `query` as a plain dict (None: no row)."""
+    rows = await mappings(engine, query)
+    return dict(rows[0]) if rows else None
+
+
+async def scalar(engine: AsyncEngine, query: Select[Any]) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(query)).scalar_one()
+
+
+@asynccontextmanager
+async def consistent(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One REPEATABLE READ transaction, so the figures of one answer all come from the
+    same moment even while the sink writes."""
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            yield conn
+
+
+def current_epoch(portfolio_id: str, security_id: str) -> Any:
+    """The key's current epoch (NULL, so matching nothing, when it has no state)."""
+    s = position_state.c
+    return select(s.epoch).where(s.portfolio_id == portfolio_id, s.security_id == security_id).scalar_subquery()
+
+
+def same_key(table: Table) -> Any:
+    """`table`'s row belongs to the position_state row of the outer query, in its epoch."""
+    s = position_state.c
+    return and_(
+        table.c.portfolio_id == s.portfolio_id, table.c.security_id == s.security_id, table.c.epoch == s.epoch
+    )
+
+
+def latest_snapshot_date(portfolio_id: str) -> Select[Any]:
+    """The latest day any key of the portfolio has a snapshot of in its current epoch."""
+    s, d = position_state.c, daily_position_snapshots.c
+    return (
+        select(func.max(d.date))
+        .select_from(daily_position_snapshots.join(position_state, same_key(daily_position_snapshots)))
+        .where(d.portfolio_id == portfolio_id, s.portfolio_id == portfolio_id)
+    )
+
+
+async def position(engine: AsyncEngine, portfolio_id: str, security_id: str) -> dict[str, Any] | None:
+    """The key's position_state row as a plain dict (None: the key has no state)."""
+    s = position_state.c
+    return await one(engine, select(position_state).where(s.portfolio_id == portfolio_id, s.security_id == security_id))

@@ -1,0 +1,105 @@
+"""Reading an input file: every problem, where it is (line, event index, case and index),
+the field and the reason; floats and deep nesting refused as `POST /ingest/` refuses them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from epochflow.ops.ingest import problem_count, read_events
+from epochflow.schemas.documents import load_json
+from epochflow.schemas.events import InvalidEvent, parse_event
+
+PORTFOLIO = {"type": "portfolio", "portfolio_id": "P1", "base_currency": "USD"}
+PRICE = {"type": "market_price", "security_id": "S1", "price_date": "2025-08-01", "price": "10", "currency": "USD"}
+CHECKPOINT = {"type": "checkpoint", "name": "c", "expected": {}}
+
+
+def txn(tid: str, **change) -> dict:
+    return {"type": "transaction", "transaction_id": tid, "portfolio_id": "P1", "security_id": "S1",
+            "transaction_type": "BUY", "transaction_date": "2025-08-01T10:00:00Z", "quantity": "10", "price": "5",
+            "gross_amount": "50", "trade_fee": "0", "trade_currency": "USD", **change}
+
+
+def listed(path: Path, case: str | None = None) -> list[str]:
+    return [str(problem) for problem in read_events(path, case).problems]
+
+
+def test_every_problem_of_a_json_lines_file_is_listed_by_line_field_and_reason(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    lines = [json.dumps(PORTFOLIO), json.dumps(txn("T1", quantity="ten", fee=5)), "{not json",
+             json.dumps(txn("T2", portfolio_id="P\u0000X")), json.dumps(PRICE), json.dumps([1]),
+             json.dumps({**PRICE, "price": "-1"})]
+    path.write_text("\n".join(lines) + "\n")
+    assert listed(path) == [
+        'line 2: transaction.quantity: must be a decimal number written like "12.5" or "-3"',
+        "line 2: transaction.fee: unknown field (did you mean trade_fee?)",
+        "line 3: not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        "line 4: transaction.portfolio_id: contains control or unprintable characters",
+        "line 6: an event must be a JSON object, not a list",
+        "line 7: market_price.price: price must not be negative",
+    ]
+    assert problem_count(read_events(path)) == "6 problems in 5 of 7 events"
+
+
+def test_a_json_list_names_the_event_index(tmp_path: Path) -> None:
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps({"events": [PORTFOLIO, txn("T1", transaction_type="GIFT"), PRICE, txn("T2", price="-5")]}))
+    problems = listed(path)
+    assert [p.split(":")[0] for p in problems] == ["event #1", "event #3"]
+    assert "transaction.transaction_type" in problems[0] and "price must not be negative" in problems[1]
+
+
+def test_more_than_twenty_problems_are_all_listed(tmp_path: Path) -> None:
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps([txn(f"T{n}", quantity="x") for n in range(30)]))
+    assert len(listed(path)) == 30
+
+
+def test_a_scenario_file_names_the_case_and_index(tmp_path: Path) -> None:
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps({"cases": [
+        {"name": "one", "events": [PORTFOLIO, txn("T1", trade_currency="usd")]},
+        {"name": "two", "events": [CHECKPOINT, {"type": "fx_rate"}]},
+        {"name": "three", "events": {"type": "portfolio"}},
+        "not a case",
+    ]}))
+    problems = listed(path)
+    assert any(p.startswith("case one event #1: transaction.trade_currency") for p in problems)
+    assert any(p.startswith("case two event #1: fx_rate.") for p in problems)
+    assert "case three: events: must be a list, not an object" in problems
+    assert "case #3: must be an object, not a string" in problems
+    only_one = listed(path, "one")
+    assert [p for p in only_one if p.startswith("case one ")] == [p for p in problems if p.startswith("case one ")]
+    assert not any(p.startswith(("case two", "case three")) for p in only_one)
+    assert listed(path, "nope")[-1] == "file: no case named 'nope'"
+
+
+def test_a_float_is_refused_with_the_reason_post_ingest_gives(tmp_path: Path) -> None:
+    body = json.dumps([txn("T1", price="PRICE")]).replace('"PRICE"', "100.123456789012345678")
+    (tmp_path / "events.json").write_text(body)
+    (tmp_path / "events.jsonl").write_text(json.dumps(PORTFOLIO) + "\n" + body[1:-1] + "\n")
+    with pytest.raises(InvalidEvent) as refused:  # what POST /ingest/ does with the same body
+        parse_event(load_json(body)[0])
+    expected = f"event #0: {refused.value.reason}"
+    assert listed(tmp_path / "events.json") == [expected]
+    assert listed(tmp_path / "events.jsonl") == [expected.replace("event #0", "line 2")]
+    assert "float" in expected
+
+
+def test_nesting_is_bounded_for_a_whole_file_and_for_each_line(tmp_path: Path) -> None:
+    (tmp_path / "deep.json").write_text("[" * 10_000 + "]" * 10_000)
+    assert listed(tmp_path / "deep.json") == ["file: nested deeper than 64 levels"]
+    (tmp_path / "deep.jsonl").write_text(json.dumps(PORTFOLIO) + "\n" + "[" * 100 + "]" * 100 + "\n")
+    assert listed(tmp_path / "deep.jsonl") == ["line 2: nested deeper than 64 levels"]
+
+
+def test_a_good_file_has_no_problem_and_counts_its_events_by_type(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in [PORTFOLIO, txn("T1"), txn("T2"), CHECKPOINT, PRICE]) + "\n")
+    reading = read_events(path)
+    assert reading.problems == []
+    assert reading.counts_by_type() == {"portfolio": 1, "transaction": 2, "market_price": 1}
+    assert (reading.checkpoints, reading.total) == (1, 5)
