@@ -19,6 +19,19 @@ STALE_EPOCH_DROPPED = Counter(
 DEAD_LETTERS = Counter(
     "epochflow_dead_letter_total", "Invalid messages sent to the dead-letter topic", ["stage"], registry=REGISTRY
 )
+STEPS_REDONE = Counter(
+    "epochflow_steps_redone_total",
+    "Steps a killed worker left half written, finished from the redo journal, by stage of the next batch",
+    ["stage"],
+    registry=REGISTRY,
+)
+COMMIT_SECONDS = Histogram(
+    "epochflow_step_commit_seconds",
+    "Time to make one batch's table writes and messages durable (journal, then tables and messages), by stage",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
 EPOCH_BUMPS = Counter("epochflow_epoch_bumps_total", "Back-dated arrivals that opened a new epoch", registry=REGISTRY)
 DUPLICATES = Counter("epochflow_duplicates_total", "Transactions seen again with identical content", registry=REGISTRY)
 AMENDMENTS = Counter("epochflow_amendments_total", "Transactions replaced by a new version", registry=REGISTRY)

@@ -1,5 +1,6 @@
 """Shared mechanics of the batch agents: partition grouping with the right event context
-for table reads and writes, barriers, dead letters and one output message per partition.
+for table reads and writes, barriers, dead letters, and what a partition's step writes and
+sends (its redo-journal entry, see epochflow.tables.journal).
 
 Faust picks a table's changelog partition (and RocksDB partition store) from the current
 event; a batch from `take_events` spans partitions, so each partition's slice is handled
@@ -8,10 +9,8 @@ with one of its own events set as the current one.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
 import traceback
 import weakref
 from collections import defaultdict
@@ -25,6 +24,7 @@ from faust.streams import _current_event
 from epochflow import metrics
 from epochflow.schemas.events import InvalidEvent
 from epochflow.schemas.results import Barrier
+from epochflow.tables.journal import Entry, Output
 
 log = logging.getLogger("epochflow.agents")
 
@@ -171,81 +171,19 @@ def encode_rows(rows: list[Any]) -> bytes:
     return b"[" + b",".join(row.model_dump_json().encode() for row in rows) + b"]"
 
 
-def send_outcome(outcome: BatchOutcome, results_topic: Any, dead_letter_topic: Any, source: bytes,
-                 topic_for: Callable[[str], Any] | None = None) -> list[Any]:
-    """Enqueue the batch's output without yielding to the event loop, so outputs leave in
-    the order their steps changed the tables, even across agents of one worker. Returns
-    the send futures: the agent awaits them (and a producer flush) before it takes the
-    next batch, so an input offset is never committed before its outputs and its table
-    changelog writes are on the broker."""
-    futures: list[Any] = []
-    for partition, rows in outcome.rows.items():
-        rows = latest_state_only(rows)
-        for start in range(0, len(rows), MAX_ROWS_PER_MESSAGE):
-            chunk = rows[start : start + MAX_ROWS_PER_MESSAGE]
-            futures.append(results_topic.send_soon(key=source, value=encode_rows(chunk), partition=partition))
-    for message in outcome.messages:
-        futures.append(topic_for(message.topic).send_soon(key=message.key, value=message.value, partition=message.partition))
-    for record in outcome.dead:
-        futures.append(dead_letter_topic.send_soon(key=b"dead", value=record, partition=0))
-    return futures
-
-
-async def delivered(futures: list[Any], producer: Any) -> None:
-    """Wait until the batch's outputs, and every table write enqueued before them, have
-    reached the broker."""
-    if futures:
-        await asyncio.gather(*futures)
-    await producer.flush()
-
-
-async def process_batch(
-    stage: str,
-    events: Sequence[Any],
-    open_partition: Callable[[], tuple[Callable[[bytes, int], list[Any]], list[Any]]],
-    source: bytes,
-    producer: Any,
-    results_topic: Any,
-    dead_letter_topic: Any,
-    topic_for: Callable[[str], Any] | None = None,
-    state_after_outputs: bool = False,
-) -> None:
-    """One batch of a role's agent: per partition, `open_partition()` gives a message
-    handler and the write-through caches it uses; every message is handled in its
-    partition's event context, the caches are written once, the outputs are sent in order
-    and awaited. Anything failing outside a single message stops the worker (see `die`).
-
-    `state_after_outputs`: write the tables only once the outputs are delivered, for work
-    that is not driven by its input's content (a clock tick): a crash in between then
-    repeats outputs (which their receivers recognise) instead of recording work whose
-    outputs were lost."""
-    try:
-        started = time.perf_counter()
-        outcome = BatchOutcome()
-        pending: list[tuple[Any, list[Any]]] = []
-        for partition_events in by_partition(events).values():
-            handle, caches = open_partition()
-            run_partition(stage, partition_events, handle, outcome)
-            pending.append((partition_events[-1], caches))
-        if not state_after_outputs:
-            _flush(pending)
-        futures = send_outcome(outcome, results_topic, dead_letter_topic, source, topic_for)
-        metrics.BATCH_SECONDS.labels(stage).observe(time.perf_counter() - started)
-        await delivered(futures, producer)
-        if state_after_outputs:
-            _flush(pending)
-            await producer.flush()
-    except Exception:
-        die(stage)
-
-
-def _flush(pending: list[tuple[Any, list[Any]]]) -> None:
-    """Write each partition's caches in the context of one of its events (Faust picks the
-    changelog partition from it)."""
-    for event, caches in pending:
-        with event_context(event):
-            for cache in caches:
-                cache.flush()
+def partition_entry(partition: int, outcome: BatchOutcome, caches: Sequence[Any], source: bytes) -> Entry:
+    """What one partition's step writes and sends, for the redo journal: each cache's dirty
+    keys as whole encoded values, then the result rows (in messages of at most
+    MAX_ROWS_PER_MESSAGE rows), the messages for other topics and the dead letters, in the
+    order the step produced them."""
+    writes = [write for cache in caches for write in cache.journal_writes()]
+    outputs: list[Output] = []
+    rows = latest_state_only(outcome.rows.get(partition, []))
+    for start in range(0, len(rows), MAX_ROWS_PER_MESSAGE):
+        outputs.append(Output("results", partition, source, encode_rows(rows[start : start + MAX_ROWS_PER_MESSAGE])))
+    outputs += [Output(m.topic, m.partition, m.key, m.value) for m in outcome.messages]
+    outputs += [Output("dead-letter", 0, b"dead", record) for record in outcome.dead]
+    return Entry(tuple(writes), tuple(outputs))
 
 
 def die(stage: str) -> None:

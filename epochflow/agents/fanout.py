@@ -72,6 +72,6 @@ async def follow_holders(stream):
         await RUN("fanout.holders", events, _holders)
 
 
-# a job's cursor is saved only once its resets are delivered: a crash in between sends them
-# again (positions recognises a job's reset) and never skips a key
-on_ticks = tick_agent(topics.fanout_ticks, "fanout.tick", RUN, _tick, state_after_outputs=True)
+# a job's cursor and its resets are one journalled step: a crash lands both or neither
+# (positions recognises a job's reset sent again by a redo)
+on_ticks = tick_agent(topics.fanout_ticks, "fanout.tick", RUN, _tick)

@@ -1,35 +1,68 @@
 """The batch runner every role's agents share: for each partition of a batch, a handler
-over write-through caches; each message decoded and handed to it; the caches written
-once and the outputs sent in order (see `batching.process_batch`)."""
+over write-through caches; each message decoded and handed to it; then the step's table
+writes and messages made durable together through the redo journal
+(epochflow.tables.journal), before the batch's input offsets can be committed.
+
+A worker's agents run their steps one at a time (`STEP_LOCK`): a step reads the tables,
+computes, and its writes reach the local tables only after its journal is delivered, so
+another agent of the same role reading in between would compute from values about to be
+replaced, and its own writes would then overwrite them (the lost update the fan-out's tick
+and reference agents once raced into).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from epochflow.agents.batching import process_batch
+from epochflow import metrics
+from epochflow.agents.batching import BatchOutcome, by_partition, die, partition_entry, run_partition
+from epochflow.agents.step_io import FaustStepIO
 from epochflow.app import app
 from epochflow.streams import topics
+from epochflow.tables import journal
+from epochflow.tables.declare import journal_table
 
 H = TypeVar("H")
 
 # handle(handler, raw message, partition, the batch's time) -> rows and messages to send
 Handle = Callable[[H, bytes, int, float], list]
 
+STEP_LOCK = asyncio.Lock()
+
 
 @dataclass
 class BatchRunner(Generic[H]):
     source: bytes  # the key of the role's messages on the results topic
     make_handler: Callable[[], tuple[H, list[Any]]]  # a handler and the caches it writes through
+    journal_table: Any = field(default_factory=journal_table)
 
-    async def __call__(self, stage: str, events, handle: Handle, *, state_after_outputs: bool = False) -> None:
+    async def __call__(self, stage: str, events, handle: Handle) -> None:
+        try:
+            async with STEP_LOCK:
+                await self._step(stage, events, handle)
+        except Exception:
+            die(stage)
+
+    async def _step(self, stage: str, events, handle: Handle) -> None:
         now = time.time()
-
-        def open_partition():
+        groups = by_partition(events)
+        io = FaustStepIO(app.tables, self.journal_table, {p: evs[-1] for p, evs in groups.items()},
+                         topics.by_short_name, app.producer)
+        redone = await journal.redo(io, groups)
+        if redone.partitions:
+            metrics.STEPS_REDONE.labels(stage).inc(len(redone.partitions))
+        started = time.perf_counter()
+        entries = {}
+        for partition, partition_events in groups.items():
             handler, caches = self.make_handler()
-            return (lambda raw, partition: handle(handler, raw, partition, now)), caches
-
-        await process_batch(stage, events, open_partition, self.source, app.producer, topics.results,
-                            topics.dead_letter, topics.by_short_name, state_after_outputs=state_after_outputs)
+            outcome = BatchOutcome()
+            run_partition(stage, partition_events, lambda raw, p, h=handler: handle(h, raw, p, now), outcome)
+            entries[partition] = partition_entry(partition, outcome, caches, self.source)
+        computed = time.perf_counter()
+        metrics.BATCH_SECONDS.labels(stage).observe(computed - started)
+        await journal.commit(io, entries)
+        metrics.COMMIT_SECONDS.labels(stage).observe(time.perf_counter() - computed)

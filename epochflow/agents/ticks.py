@@ -11,7 +11,7 @@ from epochflow.app import app, settings
 from epochflow.schemas.jobs import Tick
 
 
-def tick_agent(topic, stage: str, run: BatchRunner, handle: Handle, *, state_after_outputs: bool = False):
+def tick_agent(topic, stage: str, run: BatchRunner, handle: Handle):
     """Declare the agent `stage` over `topic` and the timer that feeds it."""
 
     @app.agent(topic, name=stage)
@@ -19,7 +19,7 @@ def tick_agent(topic, stage: str, run: BatchRunner, handle: Handle, *, state_aft
         async for events in stream.take_events(settings.partitions * 4, 0.01):
             # several ticks of one partition in a batch do the work once
             latest = {event.message.partition: event for event in events}
-            await run(stage, list(latest.values()), handle, state_after_outputs=state_after_outputs)
+            await run(stage, list(latest.values()), handle)
 
     @app.timer(interval=settings.tick_s, name=f"{stage}.send")
     async def send_ticks() -> None:

@@ -22,6 +22,17 @@ def role_table(name: str):
     )
 
 
+_JOURNAL: list[Any] = []
+
+
+def journal_table():
+    """The role's redo journal (epochflow.tables.journal): one table per app, declared by
+    the first batch runner."""
+    if not _JOURNAL:
+        _JOURNAL.append(role_table("step_journal"))
+    return _JOURNAL[0]
+
+
 def store(name: str, kind: Any) -> FaustStore:
     """A role's table `name` behind a typed store of `kind` values."""
     return FaustStore(role_table(name), kind)

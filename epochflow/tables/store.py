@@ -2,7 +2,8 @@
 `delete`; `FaustStore` sits on a changelog-backed Faust table, `MemoryStore` is its twin.
 
 `CachedStore` is a write-through view for one batch: steps within the batch see each
-other's writes, and each key is written to the table once at the end of the batch.
+other's writes, and each key is written to the table once at the end of the batch,
+through the redo journal (`journal_writes`, see epochflow.tables.journal).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from epochflow.tables.codec import decode, encode
+from epochflow.tables.journal import Write
 
 V = TypeVar("V")
 _MISSING = object()
@@ -24,7 +26,8 @@ class Store(Protocol[V]):
 
 
 class MemoryStore(Generic[V]):
-    def __init__(self) -> None:
+    def __init__(self, name: str = "memory") -> None:
+        self.name = name
         self.data: dict[str, V] = {}
 
     def get(self, key: str) -> V | None:
@@ -35,6 +38,9 @@ class MemoryStore(Generic[V]):
 
     def delete(self, key: str) -> None:
         self.data.pop(key, None)
+
+    def write(self, key: str, value: V | None) -> Write:
+        return Write(self.name, key.encode(), None if value is None else encode(value, Any))
 
 
 class DecodedCache:
@@ -92,6 +98,17 @@ class FaustStore(Generic[V]):
         if raw_key in self.table:
             del self.table[raw_key]
 
+    def write(self, key: str, value: V | None) -> Write:
+        """`value` for `key` as the redo journal writes it to this table (None: deleted).
+        The decoded value is remembered against its bytes, so reading it back once the
+        journal has applied it costs no decoding."""
+        raw_key = key.encode()
+        if value is None:
+            return Write(self.table.name, raw_key, None)
+        raw = encode(value, self.kind)
+        self.cache.put(raw_key, raw, value)
+        return Write(self.table.name, raw_key, raw)
+
 
 class CachedStore(Generic[V]):
     def __init__(self, backing: Store[V]) -> None:
@@ -116,6 +133,10 @@ class CachedStore(Generic[V]):
 
     def pending(self) -> Iterator[tuple[str, V | None]]:
         return iter(self.dirty.items())
+
+    def journal_writes(self) -> list[Write]:
+        """The dirty keys as the redo journal writes them (the backing store encodes them)."""
+        return [self.backing.write(key, value) for key, value in self.dirty.items()]
 
     def flush(self, keys: set[str] | None = None) -> None:
         """Write the dirty keys (all, or those given) to the backing store."""

@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from epochflow.agents.batching import MAX_ROWS_PER_MESSAGE, BatchOutcome, latest_state_only, send_outcome
+from epochflow.agents.batching import MAX_ROWS_PER_MESSAGE, BatchOutcome, latest_state_only, partition_entry
+from epochflow.agents.messages import Message
 from epochflow.schemas.results import Barrier, PositionStateRow
+from epochflow.tables.journal import Write
+from epochflow.tables.store import CachedStore, MemoryStore
 
 
 def state(version: int, changed_from: date | None = None, key: str = "S") -> PositionStateRow:
@@ -31,21 +34,24 @@ def test_a_barrier_bounds_the_dedupe() -> None:
     assert [getattr(r, "version", "barrier") for r in kept] == [1, "barrier", 2]
 
 
-class FakeTopic:
-    def __init__(self) -> None:
-        self.sent: list[tuple] = []
-
-    def send_soon(self, key, value, partition):
-        self.sent.append((key, value, partition))
-
-
 def test_outputs_are_chunked_and_keyed_by_their_source() -> None:
     outcome = BatchOutcome()
     outcome.add(2, [Barrier(token=str(i), stage="s", partition=2) for i in range(MAX_ROWS_PER_MESSAGE + 1)])
-    results, dead = FakeTopic(), FakeTopic()
-    send_outcome(outcome, results, dead, source=b"positions")
-    assert [(k, p) for k, _, p in results.sent] == [(b"positions", 2), (b"positions", 2)]
-    assert dead.sent == []
+    entry = partition_entry(2, outcome, [], source=b"positions")
+    assert [(o.topic, o.key, o.partition) for o in entry.outputs] == [("results", b"positions", 2)] * 2
+    assert entry.writes == ()
+
+
+def test_an_entry_holds_the_caches_writes_then_rows_messages_and_dead_letters_in_order() -> None:
+    store = CachedStore(MemoryStore())
+    store.put("k", 1)
+    store.delete("gone")
+    outcome = BatchOutcome()
+    outcome.add(0, [state(1), Message("valuation-jobs", 3, b"k", b"job")])
+    outcome.dead.append(b"why")
+    entry = partition_entry(0, outcome, [store], source=b"positions")
+    assert entry.writes == (Write("memory", b"k", b"1"), Write("memory", b"gone", None))
+    assert [(o.topic, o.partition) for o in entry.outputs] == [("results", 0), ("valuation-jobs", 3), ("dead-letter", 0)]
 
 
 # -- the topic boundary: hostile messages are dead-lettered with the reason ------------------
