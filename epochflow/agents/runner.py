@@ -58,10 +58,17 @@ class BatchRunner(Generic[H]):
         started = time.perf_counter()
         entries = {}
         for partition, partition_events in groups.items():
+            topic = partition_events[0].message.topic
+            applied = journal.applied_offset(lambda key, p=partition: io.get_journal(p, key), topic, partition)
+            fresh = [event for event in partition_events if event.message.offset > applied]
+            if not fresh:
+                continue  # delivered again after a step that applied them
             handler, caches = self.make_handler()
             outcome = BatchOutcome()
-            run_partition(stage, partition_events, lambda raw, p, h=handler: handle(h, raw, p, now), outcome)
-            entries[partition] = partition_entry(partition, outcome, caches, self.source)
+            run_partition(stage, fresh, lambda raw, p, h=handler: handle(h, raw, p, now), outcome)
+            entry = partition_entry(partition, outcome, caches, self.source)
+            mark = journal.applied_write(self.journal_table.name, topic, partition, fresh[-1].message.offset)
+            entries[partition] = journal.Entry(entry.writes + (mark,), entry.outputs)
         computed = time.perf_counter()
         metrics.BATCH_SECONDS.labels(stage).observe(computed - started)
         await journal.commit(io, entries)

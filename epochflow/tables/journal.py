@@ -25,7 +25,11 @@ changed nothing durable, and the step's input is delivered again, since the inpu
 is committed only after `commit` returns.
 
 Whatever prefix of a step's records reached the broker, the tables after `redo` are either
-all of the step or none of it: that is what the fault-injection tests check for every role.
+all of the step or none of it. A step also records the offset of the last input it applied
+(`applied_key`), in its own writes: an input delivered again after that step (a kill before
+the offset commit, a rebalance) is skipped, so at-least-once delivery has an exactly-once
+effect on the tables and on what is sent. The fault-injection tests check this for every
+role (tests/unit/faults/).
 """
 
 from __future__ import annotations
@@ -70,6 +74,23 @@ class Entry:
 
     def __bool__(self) -> bool:
         return bool(self.writes or self.outputs)
+
+
+def applied_key(topic: str, partition: int) -> bytes:
+    """Where the journal table keeps the offset of the last input of `topic`'s partition
+    that a step applied: written with the step's other writes, so a re-delivered input at
+    or below it (a kill before the offset commit, a rebalance) is known to be applied
+    already, and is skipped instead of applied again."""
+    return b"applied|%s|p%d" % (topic.encode(), partition)
+
+
+def applied_offset(get: Callable[[bytes], bytes | None], topic: str, partition: int) -> int:
+    raw = get(applied_key(topic, partition))
+    return -1 if raw is None else int(raw)
+
+
+def applied_write(journal_table: str, topic: str, partition: int, offset: int) -> Write:
+    return Write(journal_table, applied_key(topic, partition), str(offset).encode())
 
 
 def head_key(partition: int) -> bytes:
