@@ -58,6 +58,9 @@ from epochflow.streams.admin import (
 )
 from epochflow.streams.highwater import fetch_highwaters
 from epochflow.streams.names import topic_name
+from epochflow.streams.producer import Producer
+from epochflow.streams.security import client_options
+from epochflow.tables.journal import JOURNAL_TABLE, applied_key
 from epochflow.topology import REPLAYABLE, ROLES
 
 # What Faust asks for when it declares a table's changelog (compacting, not deleting).
@@ -253,6 +256,9 @@ async def apply_plan(settings: Settings, plan: ReplayPlan, echo: Echo = print) -
     await commit_group_offsets(bootstrap, plan.group, plan.targets)
     echo(f"offsets of {plan.group} reset to {plan.request.start} ({len(plan.targets)} partitions)")
     if not plan.request.resets_state:
+        forgotten = await forget_applied_offsets(settings, plan)
+        if forgotten:
+            echo(f"applied-input marks forgotten: {forgotten} (the kept tables take the inputs again)")
         return
     try:
         await recreate_empty(bootstrap, plan.changelogs, CHANGELOG_CONFIGS)
@@ -270,6 +276,20 @@ async def apply_plan(settings: Settings, plan: ReplayPlan, echo: Echo = print) -
                               "remove it before starting the workers") from exc
     if plan.local_dirs:
         echo(f"local stores removed: {len(plan.local_dirs)}")
+
+
+async def forget_applied_offsets(settings: Settings, plan: ReplayPlan) -> int:
+    """With its tables kept, a role would skip every replayed input as applied already (each
+    step records the last input offset it applied, see epochflow.tables.journal): tombstones
+    for those marks in the journal table's changelog make the restarted workers, which
+    read their changelogs on start, take the inputs again."""
+    changelog = f"{plan.group}-{JOURNAL_TABLE}-changelog"
+    if changelog not in await changelog_topics(settings.kafka_bootstrap, plan.group):
+        return 0  # a role without steps of its own (the sink)
+    async with Producer(settings.kafka_bootstrap, **client_options(settings)) as producer:
+        for tp in plan.targets:
+            await producer.send(changelog, tp.partition, applied_key(tp.topic, tp.partition), None)
+    return len(plan.targets)
 
 
 async def replay(settings: Settings, request: ReplayRequest, run: Mapping[str, Any] | None = None, *,

@@ -32,7 +32,8 @@ class Producer:
         finally:
             await self._producer.stop()
 
-    async def send(self, topic: str, partition: int, key: bytes, value: bytes) -> None:
+    async def send(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
+        # value None: a tombstone (a compacted topic, or a table's changelog, forgets the key)
         # send() only enqueues; the returned future resolves on delivery, awaited at flush
         await self._producer.send(topic, value=value, key=key, partition=partition)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from epochflow.app import app, settings
 from epochflow.domain.series import SeriesMonth
+from epochflow.tables.journal import JOURNAL_TABLE
 from epochflow.tables.reference import Instrument, Months, Portfolio
 from epochflow.tables.store import FaustStore
 
@@ -29,7 +30,7 @@ def journal_table():
     """The role's redo journal (epochflow.tables.journal): one table per app, declared by
     the first batch runner."""
     if not _JOURNAL:
-        _JOURNAL.append(role_table("step_journal"))
+        _JOURNAL.append(role_table(JOURNAL_TABLE))
     return _JOURNAL[0]
 
 

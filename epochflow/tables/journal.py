@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 CHUNK_BYTES = 256 * 1024  # far below any broker's message limit
+JOURNAL_TABLE = "step_journal"  # the table's name in every role's app
 
 _WRITE, _DELETE, _OUTPUT = b"W", b"D", b"O"
 _LEN = struct.Struct(">I")
