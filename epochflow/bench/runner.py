@@ -23,8 +23,8 @@ from epochflow.bench.workloads import (
 )
 from epochflow.client import BARRIER_STAGES, Pipeline
 from epochflow.schemas.events import TransactionEvent
-from epochflow.sinks.api import count_valuation_jobs, fanout_progress
-from epochflow.sinks.scenario import count_position_history, count_snapshots, fetch_positions
+from epochflow.sinks.reads.api import count_valuation_jobs, fanout_progress
+from epochflow.sinks.reads.scenario import count_position_history, count_snapshots, fetch_positions
 from epochflow.streams.names import topic_name
 from epochflow.streams.publish import route
 

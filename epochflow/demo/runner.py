@@ -13,9 +13,9 @@ from pathlib import Path
 
 from epochflow.client import Pipeline
 from epochflow.demo.data import MODEL_PORTFOLIOS, WIDELY_HELD, demo_events, late_trade, model_portfolio_id, price_correction
-from epochflow.sinks.api import fanout_progress, fetch_reprocessing_jobs, fetch_snapshots
-from epochflow.sinks.overview import flagged_transactions, positions_overview
-from epochflow.sinks.scenario import fetch_positions, snapshot_current_epoch
+from epochflow.sinks.reads.api import fanout_progress, fetch_reprocessing_jobs, fetch_snapshots
+from epochflow.sinks.reads.overview import flagged_transactions, positions_overview
+from epochflow.sinks.reads.scenario import fetch_positions, snapshot_current_epoch
 
 
 def _money(value: Decimal | None) -> str:

@@ -20,8 +20,8 @@ from epochflow.client import NotQuiescent, Pipeline
 from epochflow.config import Settings
 from epochflow.scenarios.expectations import Support, Verdict, check
 from epochflow.schemas.events import CheckpointEvent, InvalidEvent, parse_event
-from epochflow.sinks.query import position
-from epochflow.sinks.scenario import earliest_job_date, history_count, history_row, snapshot, snapshot_current_epoch, transaction, valuation_job
+from epochflow.sinks.reads.query import position
+from epochflow.sinks.reads.scenario import earliest_job_date, history_count, history_row, snapshot, snapshot_current_epoch, transaction, valuation_job
 
 StackFactory = Callable[[], AbstractAsyncContextManager[Settings]]
 

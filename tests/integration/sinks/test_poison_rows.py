@@ -20,9 +20,9 @@ from epochflow.agents.batching import encode_rows
 from epochflow.client import Pipeline
 from epochflow.devstack.stack import EmbeddedStack
 from epochflow.schemas.results import Barrier
-from epochflow.sinks.query import position
-from epochflow.sinks.quiescence import barriers_seen
-from epochflow.sinks.scenario import count_position_history, fetch_transactions
+from epochflow.sinks.reads.query import position
+from epochflow.sinks.reads.quiescence import barriers_seen
+from epochflow.sinks.reads.scenario import count_position_history, fetch_transactions
 from epochflow.sinks.writer import ResultWriter
 from tests.fixtures.result_rows import hist, state, tx
 from tests.fixtures.stack import read_dead_letters, running_stack
