@@ -25,7 +25,7 @@ def scenario_run(file: Path, case: str | None, timeout: float) -> None:
     from epochflow.schemas.events import InvalidEvent
 
     try:
-        results = run_interruptible(run_file(file, fresh_stack, case, timeout, click.echo))
+        results = run_interruptible(run_file(file, fresh_stack, (case,) if case else None, timeout, click.echo))
     except InvalidEvent as error:
         raise click.ClickException(error.reason) from None
     sys.exit(1 if any(r.failures for r in results) else 0)
