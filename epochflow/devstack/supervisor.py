@@ -256,7 +256,8 @@ class Supervisor:
             delay = 0.0 if on_request else min(self.max_backoff_s, self.backoff_s * 2 ** (worker.crashes_in_a_row - 1))
             worker.state = "backoff"
             worker.restart_at = now + delay
-            log.warning("supervisor.crashed worker=%s exit=%s ran=%.1fs restart_in=%.1fs", worker.name, code, ran_for, delay)
+            level = logging.INFO if on_request else logging.WARNING  # a kill on request is expected
+            log.log(level, "supervisor.crashed worker=%s exit=%s ran=%.1fs restart_in=%.1fs", worker.name, code, ran_for, delay)
             return True
         if worker.state == "backoff" and now >= worker.restart_at:
             try:
