@@ -5,8 +5,9 @@ roles every uniform(MIN, MAX) seconds (seeded) and the supervisor restarts it.
 Recovery is measured on the broker, from each SIGKILL until the role's consumer group
 commits an offset past where it was at the kill (the restarted worker processes again);
 when the role has nothing to consume, until the new worker holds the group's partitions
-and the group's lag is zero. The chaos stack runs one worker per role, so nobody but the
-restarted worker commits for the group meanwhile.
+and the group's lag is zero (on the embedded broker, which reports no assignments: until
+the killed worker has left the group, a lower bound). The chaos stack runs one worker per
+role, so nobody but the restarted worker commits for the group meanwhile.
 """
 
 from __future__ import annotations
@@ -182,9 +183,10 @@ async def _check(m: _Measurement, groups: GroupReader, bootstrap: str) -> str | 
 
 def holds_partitions(members: Sequence[GroupMember], at_kill: set[str]) -> bool:
     """Whether a member that joined after the kill holds the group's partitions. Where the
-    broker reports assignments (Kafka), one of the new members must have some; Tansu
-    reports none, and there the group has rebalanced onto the new members once none of the
-    members at the kill (the killed worker's lingers until its session times out) is left."""
+    broker reports assignments (Kafka), one of the new members must have some. Tansu
+    reports none; there the best it tells is that none of the members at the kill is left
+    (the killed worker's lingers until its session times out): the rebalance that gives the
+    new member the partitions comes after that, so this ends the measurement early."""
     new = [m for m in members if m.member_id not in at_kill]
     if not new:
         return False

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 # How a recovery measurement ended (see epochflow.scenarios.chaos).
 COMMITTED = "committed"  # a committed offset of the role's group moved past where it was at the kill
-IDLE = "idle"  # nothing to consume: the new worker holds the group's partitions and its lag is zero
+IDLE = "idle"  # nothing to consume: the new worker holds the group's partitions and the lag is zero
 KILLED_AGAIN = "killed again"  # the same worker was killed again before either happened
 CASE_ENDED = "case ended"  # the case's stack stopped before either happened
 
 ENDINGS = {
     COMMITTED: "committed again",
-    IDLE: "in the group with its partitions, lag 0 (nothing to consume)",
+    IDLE: "in the group with its partitions, lag 0 (nothing to consume)",  # see render_summary
     KILLED_AGAIN: "killed again before it recovered",
     CASE_ENDED: "the case ended before it recovered",
 }
@@ -145,8 +145,10 @@ def render_summary(stats: Sequence[RoleStats], *, seed: int, kill_every: tuple[f
     total = sum(s.kills for s in stats if s.role != "all")
     lines = [
         f"chaos: {total} kills over {cases} case(s), seed {seed}, a kill every {kill_every[0]:g}-{kill_every[1]:g}s",
-        "recovery: from the SIGKILL until the restarted worker commits offsets again (or, with nothing",
-        "to consume, holds the group's partitions with lag 0)",
+        "recovery: from the SIGKILL until the role's consumer group commits past its offsets at the kill",
+        "(commit); with nothing to consume, until the new worker holds the group's partitions and the lag",
+        "is 0 (idle). A broker that reports no assignments (the embedded one) gives, for idle, the time",
+        "until the killed worker left the group: a lower bound, its partitions come after a rebalance.",
         f"{'role':<10} {'kills':>5} {'recovered':>9} {'p50 s':>6} {'max s':>6}  ended by",
     ]
     for s in stats:

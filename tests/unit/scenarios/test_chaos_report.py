@@ -89,7 +89,7 @@ def test_the_summary_shows_kills_and_recovery_per_role() -> None:
     lines = render_summary(role_stats(("positions", "sink"), kills, recoveries), seed=1, kill_every=(6, 15), cases=2)
 
     assert lines[0] == "chaos: 2 kills over 2 case(s), seed 1, a kill every 6-15s"
-    table = {line.split()[0]: line for line in lines[3:]}
+    table = {line.split()[0]: line for line in lines[5:]}
     assert table["role"].split() == ["role", "kills", "recovered", "p50", "s", "max", "s", "ended", "by"]
     assert table["positions"].split()[:5] == ["positions", "1", "1", "12.3", "12.3"]
     assert "commit 1, idle 0" in table["positions"]
