@@ -70,6 +70,17 @@ def _stack_pids(run: dict) -> dict[str, int]:
     return pids
 
 
+def _processes_of(directory: Path) -> dict[str, int]:
+    """Every process whose command line or environment names `directory` (the workers a
+    supervisor restarted after the run file was read, PostgreSQL by its data dir)."""
+    found = {}
+    for process in psutil.process_iter(["pid", "cmdline", "environ"]):
+        text = " ".join(process.info["cmdline"] or []) + " ".join((process.info["environ"] or {}).values())
+        if str(directory) in text and process.pid != os.getpid() and _alive(process.pid):
+            found[f"{' '.join(process.info['cmdline'] or [])[:60]}"] = process.pid
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -77,16 +88,25 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
-@pytest.mark.parametrize("settle_s", [0.0, 3.0], ids=["while-starting", "while-running"])
-def test_scenario_run_stopped_by_a_signal_leaves_nothing_running(tmp_path: Path, sig: signal.Signals,
-                                                                 settle_s: float) -> None:
+SCENARIO_RUN = ("scenario", "run", "{cases}")
+CHAOS = ("chaos", "{cases}", "--kill-every", "1", "2")  # workers restarted all the time
+
+
+@pytest.mark.parametrize("command, sig, settle_s", [
+    pytest.param(SCENARIO_RUN, signal.SIGTERM, 0.0, id="scenario-run-SIGTERM-while-starting"),
+    pytest.param(SCENARIO_RUN, signal.SIGTERM, 3.0, id="scenario-run-SIGTERM-while-running"),
+    pytest.param(SCENARIO_RUN, signal.SIGINT, 0.0, id="scenario-run-SIGINT-while-starting"),
+    pytest.param(SCENARIO_RUN, signal.SIGINT, 3.0, id="scenario-run-SIGINT-while-running"),
+    pytest.param(CHAOS, signal.SIGTERM, 5.0, id="chaos-SIGTERM-while-killing"),
+])
+def test_a_command_stopped_by_a_signal_leaves_nothing_running(tmp_path: Path, command: tuple[str, ...],
+                                                              sig: signal.Signals, settle_s: float) -> None:
     cases = tmp_path / "cases.json"
     cases.write_text(json.dumps(CASES))
     env = {k: v for k, v in os.environ.items() if k not in ("EPOCHFLOW_KAFKA_URL", "DATABASE_URL")}
     env["TMPDIR"] = str(tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "epochflow", "scenario", "run", str(cases)],
+        [sys.executable, "-m", "epochflow", *(part.format(cases=cases) for part in command)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     pids: dict[str, int] = {}
@@ -94,7 +114,8 @@ def test_scenario_run_stopped_by_a_signal_leaves_nothing_running(tmp_path: Path,
         run = _wait_for_run_file(tmp_path, process)
         time.sleep(settle_s)
         pids = _stack_pids(run)
-        assert {"kafka", "postgres"} <= set(pids) and all(_alive(p) for p in pids.values())
+        assert _alive(pids["kafka"]) and _alive(pids["postgres"])
+        assert _processes_of(tmp_path), "the scan for leftovers finds the running stack's processes"
 
         process.send_signal(sig)
         _, stderr = process.communicate(timeout=60)
@@ -102,7 +123,7 @@ def test_scenario_run_stopped_by_a_signal_leaves_nothing_running(tmp_path: Path,
         deadline = time.monotonic() + 10
         while any(_alive(p) for p in pids.values()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        left = {name: pid for name, pid in pids.items() if _alive(pid)}
+        left = {name: pid for name, pid in pids.items() if _alive(pid)} | _processes_of(tmp_path)
         assert not left, f"left running after {sig.name}: {left}\nstderr:\n{stderr[-3000:]}"
         assert process.returncode != 0
         assert not list(tmp_path.glob("epochflow-case-*")), "the case's temporary directory is left behind"
