@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import click
+
+from epochflow.cli.interrupt import run_interruptible
 
 
 @click.group()
@@ -22,7 +23,7 @@ def bench_ingest(n: int, k: int, as_json: bool) -> None:
     """N transactions over K keys through positions and sink, against a naive agent."""
     from epochflow.bench.runner import bench_ingest as run
 
-    figures = asyncio.run(run(n, k, click.echo))
+    figures = run_interruptible(run(n, k, click.echo))
     if as_json:
         click.echo(json.dumps(figures))
 
@@ -35,7 +36,7 @@ def bench_replay(histories: str, as_json: bool) -> None:
     and end of histories of several lengths."""
     from epochflow.bench.runner import bench_replay as run
 
-    figures = asyncio.run(run(tuple(int(h) for h in histories.split(",")), click.echo))
+    figures = run_interruptible(run(tuple(int(h) for h in histories.split(",")), click.echo))
     if as_json:
         click.echo(json.dumps(figures))
 
@@ -58,6 +59,6 @@ def bench_fanout(portfolios: str, days: int, live_rate: float, idle_seconds: flo
         raise click.BadParameter("must be more than 10", param_hint="--days")
     env = {name: str(value) for name, value in (("EPOCHFLOW_FANOUT_RATE", rate), ("EPOCHFLOW_FANOUT_IN_FLIGHT", in_flight))
            if value is not None}
-    figures = asyncio.run(run(tuple(int(n) for n in portfolios.split(",")), days, live_rate, idle_seconds, click.echo, env))
+    figures = run_interruptible(run(tuple(int(n) for n in portfolios.split(",")), days, live_rate, idle_seconds, click.echo, env))
     if as_json:
         click.echo(json.dumps(figures))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import click
+
+from epochflow.cli.interrupt import run_interruptible
 
 
 @click.command()
@@ -13,4 +14,4 @@ def demo() -> None:
     """Run the built-in dataset through a fresh embedded stack and show the result."""
     from epochflow.demo.runner import run_demo
 
-    sys.exit(asyncio.run(run_demo(click.echo)))
+    sys.exit(run_interruptible(run_demo(click.echo)))

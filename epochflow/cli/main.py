@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from epochflow.cli.bench import bench
+from epochflow.cli.chaos import chaos
 from epochflow.cli.config_cmd import config_command
 from epochflow.cli.demo import demo
 from epochflow.cli.ingest import ingest
@@ -21,5 +22,5 @@ def cli() -> None:
     duplicated and missing data."""
 
 
-for command in (up, status, ingest, scenario, init_command, replay, demo, bench, worker, config_command):
+for command in (up, status, ingest, scenario, init_command, replay, demo, bench, chaos, worker, config_command):
     cli.add_command(command)

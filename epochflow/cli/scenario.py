@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
 import click
+
+from epochflow.cli.interrupt import run_interruptible
 
 
 @click.group()
@@ -28,7 +29,7 @@ def scenario_run(file: Path, case: str | None, timeout: float) -> None:
     from epochflow.schemas.events import InvalidEvent
 
     try:
-        results = asyncio.run(run_file(file, fresh_stack, case, timeout, click.echo))
+        results = run_interruptible(run_file(file, fresh_stack, (case,) if case else None, timeout, click.echo))
     except ScenarioFileError as error:  # checked before any stack started
         click.echo(f"Error: {error}", err=True)
         sys.exit(2)

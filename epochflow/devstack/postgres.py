@@ -313,30 +313,32 @@ def _stop_postmaster(runner: _Runner, data_dir: Path, pid: int, timeout: float) 
     """Fast shutdown, then immediate, then SIGKILL: never leave the postmaster or its
     backends running."""
     backends = children(pid)
-    for mode in ("fast", "immediate"):
-        if not pid_alive(pid):
-            break
-        try:
-            runner.run(
-                "pg_ctl",
-                "stop",
-                "-w",
-                "-t",
-                str(int(timeout)),
-                "-m",
-                mode,
-                "-D",
-                str(data_dir),
-                timeout=timeout + 5,
-            )
-        except subprocess.TimeoutExpired:
-            pass
-        wait_dead([pid], 1.0)
-    for leftover in [pid, *backends]:
-        if pid_alive(leftover):
-            log.warning("postgres.sigkill pid=%d", leftover)
-            kill(leftover)
-    wait_dead([pid, *backends], 5.0)
+    try:
+        for mode in ("fast", "immediate"):
+            if not pid_alive(pid):
+                break
+            try:
+                runner.run(
+                    "pg_ctl",
+                    "stop",
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "-m",
+                    mode,
+                    "-D",
+                    str(data_dir),
+                    timeout=timeout + 5,
+                )
+            except (subprocess.TimeoutExpired, OSError) as error:
+                log.warning("postgres.pg_ctl_stop_failed pid=%d mode=%s error=%s", pid, mode, error)
+            wait_dead([pid], 1.0)
+    finally:  # also when pg_ctl failed or the wait was interrupted: by PID, for sure
+        for leftover in [pid, *backends, *children(pid)]:
+            if pid_alive(leftover):
+                log.warning("postgres.sigkill pid=%d", leftover)
+                kill(leftover)
+        wait_dead([pid, *backends], 5.0)
 
 
 def _is_postmaster_of(pid: int, data_dir: Path) -> bool:

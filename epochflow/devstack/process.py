@@ -66,14 +66,16 @@ def terminate(processes: Sequence[subprocess.Popen[bytes]], timeout_s: float) ->
     `timeout_s`, and reap the leaders. Returns once they are all gone."""
     # Only unreaped leaders: a reaped PID (and so its group id) may already be reused.
     live = [p for p in processes if p.returncode is None]
-    for process in live:
-        signal_group(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for process in live:
-        if not wait_exited(process.pid, deadline - time.monotonic()):
-            log.warning("process.sigkill pid=%d (still running %.1fs after SIGTERM)", process.pid, timeout_s)
-    for process in live:
-        kill_group(process)
+    try:
+        for process in live:
+            signal_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for process in live:
+            if not wait_exited(process.pid, deadline - time.monotonic()):
+                log.warning("process.sigkill pid=%d (still running %.1fs after SIGTERM)", process.pid, timeout_s)
+    finally:  # also when the wait is interrupted (a second Ctrl-C): nothing is left running
+        for process in live:
+            kill_group(process)
 
 
 def kill_group(process: subprocess.Popen[bytes]) -> int:

@@ -220,12 +220,25 @@ class EmbeddedStack:
         self.stop()
 
     async def __aenter__(self) -> EmbeddedStack:
-        return await asyncio.to_thread(self.start)
+        starting = asyncio.ensure_future(asyncio.to_thread(self.start))
+        if not await _wait_through_cancellations(starting):
+            return starting.result()
+        # Ctrl-C or SIGTERM while the start went on in its thread: stop what it started
+        # (`async with` calls no __aexit__ for an unfinished __aenter__).
+        if starting.exception() is None:
+            await _wait_through_cancellations(asyncio.ensure_future(asyncio.to_thread(self.stop)))
+        raise asyncio.CancelledError
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await asyncio.to_thread(self.stop)
+        # A second Ctrl-C must not let the caller (and its temporary data dir) go while
+        # PostgreSQL is still being stopped.
+        stopping = asyncio.ensure_future(asyncio.to_thread(self.stop))
+        cancelled = await _wait_through_cancellations(stopping)
+        stopping.result()
+        if cancelled:
+            raise asyncio.CancelledError
 
     # -- internals -------------------------------------------------------------------------
 
@@ -316,6 +329,18 @@ def settings_for_running_stack(data_dir: Path | None = None) -> Settings:
     if not settings.database_url:  # masked when it has a password: only the embedded one (trust auth) has none
         changes["database_url"] = run["database_url"]
     return dataclasses.replace(settings, **changes)
+
+
+async def _wait_through_cancellations(work: asyncio.Future[Any]) -> bool:
+    """Wait until `work` (a thread's, which cannot be interrupted) is done, whatever
+    cancellations arrive meanwhile; returns whether one did."""
+    cancelled = False
+    while not work.done():
+        try:
+            await asyncio.wait([work])
+        except asyncio.CancelledError:
+            cancelled = True
+    return cancelled
 
 
 async def _recreate_database(database_url: str) -> None:

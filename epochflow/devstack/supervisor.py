@@ -48,6 +48,7 @@ class _Worker:
         self.state = "stopped"
         self.restarts = 0
         self.crashes_in_a_row = 0
+        self.killed_on_request = False  # by Supervisor.kill(): not a crash of its own
         self.last_exit_code: int | None = None
         self.started_at = 0.0
         self.restart_at = 0.0
@@ -62,7 +63,10 @@ class Supervisor:
 
     A worker that exits is restarted after `backoff_s`, doubling per crash in a row up to
     `max_backoff_s` (a worker that ran `stable_after_s` starts over); after
-    `max_restarts` it stays "failed". `stop()` runs at interpreter exit too, and SIGTERM /
+    `max_restarts` it stays "failed". A worker stopped by `kill()` is restarted at once
+    and its kill is not counted as a crash in a row: the backoff is for a worker that keeps
+    failing by itself, and growing it on deliberate kills (a chaos run's, every few
+    seconds) would keep a worker down longer than the gap between kills. `stop()` runs at interpreter exit too, and SIGTERM /
     SIGHUP raise SystemExit in the main thread so `with` blocks and atexit clean up.
     """
 
@@ -162,6 +166,7 @@ class Supervisor:
             if worker.process is None or wait_exited(worker.process.pid, 0):
                 raise RuntimeError(f"worker {name} is not running ({worker.state})")
             signal_group(worker.process.pid, sig)
+            worker.killed_on_request = True
             return worker.process.pid
 
     def restart(self, name: str) -> int:
@@ -216,6 +221,7 @@ class Supervisor:
         with worker.log_path.open("ab") as out:
             out.write(f"\n--- supervisor: start {worker.name} at {stamp}\n".encode())
         worker.process = spawn(worker.cmd, env=worker.env, log_path=worker.log_path)
+        worker.killed_on_request = False
         worker.state = "running"
         worker.started_at = time.monotonic()
         log.info("supervisor.started worker=%s pid=%d", worker.name, worker.process.pid)
@@ -240,15 +246,18 @@ class Supervisor:
             worker.process = None
             worker.last_exit_code = code
             ran_for = now - worker.started_at
-            worker.crashes_in_a_row = 1 if ran_for >= self.stable_after_s else worker.crashes_in_a_row + 1
+            on_request, worker.killed_on_request = worker.killed_on_request, False
+            if not on_request:
+                worker.crashes_in_a_row = 1 if ran_for >= self.stable_after_s else worker.crashes_in_a_row + 1
             if self.max_restarts is not None and worker.restarts >= self.max_restarts:
                 worker.state = "failed"
                 log.error("supervisor.failed worker=%s exit=%s restarts=%d", worker.name, code, worker.restarts)
                 return True
-            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (worker.crashes_in_a_row - 1))
+            delay = 0.0 if on_request else min(self.max_backoff_s, self.backoff_s * 2 ** (worker.crashes_in_a_row - 1))
             worker.state = "backoff"
             worker.restart_at = now + delay
-            log.warning("supervisor.crashed worker=%s exit=%s ran=%.1fs restart_in=%.1fs", worker.name, code, ran_for, delay)
+            level = logging.INFO if on_request else logging.WARNING  # a kill on request is expected
+            log.log(level, "supervisor.crashed worker=%s exit=%s ran=%.1fs restart_in=%.1fs", worker.name, code, ran_for, delay)
             return True
         if worker.state == "backoff" and now >= worker.restart_at:
             try:

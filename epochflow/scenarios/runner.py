@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from epochflow.client import NotQuiescent, Pipeline
 from epochflow.config import Settings
@@ -32,17 +32,27 @@ from epochflow.sinks.reads.scenario import (
     valuation_job,
 )
 
+if TYPE_CHECKING:
+    from epochflow.devstack.stack import EmbeddedStack
+
 StackFactory = Callable[[], AbstractAsyncContextManager[Settings]]
+
+
+@asynccontextmanager
+async def fresh_embedded_stack() -> AsyncIterator[EmbeddedStack]:
+    """A new embedded stack in a temporary directory, removed with it."""
+    from epochflow.devstack.stack import EmbeddedStack
+
+    with tempfile.TemporaryDirectory(prefix="epochflow-case-") as directory:
+        async with EmbeddedStack(Path(directory), topic_prefix=f"case{Path(directory).name[-6:]}") as stack:
+            yield stack
 
 
 @asynccontextmanager
 async def fresh_stack() -> AsyncIterator[Settings]:
     """A new embedded stack per case: business dates are global to an engine instance."""
-    from epochflow.devstack.stack import EmbeddedStack
-
-    with tempfile.TemporaryDirectory(prefix="epochflow-case-") as directory:
-        async with EmbeddedStack(Path(directory), topic_prefix=f"case{Path(directory).name[-6:]}") as stack:
-            yield stack.settings
+    async with fresh_embedded_stack() as stack:
+        yield stack.settings
 
 
 def current_support() -> Support:
@@ -87,14 +97,15 @@ def _dedupe(items: list[str]) -> list[str]:
     return [k if n == 1 else f"{k} x{n}" for k, n in reasons.items()]
 
 
-def load_cases(path: Path, only: str | None = None) -> list[Case]:
+def load_cases(path: Path, only: Collection[str] | None = None) -> list[Case]:
+    """The cases of a scenario file, in its order; only those named in `only` if given."""
     doc = json.loads(Path(path).read_text())
     if not isinstance(doc, dict) or not isinstance(doc.get("cases"), list):
         raise InvalidEvent(f"{path}: not a scenario file (expected an object with a 'cases' list)")
     cases = []
     for i, raw in enumerate(doc["cases"]):
         name = raw.get("name") or f"case_{i}"
-        if only and name != only:
+        if only and name not in only:
             continue
         events = []
         for j, event in enumerate(raw.get("events", [])):
@@ -103,8 +114,9 @@ def load_cases(path: Path, only: str | None = None) -> list[Case]:
             except InvalidEvent as error:
                 raise InvalidEvent(f"{name}: event #{j}: {error.reason}") from None
         cases.append(Case(name, events, raw.get("expected") or {}, raw.get("business_date")))
-    if only and not cases:
-        raise InvalidEvent(f"{path}: no case named {only!r}")
+    missing = sorted(set(only or ()) - {case.name for case in cases})
+    if missing:
+        raise InvalidEvent(f"{path}: no case named {', '.join(map(repr, missing))}")
     return cases
 
 
@@ -180,12 +192,18 @@ async def _check_point(pipeline: Pipeline, label: str, expected: dict, support: 
     result.skips.extend(verdict.skips)
 
 
-async def run_file(path: Path, stack: StackFactory, only: str | None = None, timeout: float = 120.0,
-                   echo: Callable[[str], None] = print) -> list[CaseResult]:
+async def run_file(path: Path, stack: StackFactory, only: Collection[str] | None = None, timeout: float = 120.0,
+                   echo: Callable[[str], None] = print,
+                   on_case: Callable[[int, int, Case], None] | None = None) -> list[CaseResult]:
+    """Run each case (those named in `only` if given) on a stack from `stack`, printing
+    its verdict line, then the totals; `on_case(index, count, case)` before each case."""
     check_scenario_file(path)  # every problem of the file's shape, before any stack starts
     support = current_support()
     results = []
-    for case in load_cases(path, only):
+    cases = load_cases(path, only)
+    for index, case in enumerate(cases, 1):
+        if on_case is not None:
+            on_case(index, len(cases), case)
         try:
             result = await run_case(case, stack, support, timeout, echo)
         except Exception as error:  # a broken stack fails the case, not the whole run

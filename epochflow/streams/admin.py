@@ -1,7 +1,8 @@
 """Admin requests to Kafka, in ways that work on Tansu (the embedded broker) and on Apache
-Kafka alike: creating the topics, measuring consumer lag, and (for `epochflow replay`)
-inspecting a consumer group, finding offsets by time, committing a group's offsets and
-emptying changelog topics. Plus `run_sync`, to call them from sync code.
+Kafka alike: creating the topics, measuring consumer lag, reading a consumer group's
+members, assignments and committed offsets, and (for `epochflow replay`) finding offsets
+by time, committing a group's offsets and emptying changelog topics. Plus `run_sync`, to
+call them from sync code.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.group import HeartbeatRequest
 
@@ -122,32 +124,69 @@ class GroupMember:
     member_id: str
     client_id: str
     client_host: str
+    partitions: tuple[TopicPartition, ...] = ()  # assigned to it (empty while the group rebalances)
 
 
-async def group_members(bootstrap: str, group_id: str) -> list[GroupMember]:
-    """The members the broker counts in `group_id` (empty when nobody consumes for it).
+class GroupReader:
+    """Reads of consumer groups over one admin connection, for callers that poll them
+    (`epochflow chaos` measures recovery by watching a group's offsets and members):
+    `async with GroupReader(bootstrap) as groups: await groups.committed(...)`."""
 
-    Tansu forgets a member only when a later request to the group finds it silent for
-    longer than its session timeout (a LeaveGroup does not remove it, and DescribeGroups
-    does not check), so a Heartbeat that belongs to nobody goes first: it makes Tansu drop
-    the lapsed members and is answered UNKNOWN_MEMBER_ID, with no effect, by Kafka."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    def __init__(self, bootstrap: str) -> None:
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+
+    async def __aenter__(self) -> GroupReader:
+        await self._admin.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._admin.close()
+
+    async def committed(self, group_id: str, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The group's committed offset of each partition (-1: nothing committed)."""
+        if not partitions:
+            return {}
+        # Always name the partitions: Tansu answers an "all partitions" OffsetFetch in a
+        # form aiokafka cannot decode.
+        found = await self._admin.list_consumer_group_offsets(group_id, partitions=list(partitions))
+        return {tp: found[tp].offset if tp in found else -1 for tp in partitions}
+
+    async def members(self, group_id: str) -> list[GroupMember]:
+        """The members the broker counts in `group_id` (empty when nobody consumes for it),
+        with the partitions assigned to each.
+
+        Tansu forgets a member only when a later request to the group finds it silent for
+        longer than its session timeout (a LeaveGroup does not remove it, and DescribeGroups
+        does not check), so a Heartbeat that belongs to nobody goes first: it makes Tansu
+        drop the lapsed members and is answered UNKNOWN_MEMBER_ID, with no effect, by Kafka."""
+        admin = self._admin
         coordinator = await admin.find_coordinator(group_id)
         await admin._send_request(HeartbeatRequest(group_id, -1, ""), coordinator)  # noqa: SLF001
         responses = await admin.describe_consumer_groups([group_id], group_coordinator_id=coordinator)
-    finally:
-        await admin.close()
-    members: list[GroupMember] = []
-    for response in responses:
-        for error_code, group, _state, _protocol_type, _protocol, group_members_, *_ in response.groups:
-            if group != group_id:
-                continue
-            if error_code:
-                raise AdminError(f"cannot describe consumer group {group_id}: error {error_code}")
-            members += [GroupMember(m[0], m[1], m[2]) for m in group_members_]
-    return members
+        members: list[GroupMember] = []
+        for response in responses:
+            for error_code, group, _state, _protocol_type, _protocol, group_members_, *_ in response.groups:
+                if group != group_id:
+                    continue
+                if error_code:
+                    raise AdminError(f"cannot describe consumer group {group_id}: error {error_code}")
+                members += [GroupMember(m[0], m[1], m[2], _assigned(m[4])) for m in group_members_]
+        return members
+
+
+def _assigned(assignment: bytes) -> tuple[TopicPartition, ...]:
+    if not assignment:
+        return ()
+    try:
+        return tuple(ConsumerProtocolMemberAssignment.decode(assignment).partitions())
+    except Exception:  # noqa: BLE001 - not the consumer protocol: nothing we can read
+        return ()
+
+
+async def group_members(bootstrap: str, group_id: str) -> list[GroupMember]:
+    """The members the broker counts in `group_id` (see `GroupReader.members`)."""
+    async with GroupReader(bootstrap) as groups:
+        return await groups.members(group_id)
 
 
 async def partitions_of(bootstrap: str, topics: Iterable[str]) -> list[TopicPartition]:

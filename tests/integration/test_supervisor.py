@@ -109,6 +109,33 @@ def test_kill_crashes_a_worker_and_the_supervisor_restarts_it(make_supervisor: C
     assert (status.restarts, status.last_exit_code) == (1, -signal.SIGKILL)
 
 
+def test_a_worker_killed_on_request_is_restarted_at_once_however_often(make_supervisor: Callable[..., Supervisor]) -> None:
+    # A chaos run kills workers every few seconds: a backoff that grew with each kill would
+    # keep them down longer than the gap between kills.
+    supervisor = make_supervisor(backoff_s=30.0)
+    supervisor.add("w", SLEEPER)
+    supervisor.start()
+
+    pid = supervisor.pid("w")
+    for _ in range(4):
+        started = time.monotonic()
+        pid = supervisor.wait_for_pid("w", not_pid=supervisor.kill("w"), timeout_s=5.0)
+        assert time.monotonic() - started < 2.0
+
+    assert pid_alive(pid)
+    assert supervisor.status("w").restarts == 4
+
+
+def test_a_worker_that_crashes_by_itself_again_waits_for_its_backoff(make_supervisor: Callable[..., Supervisor]) -> None:
+    supervisor = make_supervisor(backoff_s=30.0)
+    supervisor.add("w", python("import sys, time; time.sleep(0.3); sys.exit(5)"))
+    supervisor.start()
+
+    wait_until(lambda: supervisor.status("w").state == "backoff")
+    time.sleep(1.0)
+    assert supervisor.status("w").state == "backoff" and supervisor.status("w").restarts == 0
+
+
 def test_restart_on_request_replaces_the_process_at_once(make_supervisor: Callable[..., Supervisor]) -> None:
     supervisor = make_supervisor(backoff_s=30.0)  # a restart on request must not wait for backoff
     supervisor.add("w", SLEEPER)
