@@ -62,7 +62,10 @@ def check(request: Request, status: int, body, allowed: set[int]) -> None:
 async def test_hostile_reads_never_answer_500_with_a_database(served_book: None, request: Request) -> None:
     async with client(settings()) as http:
         status, body = await answer(http, request)
-    check(request, status, body, {200, 400, 404})
+    # the dashboard's figures answer their declared 503 here: this app has a database for the
+    # read routes, but its dashboard sampler is not configured with one
+    declared = {503} if request.url.split("?")[0] == "/dashboard/data.json" else set()
+    check(request, status, body, {200, 400, 404} | declared)
 
 
 @EXAMPLES
