@@ -6,12 +6,17 @@ imports the role's modules, so faust's own CLI works on any of them
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
 import os
+import sys
 
 import faust
 
 from epochflow.topology import WEB_VIEWS, Role, role
+
+log = logging.getLogger("epochflow.apps")
 
 
 def build(bound: Role, modules: tuple[str, ...] | None = None) -> faust.App:
@@ -30,9 +35,37 @@ def load(name: str) -> faust.App:
     return importlib.import_module(f"{__name__}.{role(name).name}").app
 
 
+def refuse_partition_mismatch(name: str) -> None:
+    """A worker routes by EPOCHFLOW_PARTITIONS (its ticks, `POST /ingest/`) and co-partitions
+    its tables by it: refuse to start when the broker's key-scoped topics say otherwise,
+    naming both counts (streams.publish.check_partitions). A broker not reachable yet is
+    no mismatch: the worker starts and waits for it as usual."""
+    from epochflow.app import settings
+    from epochflow.streams.producer import Producer
+    from epochflow.streams.publish import PartitionMismatch, check_partitions
+    from epochflow.streams.security import client_options
+
+    if not settings.kafka_url:
+        return
+
+    async def check() -> None:
+        async with Producer(settings.kafka_bootstrap, **client_options(settings)) as producer:
+            await check_partitions(settings, producer.partition_counts)
+
+    try:
+        asyncio.run(asyncio.wait_for(check(), timeout=30))
+    except PartitionMismatch as error:
+        print(f"epochflow worker {name}: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as error:  # unreachable, timed out: Faust's own retries take over
+        log.warning("worker %s: partition counts not checked (%r)", name, error)
+
+
 def run_worker(app: faust.App, name: str) -> None:
     """Run one worker of `app` in this process until it is stopped."""
     from faust.worker import Worker
+
+    refuse_partition_mismatch(name)
 
     profile_to = os.environ.get("EPOCHFLOW_PROFILE_DIR")
     if profile_to:  # for performance work: a cProfile dump per worker at exit
