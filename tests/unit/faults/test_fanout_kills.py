@@ -42,6 +42,7 @@ from tests.fixtures.kills import (
     FixedDatetime,
     Role,
     batches,
+    direct,
     events_of,
     journalled,
     play,
@@ -194,6 +195,15 @@ def test_the_story_killed_at_every_record_ends_like_the_undisturbed_run(keep_loc
         assert tables(killed) == expected_tables, f"tables differ after a kill at record {k}"
         assert sink_view(killed) == expected_rows, f"rows differ after a kill at record {k}"
         assert expected_sent <= set(sent(killed)), f"a message was lost after a kill at record {k}"
+
+
+def test_without_the_journal_a_kill_between_a_steps_records_changes_the_result():
+    """The old write path: a step's subject record, index and rows land in part."""
+    inputs = story()
+    expected = tables(play(FANOUT, inputs, [1], commit=direct))
+    outcomes = [tables(play(FANOUT, inputs, [1], kill_at=k, commit=direct))
+                for k in range(play(FANOUT, inputs, [1], commit=direct).enqueued + 1)]
+    assert any(outcome != expected for outcome in outcomes)
 
 
 # -- random workloads --------------------------------------------------------------------------
