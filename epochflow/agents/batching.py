@@ -24,6 +24,7 @@ from faust.streams import _current_event
 from epochflow import metrics
 from epochflow.schemas.events import InvalidEvent
 from epochflow.schemas.results import Barrier
+from epochflow.tables import journal
 from epochflow.tables.journal import Entry, Output
 
 log = logging.getLogger("epochflow.agents")
@@ -184,6 +185,27 @@ def partition_entry(partition: int, outcome: BatchOutcome, caches: Sequence[Any]
     outputs += [Output(m.topic, m.partition, m.key, m.value) for m in outcome.messages]
     outputs += [Output("dead-letter", 0, b"dead", record) for record in outcome.dead]
     return Entry(tuple(writes), tuple(outputs))
+
+
+def partition_step(stage: str, events: list[Any], journal_table: str, get_journal: Callable[[bytes], bytes | None],
+                   make_handler: Callable[[], tuple[Any, Sequence[Any]]], handle: Callable[[Any, bytes, int], list[Any]],
+                   source: bytes) -> Entry | None:
+    """One partition's step, as the batch runner takes it (and the fault-injection tests
+    replay it): the inputs at or below the offset the journal says was applied are skipped
+    (delivered again after a step that applied them), the rest handled over a fresh handler
+    and caches; the entry holds the step's writes, the new applied offset and its messages.
+    None when every input was applied already."""
+    partition, topic = events[0].message.partition, events[0].message.topic
+    applied = journal.applied_offset(get_journal, topic, partition)
+    fresh = [event for event in events if event.message.offset > applied]
+    if not fresh:
+        return None
+    handler, caches = make_handler()
+    outcome = BatchOutcome()
+    run_partition(stage, fresh, lambda raw, p: handle(handler, raw, p), outcome)
+    entry = partition_entry(partition, outcome, caches, source)
+    mark = journal.applied_write(journal_table, topic, partition, fresh[-1].message.offset)
+    return Entry(entry.writes + (mark,), entry.outputs)
 
 
 def die(stage: str) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from epochflow import metrics
-from epochflow.agents.batching import BatchOutcome, by_partition, die, partition_entry, run_partition
+from epochflow.agents.batching import by_partition, die, partition_step
 from epochflow.agents.step_io import FaustStepIO
 from epochflow.app import app
 from epochflow.streams import topics
@@ -58,17 +58,11 @@ class BatchRunner(Generic[H]):
         started = time.perf_counter()
         entries = {}
         for partition, partition_events in groups.items():
-            topic = partition_events[0].message.topic
-            applied = journal.applied_offset(lambda key, p=partition: io.get_journal(p, key), topic, partition)
-            fresh = [event for event in partition_events if event.message.offset > applied]
-            if not fresh:
-                continue  # delivered again after a step that applied them
-            handler, caches = self.make_handler()
-            outcome = BatchOutcome()
-            run_partition(stage, fresh, lambda raw, p, h=handler: handle(h, raw, p, now), outcome)
-            entry = partition_entry(partition, outcome, caches, self.source)
-            mark = journal.applied_write(self.journal_table.name, topic, partition, fresh[-1].message.offset)
-            entries[partition] = journal.Entry(entry.writes + (mark,), entry.outputs)
+            entry = partition_step(stage, partition_events, self.journal_table.name,
+                                   lambda key, p=partition: io.get_journal(p, key), self.make_handler,
+                                   lambda h, raw, p: handle(h, raw, p, now), self.source)
+            if entry is not None:
+                entries[partition] = entry
         computed = time.perf_counter()
         metrics.BATCH_SECONDS.labels(stage).observe(computed - started)
         await journal.commit(io, entries)
