@@ -97,13 +97,12 @@ class BatchOutcome:
 def run_partition(
     stage: str,
     events: list[Any],
-    handle: Callable[[bytes, int], list[Any]],
+    handle: Callable[[Any, int], list[Any]],
     outcome: BatchOutcome,
 ) -> None:
-    # `handle(raw, partition)` may read the current event (e.g. its offset) through
-    # faust.streams.current_event()
-    """Apply `handle` to one partition's events in order, inside that partition's event
-    context. Invalid messages are dead-lettered; they never stop the batch."""
+    """Apply `handle(message, partition)` to one partition's events in order (a message has
+    `key`, `value` and `offset`), inside that partition's event context (for the tables).
+    Invalid messages are dead-lettered; they never stop the batch."""
     partition = events[0].message.partition
     for event in events:
         raw = event.value
@@ -113,7 +112,7 @@ def run_partition(
             continue
         with event_context(event):
             try:
-                outcome.add(partition, handle(raw, partition))
+                outcome.add(partition, handle(event.message, partition))
                 metrics.EVENTS.labels(stage).inc()
             except InvalidEvent as error:
                 outcome.dead.append(dead_letter_record(stage, event, error.reason))
@@ -188,7 +187,7 @@ def partition_entry(partition: int, outcome: BatchOutcome, caches: Sequence[Any]
 
 
 def partition_step(stage: str, events: list[Any], journal_table: str, get_journal: Callable[[bytes], bytes | None],
-                   make_handler: Callable[[], tuple[Any, Sequence[Any]]], handle: Callable[[Any, bytes, int], list[Any]],
+                   make_handler: Callable[[], tuple[Any, Sequence[Any]]], handle: Callable[[Any, Any, int], list[Any]],
                    source: bytes) -> Entry | None:
     """One partition's step, as the batch runner takes it (and the fault-injection tests
     replay it): the inputs at or below the offset the journal says was applied are skipped
@@ -202,7 +201,7 @@ def partition_step(stage: str, events: list[Any], journal_table: str, get_journa
         return None
     handler, caches = make_handler()
     outcome = BatchOutcome()
-    run_partition(stage, fresh, lambda raw, p: handle(handler, raw, p), outcome)
+    run_partition(stage, fresh, lambda message, p: handle(handler, message, p), outcome)
     entry = partition_entry(partition, outcome, caches, source)
     mark = journal.applied_write(journal_table, topic, partition, fresh[-1].message.offset)
     return Entry(entry.writes + (mark,), entry.outputs)

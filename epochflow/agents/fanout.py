@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import time
 
-from faust.streams import current_event
-
 from epochflow.agents.configs import fanout_config
-from epochflow.agents.fanout_handler import FanoutHandler
-from epochflow.agents.results_feed import decode_rows, forwarded_barriers
+from epochflow.agents.fanout_handler import FanoutHandler, on_reference, on_results, on_tick
 from epochflow.agents.runner import BatchRunner
 from epochflow.agents.ticks import tick_agent
 from epochflow.app import app, settings
 from epochflow.domain.fanout import InFlight, pace_limiter
-from epochflow.schemas.events import parse_reference
-from epochflow.schemas.results import PositionStateRow
 from epochflow.streams import topics
 from epochflow.tables import fanout as tables
 from epochflow.tables.reference import ReferenceData
@@ -42,36 +37,18 @@ def _handler() -> tuple[FanoutHandler, list[CachedStore]]:
 RUN = BatchRunner(b"fanout", _handler)
 
 
-def _reference(handler: FanoutHandler, raw: bytes, partition: int, now: float) -> list:
-    return handler.on_reference(parse_reference(raw), partition, current_event().message.offset, now)
-
-
-def _holders(handler: FanoutHandler, raw: bytes, partition: int, now: float) -> list:
-    if current_event().key != b"positions":
-        return []
-    rows = decode_rows(raw)
-    for row in rows:
-        if isinstance(row, PositionStateRow):
-            handler.on_position_state(row, partition)
-    return forwarded_barriers(rows, "fanout", partition)
-
-
-def _tick(handler: FanoutHandler, raw: bytes, partition: int, now: float) -> list:
-    return handler.on_tick(partition, now)
-
-
 @app.agent(topics.reference, name="fanout.reference")
 async def follow_reference(stream):
     async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
-        await RUN("fanout.reference", events, _reference)
+        await RUN("fanout.reference", events, on_reference)
 
 
 @app.agent(topics.results, name="fanout.holders")
 async def follow_holders(stream):
     async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
-        await RUN("fanout.holders", events, _holders)
+        await RUN("fanout.holders", events, on_results)
 
 
 # a job's cursor and its resets are one journalled step: a crash lands both or neither
 # (positions recognises a job's reset sent again by a redo)
-on_ticks = tick_agent(topics.fanout_ticks, "fanout.tick", RUN, _tick)
+on_ticks = tick_agent(topics.fanout_ticks, "fanout.tick", RUN, on_tick)

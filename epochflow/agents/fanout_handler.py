@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 
 from epochflow import metrics
 from epochflow.agents.messages import Message
+from epochflow.agents.results_feed import decode_rows, forwarded_barriers
 from epochflow.domain import fanout
 from epochflow.domain.fanout import FanoutConfig, InFlight, RateLimiter, ResetJobStatus, SubjectState
 from epochflow.domain.keys import (
@@ -28,7 +29,7 @@ from epochflow.domain.keys import (
 )
 from epochflow.domain.model import KeyStatus
 from epochflow.schemas.commands import ResetWatermark
-from epochflow.schemas.events import FxRateEvent, MarketPriceEvent
+from epochflow.schemas.events import FxRateEvent, MarketPriceEvent, parse_reference
 from epochflow.schemas.results import PositionStateRow, ReprocessingJobRow, ReprocessingTriggerRow
 from epochflow.tables.index import KeySet, add_key, keys_of, remove_key
 from epochflow.tables.reference import ReferenceData, apply_reference_event
@@ -223,3 +224,23 @@ class FanoutHandler:
                 metrics.RESET_JOB_EVENTS.labels(job.status.value).inc()
                 if job.status is ResetJobStatus.FAILED:
                     log.warning("fanout: job %s FAILED: %s", job.job_id, job.failure_reason)
+
+
+# -- the role's inputs as its agents take them: a message (key, value, offset) -----------------
+def on_reference(handler: FanoutHandler, message, partition: int, now: float) -> list:
+    return handler.on_reference(parse_reference(message.value), partition, message.offset, now)
+
+
+def on_results(handler: FanoutHandler, message, partition: int, now: float) -> list:
+    """The results topic: the positions role's state rows keep the holders index."""
+    if message.key != b"positions":
+        return []
+    rows = decode_rows(message.value)
+    for row in rows:
+        if isinstance(row, PositionStateRow):
+            handler.on_position_state(row, partition)
+    return forwarded_barriers(rows, "fanout", partition)
+
+
+def on_tick(handler: FanoutHandler, message, partition: int, now: float) -> list:
+    return handler.on_tick(partition, now)

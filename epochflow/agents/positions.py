@@ -7,11 +7,9 @@ positions.commands   position-commands  -> advance / reset watermark, fenced by 
 
 from __future__ import annotations
 
-from epochflow.agents.positions_handler import PositionsHandler
+from epochflow.agents.positions_handler import PositionsHandler, on_command, on_reference, on_transaction
 from epochflow.agents.runner import BatchRunner
 from epochflow.app import app, settings
-from epochflow.schemas.commands import parse_command
-from epochflow.schemas.events import parse_reference, parse_transaction
 from epochflow.streams import topics
 from epochflow.tables import positions as tables
 from epochflow.tables.reference import ReferenceData
@@ -31,16 +29,16 @@ RUN = BatchRunner(b"positions", _handler)
 @app.agent(topics.transactions, name="positions.apply")
 async def apply_transactions(stream):
     async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
-        await RUN("positions.apply", events, lambda h, raw, p, now: h.on_transaction(parse_transaction(raw), p))
+        await RUN("positions.apply", events, on_transaction)
 
 
 @app.agent(topics.reference, name="positions.reference")
 async def apply_reference(stream):
     async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
-        await RUN("positions.reference", events, lambda h, raw, p, now: h.on_reference(parse_reference(raw), p))
+        await RUN("positions.reference", events, on_reference)
 
 
 @app.agent(topics.position_commands, name="positions.commands")
 async def apply_commands(stream):
     async for events in stream.take_events(settings.batch_size, settings.batch_within_s):
-        await RUN("positions.commands", events, lambda h, raw, p, now: h.on_command(parse_command(raw)))
+        await RUN("positions.commands", events, on_command)

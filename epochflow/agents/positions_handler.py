@@ -21,8 +21,8 @@ from epochflow.domain.positions import (
     apply_transaction,
     recost_from,
 )
-from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
-from epochflow.schemas.events import FxRateEvent, MarketPriceEvent, PortfolioEvent, TransactionEvent
+from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark, parse_command
+from epochflow.schemas.events import FxRateEvent, MarketPriceEvent, PortfolioEvent, TransactionEvent, parse_reference, parse_transaction
 from epochflow.schemas.results import rows_for
 from epochflow.tables.index import KeySet, add_key, keys_of
 from epochflow.tables.reference import ReferenceData, apply_reference_event
@@ -153,3 +153,16 @@ class PositionsHandler:
         else:
             step = apply_reset(state, command.epoch, command.to_date, command.job_id, command.ref_offset)
         return self._commit(key, step)
+
+
+# -- the role's inputs as its agents take them: a message (key, value, offset) -----------------
+def on_transaction(handler: PositionsHandler, message, partition: int, now: float) -> list:
+    return handler.on_transaction(parse_transaction(message.value), partition)
+
+
+def on_reference(handler: PositionsHandler, message, partition: int, now: float) -> list:
+    return handler.on_reference(parse_reference(message.value), partition)
+
+
+def on_command(handler: PositionsHandler, message, partition: int, now: float) -> list:
+    return handler.on_command(parse_command(message.value))

@@ -28,8 +28,9 @@ from epochflow.tables.declare import journal_table
 
 H = TypeVar("H")
 
-# handle(handler, raw message, partition, the batch's time) -> rows and messages to send
-Handle = Callable[[H, bytes, int, float], list]
+# handle(handler, message (key, value, offset), partition, the batch's time) -> rows and
+# messages to send; every role's are in its handler module, next to the handler
+Handle = Callable[[H, Any, int, float], list]
 
 STEP_LOCK = asyncio.Lock()
 
@@ -60,7 +61,7 @@ class BatchRunner(Generic[H]):
         for partition, partition_events in groups.items():
             entry = partition_step(stage, partition_events, self.journal_table.name,
                                    lambda key, p=partition: io.get_journal(p, key), self.make_handler,
-                                   lambda h, raw, p: handle(h, raw, p, now), self.source)
+                                   lambda h, message, p: handle(h, message, p, now), self.source)
             if entry is not None:
                 entries[partition] = entry
         computed = time.perf_counter()

@@ -10,12 +10,13 @@ from datetime import UTC, date, datetime
 
 from epochflow import metrics
 from epochflow.agents.messages import Message
+from epochflow.agents.results_feed import decode_rows, forwarded_barriers
 from epochflow.domain import scheduling as sched
 from epochflow.domain.keys import fx_subject, partition_record, position_key, price_subject
 from epochflow.domain.model import KeyStatus
 from epochflow.domain.scheduling import Answer, JobStatus, ScheduleKey, SchedulerConfig
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
-from epochflow.schemas.events import BusinessDateEvent, FxRateEvent, MarketPriceEvent
+from epochflow.schemas.events import BusinessDateEvent, FxRateEvent, MarketPriceEvent, parse_reference
 from epochflow.schemas.jobs import ValuationJob
 from epochflow.schemas.results import JobOutcome, PositionStateRow, ValuationJobRow
 from epochflow.tables.index import KeySet, add_key, keys_of, remove_key
@@ -303,3 +304,31 @@ class SchedulerHandler:
             count += sk.processing() if sk is not None else 0
         if count != self.processing(partition):
             self.counters.put(partition_record(partition, "processing"), count)
+
+
+# -- the role's inputs as its agents take them: a message (key, value, offset) -----------------
+def on_results(handler: SchedulerHandler, message, partition: int, now: float) -> list:
+    """The results topic: the positions role's state rows and the valuation role's outcomes."""
+    if message.key not in (b"positions", b"valuation"):
+        return []
+    rows = decode_rows(message.value)
+    out: list = []
+    for row in rows:
+        if isinstance(row, PositionStateRow):
+            out += handler.on_position_state(row, partition, now)
+    outcomes = [row for row in rows if isinstance(row, JobOutcome)]
+    if outcomes:
+        out += handler.on_outcomes(outcomes, partition, now)
+    return out + forwarded_barriers(rows, "scheduler", partition)
+
+
+def on_reference(handler: SchedulerHandler, message, partition: int, now: float) -> list:
+    return handler.on_reference(parse_reference(message.value), partition, message.offset, now)
+
+
+def on_tick(handler: SchedulerHandler, message, partition: int, now: float) -> list:
+    started = time.perf_counter()
+    out = handler.on_tick(partition, now)
+    metrics.SCHEDULER_TICK_SECONDS.observe(time.perf_counter() - started)
+    HEALTH.publish(handler.business_date())
+    return out

@@ -9,61 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
-
-from faust.streams import current_event
 
 from epochflow.agents.batching import by_partition, event_context
-from epochflow.agents.results_feed import decode_rows, forwarded_barriers
 from epochflow.agents.runner import BatchRunner
-from epochflow.agents.valuation_handler import ValuationHandler
+from epochflow.agents.valuation_handler import ValuationHandler, ValuationRole, on_job, on_reference, on_results
 from epochflow.app import app, settings
-from epochflow.domain.keys import partition_record
-from epochflow.schemas.events import InvalidEvent, parse_reference
+from epochflow.schemas.events import InvalidEvent
 from epochflow.schemas.jobs import parse_job
 from epochflow.streams import topics
 from epochflow.tables import valuation as tables
-from epochflow.tables.reference import ReferenceData, apply_reference_event
-from epochflow.tables.store import CachedStore, Store
+from epochflow.tables.reference import ReferenceData
+from epochflow.tables.store import CachedStore
 
 
-@dataclass
-class _Valuation:
-    handler: ValuationHandler
-    progress: Store[int]  # "ref_offset|pN": the reference offset read on partition N
-
-    def ref_offset_seen(self, partition: int) -> int:
-        seen = self.progress.get(partition_record(partition, "ref_offset"))
-        return -1 if seen is None else seen
-
-
-def _handler() -> tuple[_Valuation, list[CachedStore]]:
+def _handler() -> tuple[ValuationRole, list[CachedStore]]:
     keys, history, progress = CachedStore(tables.KEYS), CachedStore(tables.HISTORY), CachedStore(tables.PROGRESS)
     reference = [CachedStore(s) for s in tables.REFERENCE]
-    role = _Valuation(ValuationHandler(keys, history, ReferenceData(*reference)), progress)
+    role = ValuationRole(ValuationHandler(keys, history, ReferenceData(*reference)), progress)
     return role, [keys, history, progress, *reference]
 
 
 RUN = BatchRunner(b"valuation", _handler)
-
-
-def _positions(role: _Valuation, raw: bytes, partition: int, now: float) -> list:
-    if current_event().key != b"positions":
-        return []
-    rows = decode_rows(raw)
-    role.handler.on_position_rows(rows)
-    return forwarded_barriers(rows, "valuation", partition)
-
-
-def _reference(role: _Valuation, raw: bytes, partition: int, now: float) -> list:
-    apply_reference_event(role.handler.reference, parse_reference(raw))
-    role.progress.put(partition_record(partition, "ref_offset"), current_event().message.offset)
-    return []
-
-
-def _value(role: _Valuation, raw: bytes, partition: int, now: float) -> list:
-    return role.handler.on_job(parse_job(raw), role.ref_offset_seen(partition))
-
 
 VIEW_WAIT_S = 2.0
 
@@ -98,17 +64,17 @@ async def _until_caught_up(events) -> None:
 @app.agent(topics.results, name="valuation.positions")
 async def follow_positions(stream):
     async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
-        await RUN("valuation.positions", events, _positions)
+        await RUN("valuation.positions", events, on_results)
 
 
 @app.agent(topics.reference, name="valuation.reference")
 async def follow_reference(stream):
     async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
-        await RUN("valuation.reference", events, _reference)
+        await RUN("valuation.reference", events, on_reference)
 
 
 @app.agent(topics.valuation_jobs, name="valuation.value")
 async def value_jobs(stream):
     async for events in stream.take_events(settings.batch_size, settings.follow_within_s):
         await _until_caught_up(events)
-        await RUN("valuation.value", events, _value)
+        await RUN("valuation.value", events, on_job)

@@ -9,15 +9,17 @@ from dataclasses import dataclass
 from datetime import date
 
 from epochflow import metrics
+from epochflow.agents.results_feed import decode_rows, forwarded_barriers
 from epochflow.domain import history_copy
 from epochflow.domain.fencing import is_stale
 from epochflow.domain.history_copy import CachedEntry, CachedKey, ChunkLoader, CopyStep, HistoryChunk
-from epochflow.domain.keys import position_key, price_currency_tag, price_subject, record_key
+from epochflow.domain.keys import partition_record, position_key, price_currency_tag, price_subject, record_key
 from epochflow.domain.scheduling import Answer
 from epochflow.domain.valuation import DailyPosition, NoPosition, Price, Valued, value_position
-from epochflow.schemas.jobs import ValuationJob
+from epochflow.schemas.events import parse_reference
+from epochflow.schemas.jobs import ValuationJob, parse_job
 from epochflow.schemas.results import HistoryCarryOver, JobOutcome, PositionHistoryRow, PositionStateRow, SnapshotRow
-from epochflow.tables.reference import ReferenceData
+from epochflow.tables.reference import ReferenceData, apply_reference_event
 from epochflow.tables.store import Store
 
 log = logging.getLogger("epochflow.valuation")
@@ -120,3 +122,36 @@ class ValuationHandler:
         if result.blocked:
             return [row, outcome(Answer.BLOCKED, result.reason, result.waiting_on)]
         return [row, outcome(Answer.COMPLETE)]
+
+
+# -- the role's inputs as its agents take them: a message (key, value, offset) -----------------
+@dataclass
+class ValuationRole:
+    """The handler and what the role keeps beside it: on each partition, the offset of
+    the reference data read so far (a job waits until the prices it needs are read)."""
+
+    handler: ValuationHandler
+    progress: Store[int]  # "ref_offset|pN": the reference offset read on partition N
+
+    def ref_offset_seen(self, partition: int) -> int:
+        seen = self.progress.get(partition_record(partition, "ref_offset"))
+        return -1 if seen is None else seen
+
+
+def on_results(role: ValuationRole, message, partition: int, now: float) -> list:
+    """The results topic: the positions role's rows keep the role's copy of each history."""
+    if message.key != b"positions":
+        return []
+    rows = decode_rows(message.value)
+    role.handler.on_position_rows(rows)
+    return forwarded_barriers(rows, "valuation", partition)
+
+
+def on_reference(role: ValuationRole, message, partition: int, now: float) -> list:
+    apply_reference_event(role.handler.reference, parse_reference(message.value))
+    role.progress.put(partition_record(partition, "ref_offset"), message.offset)
+    return []
+
+
+def on_job(role: ValuationRole, message, partition: int, now: float) -> list:
+    return role.handler.on_job(parse_job(message.value), role.ref_offset_seen(partition))

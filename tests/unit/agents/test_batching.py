@@ -57,13 +57,13 @@ def test_an_entry_holds_the_caches_writes_then_rows_messages_and_dead_letters_in
 # -- the topic boundary: hostile messages are dead-lettered with the reason ------------------
 
 class FakeMessage:
-    def __init__(self, offset: int) -> None:
-        self.topic, self.partition, self.offset = "epochflow.transactions", 0, offset
+    def __init__(self, value: bytes, offset: int) -> None:
+        self.topic, self.partition, self.offset, self.key, self.value = "epochflow.transactions", 0, offset, None, value
 
 
 class FakeEvent:
     def __init__(self, value: bytes, offset: int) -> None:
-        self.value, self.message = value, FakeMessage(offset)
+        self.value, self.message = value, FakeMessage(value, offset)
 
 
 TRANSACTION = {"type": "transaction", "transaction_id": "T1", "portfolio_id": "P", "security_id": "S",
@@ -90,7 +90,7 @@ def test_a_hostile_message_on_a_topic_is_dead_lettered_with_the_reason_and_the_r
     events = [FakeEvent(value, offset) for offset, value in enumerate(values)]
     handled: list = []
     outcome = BatchOutcome()
-    run_partition("positions.apply", events, lambda raw, partition: handled.append(parse_transaction(raw)) or [],
+    run_partition("positions.apply", events, lambda message, partition: handled.append(parse_transaction(message.value)) or [],
                   outcome)
     assert [event.transaction_id for event in handled] == ["T1"]
     records = [json.loads(record) for record in outcome.dead]

@@ -21,17 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from faust.streams import current_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from epochflow.agents import fanout_handler
 from epochflow.agents.batching import encode_rows
 from epochflow.agents.fanout_handler import FanoutHandler
-from epochflow.agents.results_feed import decode_rows, forwarded_barriers
 from epochflow.domain.fanout import FanoutConfig, InFlight, SubjectState, pace_limiter
 from epochflow.domain.series import SeriesMonth
-from epochflow.schemas.events import parse_reference
 from epochflow.schemas.jobs import Tick
 from epochflow.schemas.results import PositionStateRow
 from epochflow.tables.codec import decode
@@ -83,25 +80,10 @@ def _handler(worker: MemoryWorker, partition: int):
     return handler, caches
 
 
-# the agents' handle functions (epochflow/agents/fanout.py)
-def _reference(handler: FanoutHandler, raw: bytes, partition: int, now: float) -> list:
-    return handler.on_reference(parse_reference(raw), partition, current_event().message.offset, now)
-
-
-def _holders(handler: FanoutHandler, raw: bytes, partition: int, now: float) -> list:
-    if current_event().key != b"positions":
-        return []
-    rows = decode_rows(raw)
-    for row in rows:
-        if isinstance(row, PositionStateRow):
-            handler.on_position_state(row, partition)
-    return forwarded_barriers(rows, "fanout", partition)
-
-
 FANOUT = Role(b"fanout", _handler, {
-    "reference": ("fanout.reference", _reference),
-    "results": ("fanout.holders", _holders),
-    "fanout-ticks": ("fanout.tick", lambda h, raw, p, now: h.on_tick(p, now)),
+    "reference": ("fanout.reference", fanout_handler.on_reference),
+    "results": ("fanout.holders", fanout_handler.on_results),
+    "fanout-ticks": ("fanout.tick", fanout_handler.on_tick),
 }, now=NOW, step_s=1.0, ticks=frozenset({"fanout-ticks"}))
 
 START = date(2025, 3, 3)

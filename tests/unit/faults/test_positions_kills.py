@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from epochflow.agents import positions_handler
 from epochflow.agents.positions_handler import PositionsHandler
 from epochflow.domain.model import Bucket, PositionState, TxnRef
 from epochflow.domain.series import SeriesMonth
-from epochflow.schemas.events import parse_reference, parse_transaction
 from epochflow.tables.index import KeySet
 from epochflow.tables.reference import Instrument, Months, Portfolio, ReferenceData
 from tests.fixtures.faults import MemoryWorker, any_order
@@ -40,8 +40,9 @@ def _handler(worker: MemoryWorker, partition: int):
 
 
 POSITIONS = Role(b"positions", _handler, {
-    "transactions": ("positions.apply", lambda h, raw, p, now: h.on_transaction(parse_transaction(raw), p)),
-    "reference": ("positions.reference", lambda h, raw, p, now: h.on_reference(parse_reference(raw), p)),
+    "transactions": ("positions.apply", positions_handler.on_transaction),
+    "reference": ("positions.reference", positions_handler.on_reference),
+    "position-commands": ("positions.commands", positions_handler.on_command),
 })
 
 START = date(2025, 3, 3)

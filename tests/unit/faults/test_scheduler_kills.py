@@ -19,18 +19,15 @@ from datetime import date, timedelta
 from functools import cache
 
 import pytest
-from faust.streams import current_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from epochflow.agents import scheduler_handler
 from epochflow.agents.batching import encode_rows
-from epochflow.agents.results_feed import decode_rows, forwarded_barriers
 from epochflow.agents.scheduler_handler import SchedulerHandler, TickPacing
 from epochflow.domain.scheduling import JobStatus, ScheduleKey, SchedulerConfig
-from epochflow.schemas.events import parse_reference
 from epochflow.schemas.jobs import Tick, ValuationJob
-from epochflow.schemas.results import JobOutcome, PositionStateRow
+from epochflow.schemas.results import JobOutcome
 from epochflow.tables.codec import decode
 from epochflow.tables.index import KeySet
 from tests.fixtures.faults import MemoryWorker
@@ -56,30 +53,11 @@ def _handler(worker: MemoryWorker, partition: int):
     return SchedulerHandler(*caches, cfg=CONFIG, partitions=PARTITIONS, pacing=pacing), caches
 
 
-# the agents' handle functions (epochflow/agents/scheduler.py)
-def _results(handler: SchedulerHandler, raw: bytes, partition: int, now: float) -> list:
-    if current_event().key not in (b"positions", b"valuation"):
-        return []
-    rows = decode_rows(raw)
-    out: list = []
-    for row in rows:
-        if isinstance(row, PositionStateRow):
-            out += handler.on_position_state(row, partition, now)
-    outcomes = [row for row in rows if isinstance(row, JobOutcome)]
-    if outcomes:
-        out += handler.on_outcomes(outcomes, partition, now)
-    return out + forwarded_barriers(rows, "scheduler", partition)
-
-
-def _reference(handler: SchedulerHandler, raw: bytes, partition: int, now: float) -> list:
-    return handler.on_reference(parse_reference(raw), partition, current_event().message.offset, now)
-
-
 # every tick a full pass (step_s > full_pass_s): the pacing a restart loses changes nothing
 SCHEDULER = Role(b"scheduler", _handler, {
-    "results": ("scheduler.results", _results),
-    "reference": ("scheduler.reference", _reference),
-    "scheduler-ticks": ("scheduler.tick", lambda h, raw, p, now: h.on_tick(p, now)),
+    "results": ("scheduler.results", scheduler_handler.on_results),
+    "reference": ("scheduler.reference", scheduler_handler.on_reference),
+    "scheduler-ticks": ("scheduler.tick", scheduler_handler.on_tick),
 }, step_s=10.0, ticks=frozenset({"scheduler-ticks"}))
 
 START = date(2025, 3, 3)

@@ -17,25 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from faust.streams import current_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from epochflow.agents.results_feed import decode_rows, forwarded_barriers
-from epochflow.agents.valuation_handler import ValuationHandler
+from epochflow.agents.valuation_handler import ValuationHandler, ValuationRole, on_job, on_reference, on_results
 from epochflow.domain.history_copy import CachedKey, HistoryChunk
-from epochflow.domain.keys import partition_record
 from epochflow.domain.series import SeriesMonth
-from epochflow.schemas.events import parse_reference
-from epochflow.schemas.jobs import ValuationJob, parse_job
+from epochflow.schemas.jobs import ValuationJob
 from epochflow.schemas.results import JobOutcome
-from epochflow.tables.reference import Instrument, Months, Portfolio, ReferenceData, apply_reference_event
-from epochflow.tables.store import Store
+from epochflow.tables.reference import Instrument, Months, Portfolio, ReferenceData
 from tests.fixtures.faults import MemoryWorker
 from tests.fixtures.kills import ROWS, Role, play, sent, sink_view, stores, tables
 from tests.unit.faults.test_positions_kills import POSITIONS, STORY, inputs_of
@@ -46,47 +40,16 @@ TABLES = [("valuation_keys", CachedKey), ("valuation_history", HistoryChunk), ("
           ("valuation_reference_scalars", date), ("valuation_reference_tags", str)]
 
 
-@dataclass
-class Valuation:
-    """The agent module's `_Valuation` (epochflow/agents/valuation.py)."""
-
-    handler: ValuationHandler
-    progress: Store[int]
-
-    def ref_offset_seen(self, partition: int) -> int:
-        seen = self.progress.get(partition_record(partition, "ref_offset"))
-        return -1 if seen is None else seen
-
-
 def _handler(worker: MemoryWorker, partition: int):
     caches = stores(worker, partition, TABLES)
     keys, history, progress, *reference = caches
-    return Valuation(ValuationHandler(keys, history, ReferenceData(*reference)), progress), caches
-
-
-# the agents' handle functions (epochflow/agents/valuation.py)
-def _positions(role: Valuation, raw: bytes, partition: int, now: float) -> list:
-    if current_event().key != b"positions":
-        return []
-    rows = decode_rows(raw)
-    role.handler.on_position_rows(rows)
-    return forwarded_barriers(rows, "valuation", partition)
-
-
-def _reference(role: Valuation, raw: bytes, partition: int, now: float) -> list:
-    apply_reference_event(role.handler.reference, parse_reference(raw))
-    role.progress.put(partition_record(partition, "ref_offset"), current_event().message.offset)
-    return []
-
-
-def _value(role: Valuation, raw: bytes, partition: int, now: float) -> list:
-    return role.handler.on_job(parse_job(raw), role.ref_offset_seen(partition))
+    return ValuationRole(ValuationHandler(keys, history, ReferenceData(*reference)), progress), caches
 
 
 VALUATION = Role(b"valuation", _handler, {
-    "results": ("valuation.positions", _positions),
-    "reference": ("valuation.reference", _reference),
-    "valuation-jobs": ("valuation.value", _value),
+    "results": ("valuation.positions", on_results),
+    "reference": ("valuation.reference", on_reference),
+    "valuation-jobs": ("valuation.value", on_job),
 })
 
 START = date(2025, 3, 3)
