@@ -6,10 +6,9 @@ beside the batched agents on the same stack to show what batching buys. Its app 
 from __future__ import annotations
 
 from epochflow.agents.batching import BatchOutcome, encode_rows, event_context, run_partition
-from epochflow.agents.positions_handler import PositionsHandler
+from epochflow.agents.positions_handler import PositionsHandler, on_reference, on_transaction
 from epochflow.app import app
 from epochflow.bench.baseline import NAIVE_TOPIC
-from epochflow.schemas.events import parse_reference, parse_transaction
 from epochflow.streams import topics
 from epochflow.tables import positions as tables
 from epochflow.tables.reference import ReferenceData
@@ -26,7 +25,7 @@ async def _one_by_one(stage: str, stream, handle) -> None:
         outcome = BatchOutcome()
         handler = _handler()
         with event_context(event):
-            run_partition(stage, [event], lambda raw, p, handler=handler: handle(handler, raw, p), outcome)
+            run_partition(stage, [event], lambda message, p, handler=handler: handle(handler, message, p, 0.0), outcome)
         for partition, rows in outcome.rows.items():
             await topics.results.send(key=b"naive", value=encode_rows(rows), partition=partition)
         for record in outcome.dead:
@@ -35,9 +34,9 @@ async def _one_by_one(stage: str, stream, handle) -> None:
 
 @app.agent(naive_transactions, name="naive.apply")
 async def naive_apply(stream):
-    await _one_by_one("naive.apply", stream, lambda h, raw, p: h.on_transaction(parse_transaction(raw), p))
+    await _one_by_one("naive.apply", stream, on_transaction)
 
 
 @app.agent(topics.reference, name="naive.reference")
 async def naive_reference(stream):
-    await _one_by_one("naive.reference", stream, lambda h, raw, p: h.on_reference(parse_reference(raw), p))
+    await _one_by_one("naive.reference", stream, on_reference)
