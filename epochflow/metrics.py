@@ -25,6 +25,17 @@ STEPS_REDONE = Counter(
     ["stage"],
     registry=REGISTRY,
 )
+PARTITIONS_RESUMED = Counter(
+    "epochflow_partitions_resumed_total",
+    "Input partitions found paused after recovery ended and resumed by the worker's watchdog",
+    registry=REGISTRY,
+)
+STALLS = Counter(
+    "epochflow_stalls_total",
+    "Checks that found a step running, or a taken message waiting, for over 30 s (by kind: step, input)",
+    ["kind"],
+    registry=REGISTRY,
+)
 COMMIT_SECONDS = Histogram(
     "epochflow_step_commit_seconds",
     "Time to make one batch's table writes and messages durable (journal, then tables and messages), by stage",

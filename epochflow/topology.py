@@ -73,7 +73,8 @@ _ROLES = (
 ROLES: dict[str, Role] = {role.name: role for role in _ROLES}  # in start order
 ROLE_NAMES: tuple[str, ...] = tuple(ROLES)
 REPLAYABLE: tuple[str, ...] = tuple(name for name, role in ROLES.items() if role.replayable)
-WEB_VIEWS = "epochflow.web.views"  # the web views every role serves
+# what every role runs besides its own modules: the web views, the watchdog on its progress
+EVERY_ROLE = ("epochflow.web.views", "epochflow.streams.watchdog")
 
 
 def role(name: str) -> Role:

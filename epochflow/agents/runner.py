@@ -33,6 +33,10 @@ H = TypeVar("H")
 Handle = Callable[[H, Any, int, float], list]
 
 STEP_LOCK = asyncio.Lock()
+# for epochflow.streams.watchdog: the step running now (stage, start), and per input topic
+# when a step last took its messages
+STEP: dict = {}
+STEPPED: dict[str, float] = {}
 
 
 @dataclass
@@ -44,7 +48,13 @@ class BatchRunner(Generic[H]):
     async def __call__(self, stage: str, events, handle: Handle) -> None:
         try:
             async with STEP_LOCK:
-                await self._step(stage, events, handle)
+                STEP.update(stage=stage, since=time.monotonic())
+                try:
+                    await self._step(stage, events, handle)
+                finally:
+                    STEP.clear()
+                    if events:
+                        STEPPED[events[0].message.topic] = time.monotonic()
         except Exception:
             die(stage)
 

@@ -14,18 +14,18 @@ import sys
 
 import faust
 
-from epochflow.topology import WEB_VIEWS, Role, role
+from epochflow.topology import EVERY_ROLE, Role, role
 
 log = logging.getLogger("epochflow.apps")
 
 
 def build(bound: Role, modules: tuple[str, ...] | None = None) -> faust.App:
     """Bind `bound` as this process's role and declare its topics, tables, agents and views
-    (its topology modules, or `modules`, and the web views every role serves)."""
+    (its topology modules, or `modules`, and what every role runs: topology.EVERY_ROLE)."""
     from epochflow.app import bind
 
     app = bind(bound)
-    for module in (bound.modules if modules is None else modules) + (WEB_VIEWS,):
+    for module in (bound.modules if modules is None else modules) + EVERY_ROLE:
         importlib.import_module(module)
     return app
 

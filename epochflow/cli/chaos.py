@@ -23,8 +23,10 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.option("--seed", default=0, show_default=True, help="Seed of the kill schedule (per case: seed and case name).")
 @click.option("--case", "cases", multiple=True, help="Run only these cases (repeatable, or comma-separated).")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for quiescence at a checkpoint.")
+@click.option("--logs", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep each case's logs (the broker's and every worker's) in DIR/CASE.")
 def chaos(file: Path, kill_every: tuple[float, float], roles: str, seed: int, cases: tuple[str, ...],
-          timeout: float) -> None:
+          timeout: float, logs: Path | None) -> None:
     """Run the scenario cases of FILE (each on a fresh stack, as `scenario run` does) while
     SIGKILLing a random worker of ROLES every MIN-MAX seconds; print each kill, each
     case's verdict, and per role the kills and the time to recover (p50, max)."""
@@ -40,7 +42,7 @@ def chaos(file: Path, kill_every: tuple[float, float], roles: str, seed: int, ca
     if unknown or not chosen:
         raise click.BadParameter(f"{', '.join(unknown) or 'none given'}: roles are {', '.join(KILLABLE)}",
                                  param_hint="--roles")
-    options = ChaosOptions((low, high), chosen, seed, timeout, _names(cases) or None)
+    options = ChaosOptions((low, high), chosen, seed, timeout, _names(cases) or None, logs)
     try:
         results = run_interruptible(run_chaos(file, options, click.echo))
     except ScenarioFileError as error:  # checked before any stack started

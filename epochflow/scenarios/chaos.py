@@ -59,6 +59,7 @@ class ChaosOptions:
     seed: int = 0
     timeout: float = 120.0  # quiescence wait per checkpoint
     only: Collection[str] | None = None  # case names
+    logs: Path | None = None  # where each case's logs are kept (a directory per case)
 
 
 @dataclass
@@ -98,7 +99,8 @@ class ChaosRun:
         """A fresh embedded stack with the killer and the recovery watcher running on it
         (the scenario runner's stack factory)."""
         case = self._case.name if self._case is not None else "case"
-        async with fresh_embedded_stack() as stack, GroupReader(stack.settings.kafka_bootstrap) as groups:
+        keep = self.options.logs / case if self.options.logs is not None else None
+        async with fresh_embedded_stack(keep) as stack, GroupReader(stack.settings.kafka_bootstrap) as groups:
             case_started = time.monotonic()
             partitions = {role: await partitions_of(stack.settings.kafka_bootstrap, _topics(stack.settings, role))
                           for role in self.options.roles}

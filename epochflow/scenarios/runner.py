@@ -8,6 +8,7 @@ Each case runs on a fresh stack (business dates are global to an engine instance
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Collection
@@ -39,13 +40,18 @@ StackFactory = Callable[[], AbstractAsyncContextManager[Settings]]
 
 
 @asynccontextmanager
-async def fresh_embedded_stack() -> AsyncIterator[EmbeddedStack]:
-    """A new embedded stack in a temporary directory, removed with it."""
+async def fresh_embedded_stack(keep_logs: Path | None = None) -> AsyncIterator[EmbeddedStack]:
+    """A new embedded stack in a temporary directory, removed with it; with `keep_logs`,
+    its logs (the broker's and every worker's) are copied there first."""
     from epochflow.devstack.stack import EmbeddedStack
 
     with tempfile.TemporaryDirectory(prefix="epochflow-case-") as directory:
-        async with EmbeddedStack(Path(directory), topic_prefix=f"case{Path(directory).name[-6:]}") as stack:
-            yield stack
+        try:
+            async with EmbeddedStack(Path(directory), topic_prefix=f"case{Path(directory).name[-6:]}") as stack:
+                yield stack
+        finally:
+            if keep_logs is not None:
+                shutil.copytree(Path(directory) / "logs", keep_logs, dirs_exist_ok=True)
 
 
 @asynccontextmanager

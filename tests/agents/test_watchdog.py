@@ -1,0 +1,103 @@
+"""The worker's watchdog: a partition left paused after recovery is resumed; a stalled step
+or a message left unprocessed is reported once, with every task's stack."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+from faust.types import TP
+
+from epochflow import metrics
+from epochflow.agents import runner
+from epochflow.streams import watchdog
+from epochflow.streams.watchdog import Since
+
+TOPIC = "epochflow.transactions"
+
+
+def test_since_keeps_the_first_sighting_while_present() -> None:
+    since = Since()
+    assert since.update(10.0, {"a"}) == 0.0
+    assert since.update(15.0, {"a", "b"}) == 5.0
+    assert since.older_than(15.0, 5.0) == {"a"}
+    assert since.update(16.0, {"b"}) == 1.0  # "a" gone: forgotten
+    assert since.update(17.0, {"a", "b"}) == 2.0  # back: a new first sighting
+    assert since.older_than(17.0, 1.0) == {"b"}
+
+
+class FakeConsumer:
+    def __init__(self, assignment: set, paused: set, unacked: list) -> None:
+        self._assignment, self._paused_partitions, self._unacked_messages = assignment, set(paused), unacked
+        self.resumed: set = set()
+
+    def assignment(self) -> set:
+        return self._assignment
+
+    def resume_partitions(self, tps) -> None:
+        self.resumed |= set(tps)
+        self._paused_partitions -= set(tps)
+
+
+@pytest.fixture
+def worker(agent_app, monkeypatch: pytest.MonkeyPatch):
+    """The watchdog's view of the app: a consumer, recovery done, no rebalance."""
+    state = SimpleNamespace(consumer=None, rebalancing=False, recovered=True)
+    recovery = SimpleNamespace(completed=SimpleNamespace(is_set=lambda: state.recovered))
+    fake_app = SimpleNamespace(
+        tables=SimpleNamespace(recovery=recovery, _changelogs={"positions-position_state-changelog": None}),
+        flow_control=SimpleNamespace(is_active=lambda: True),
+    )
+    monkeypatch.setattr(watchdog, "app", fake_app)
+    monkeypatch.setattr(watchdog, "_paused", Since())
+    monkeypatch.setattr(watchdog, "_unprocessed", Since())
+    monkeypatch.setattr(watchdog, "_reported", set())
+    monkeypatch.setattr(runner, "STEP", {})
+    monkeypatch.setattr(runner, "STEPPED", {})
+
+    def use(consumer: FakeConsumer, rebalancing: bool = False, recovered: bool = True) -> None:
+        fake_app.consumer, fake_app.rebalancing, state.recovered = consumer, rebalancing, recovered
+
+    return use
+
+
+def test_an_input_partition_paused_after_recovery_is_resumed_changelogs_and_rebalances_are_left(worker) -> None:
+    source, changelog = TP(TOPIC, 1), TP("positions-position_state-changelog", 1)
+    consumer = FakeConsumer({source, changelog, TP(TOPIC, 2)}, {source, changelog}, [])
+    worker(consumer, rebalancing=True)
+    watchdog._resume_paused(0.0)
+    watchdog._resume_paused(watchdog.PAUSED_S + 1)
+    assert consumer.resumed == set()  # a rebalance pauses partitions on purpose
+    worker(consumer)
+    before = metrics.PARTITIONS_RESUMED._value.get()
+    watchdog._resume_paused(100.0)
+    assert consumer.resumed == set()  # not paused long enough yet
+    watchdog._resume_paused(100.0 + watchdog.PAUSED_S)
+    assert consumer.resumed == {source}
+    assert metrics.PARTITIONS_RESUMED._value.get() == before + 1
+
+
+async def test_a_step_running_too_long_is_reported_once_with_the_tasks(worker, caplog) -> None:
+    worker(FakeConsumer(set(), set(), []))
+    runner.STEP.update(stage="positions.apply", since=0.0)
+    with caplog.at_level(logging.WARNING, logger="epochflow.watchdog"):
+        watchdog._check_progress(watchdog.STALL_S - 1)
+        assert not caplog.records
+        watchdog._check_progress(watchdog.STALL_S + 1)
+        watchdog._check_progress(watchdog.STALL_S + 3)
+    [record] = caplog.records
+    assert "step positions.apply running for" in record.getMessage() and "tasks" in record.getMessage()
+
+
+async def test_a_message_left_unprocessed_while_its_topic_takes_no_step_is_reported(worker, caplog) -> None:
+    waiting = SimpleNamespace(tp=TP(TOPIC, 3), offset=7)
+    worker(FakeConsumer({waiting.tp}, set(), [waiting]))
+    with caplog.at_level(logging.WARNING, logger="epochflow.watchdog"):
+        watchdog._check_progress(0.0)
+        runner.STEPPED[TOPIC] = watchdog.STALL_S  # its topic stepped lately: a backlog, not a stall
+        watchdog._check_progress(watchdog.STALL_S + 1)
+        assert not caplog.records
+        watchdog._check_progress(2 * watchdog.STALL_S + 1)
+    [record] = caplog.records
+    assert f"{TOPIC}[3]" in record.getMessage()
