@@ -108,7 +108,9 @@ class KeyDay:
 
     @property
     def empty(self) -> bool:
-        return self.value is None and self.flow_count == 0
+        """Nothing to keep: no value, no flows, and no version that a late duplicate must
+        be fenced by (a day with no position keeps its version)."""
+        return self.value is None and self.flow_count == 0 and self.epoch < 0
 
 
 def _add(amounts: Amounts, currency: str, amount: Decimal) -> Amounts:
