@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from series_factories import book, flow, usd, value
 
 from epochflow.domain.cashflows import Cashflow
-from epochflow.domain.timeseries import DAY, DayValue, KeyDay, FlowSums, position_point, series_of
+from epochflow.domain.timeseries import DAY, DayValue, FlowSums, KeyDay, position_point, series_of
 
 FIRST = date(2025, 6, 2)
 DAYS = [FIRST + timedelta(days=n) for n in range(5)]
