@@ -23,11 +23,11 @@ from epochflow.tables.store import CachedStore
 
 def _handler() -> tuple[SeriesHandler, list[CachedStore]]:
     keys, key_days, days, flows = (CachedStore(s) for s in (tables.KEYS, tables.KEY_DAYS, tables.DAYS, tables.FLOWS))
-    versions, marks = CachedStore(tables.VERSIONS), CachedStore(tables.MARKS)
+    marks = CachedStore(tables.MARKS)
     reference = [CachedStore(s) for s in tables.REFERENCE]
-    handler = SeriesHandler(SeriesBook(keys, key_days, days, flows), versions, marks, ReferenceData(*reference),
+    handler = SeriesHandler(SeriesBook(keys, key_days, days, flows), marks, ReferenceData(*reference),
                             settings.partitions)
-    return handler, [keys, key_days, days, flows, versions, marks, *reference]
+    return handler, [keys, key_days, days, flows, marks, *reference]
 
 
 RUN = BatchRunner(b"timeseries", _handler)
@@ -46,7 +46,7 @@ def _reference(handler: SeriesHandler, raw: bytes, partition: int, now: float) -
 
 
 def _apply(handler: SeriesHandler, raw: bytes, partition: int, now: float) -> list:
-    return handler.on_changes(raw, partition)
+    return handler.on_changes(raw, partition, current_event().message.offset)
 
 
 @app.agent(topics.results, name="timeseries.forward")

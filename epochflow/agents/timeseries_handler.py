@@ -10,7 +10,7 @@ Two steps:
   A positions barrier goes to every partition as a mark.
 * `SeriesHandler.on_changes` (timeseries.apply, on portfolio-changes): the changes applied
   to the portfolio's series as deltas; the rows of what changed go to the results topic
-  (for the sink), numbered per portfolio. Once a partition has seen a barrier's mark from
+  (for the sink), numbered by the offset of the message that changed them. Once a partition has seen a barrier's mark from
   every results partition, its barrier goes on (everything before it is applied).
 """
 
@@ -123,7 +123,6 @@ def portfolio_row(p: PortfolioPoint, version: int) -> PortfolioTimeseriesRow:
 @dataclass
 class SeriesHandler:
     book: SeriesBook
-    versions: Store[int]  # portfolio id -> the number of its last rows
     marks: Store[tuple[int, ...]]  # barrier|token|stage|pN -> results partitions whose mark arrived
     reference: ReferenceData
     partitions: int
@@ -135,8 +134,10 @@ class SeriesHandler:
             return None if portfolio is None else self.reference.fx(currency, portfolio.base_currency, day)
         return rate
 
-    def on_changes(self, raw: bytes, partition: int) -> list:
-        """Apply one message of changes; the rows of what changed (and barriers due)."""
+    def on_changes(self, raw: bytes, partition: int, offset: int) -> list:
+        """Apply one message of changes (at `offset` of its portfolio-changes partition);
+        the rows of what changed, numbered by that offset (a replay numbers them the same,
+        so the sink takes them again), and the barriers due."""
         rows: list = []
         for change in CHANGES.validate_json(raw):
             if isinstance(change, BarrierMark):
@@ -155,12 +156,8 @@ class SeriesHandler:
                 if flow is not None and self.book.on_cashflow(flow):
                     rows.append(cashflow_row(flow))
         positions, portfolios = self.book.points(self.rate_for)
-        numbered: dict[str, int] = {}
-        for pid in {p.portfolio_id for p in positions} | {p.portfolio_id for p in portfolios}:
-            numbered[pid] = (self.versions.get(pid) or 0) + 1
-            self.versions.put(pid, numbered[pid])
-        rows += [position_row(p, numbered[p.portfolio_id]) for p in positions]
-        rows += [portfolio_row(p, numbered[p.portfolio_id]) for p in portfolios]
+        rows += [position_row(p, offset) for p in positions]
+        rows += [portfolio_row(p, offset) for p in portfolios]
         return rows
 
     def _mark(self, mark: BarrierMark, partition: int) -> list[Barrier]:

@@ -208,7 +208,7 @@ class PositionTimeseriesRow(_Row):
     security_id: str
     date: date
     epoch: int
-    version: int  # the timeseries role numbers its updates per portfolio
+    version: int  # the offset of the portfolio-changes message that changed it
     present: bool
     bod_market_value: Decimal
     eod_market_value: Decimal

@@ -6,7 +6,6 @@
 | timeseries_key_days | portfolio\\|security\\|date | KeyDay: the key's snapshot and cash flows of the day |
 | timeseries_days | portfolio\\|date | PortfolioDay: the day's aggregates |
 | timeseries_flows | portfolio\\|transaction | Cashflow: the transaction's current cash flow |
-| timeseries_versions | portfolio | the number of the portfolio's last rows |
 | timeseries_marks | barrier\\|token\\|stage\\|pN | results partitions whose barrier mark arrived |
 | timeseries_reference_* | see tables.reference | portfolios (base currency), FX rates |
 """
@@ -21,6 +20,5 @@ KEYS = store("timeseries_keys", KeyTrack)
 KEY_DAYS = store("timeseries_key_days", KeyDay)
 DAYS = store("timeseries_days", PortfolioDay)
 FLOWS = store("timeseries_flows", Cashflow)
-VERSIONS = store("timeseries_versions", int)
 MARKS = store("timeseries_marks", tuple[int, ...])
 REFERENCE = reference_stores("timeseries")
