@@ -298,6 +298,7 @@ class PortfolioDay(Body):
 class PortfolioSeries(Body):
     portfolio_id: str
     reprocessing_status: ReprocessingStatus
+    rebuilding_from: date | None = None  # while IN_PROGRESS: the first day not valued again yet
     rows: list[PortfolioDay]
 
 

@@ -3,6 +3,9 @@ a portfolio's cash flows (reads of epochflow.sinks.reads.series)."""
 
 from __future__ import annotations
 
+from functools import cache
+from importlib import resources
+
 from epochflow.sinks.reads.series import performance, portfolio_cashflows, portfolio_series, position_series
 from epochflow.web import params
 from epochflow.web.access import Access
@@ -117,3 +120,31 @@ class PortfolioCashflowsView(ApiView):
         body = _found(await portfolio_cashflows(database(), portfolio_id, date_from, date_to),
                       f"portfolio {portfolio_id!r}")
         return self.json(PortfolioCashflows.model_validate(body).dump())
+
+
+@cache
+def page_html() -> str:
+    return resources.files("epochflow.web").joinpath("portfolio_page.html").read_text(encoding="utf-8")
+
+
+@route(
+    "/portfolios/{portfolio_id}/page/",
+    tag="timeseries",
+    get=Operation(
+        "A page plotting a portfolio's value and cumulative return over time",
+        Access.READ,
+        None,
+        content_type="text/html",
+        description=(
+            "An HTML page that reads the portfolio's time series (`from`/`to` passed on) and draws the end of "
+            "day market value and the cumulative time-weighted return, the days being rebuilt shaded and the "
+            "INCOMPLETE days marked."
+        ),
+        query=(_FROM, _TO),
+    ),
+)
+class PortfolioPage(ApiView):
+    async def get(self, request, portfolio_id: str):
+        key_ids(portfolio_id)
+        params.date_range(request.query)
+        return self.html(page_html(), headers={"Cache-Control": "no-store"})

@@ -167,3 +167,18 @@ def test_the_reads(stack: EmbeddedStack, book: dict[str, Any]) -> None:
         "TS_DEP": "10000", "TS_BUY": "-5010", "TS_SETTLE": "5010"}
     assert get(port, "/portfolios/NOPE/timeseries/")[0] == 404
     assert get(port, f"/portfolios/{P}/performance/?from={LAST}&to={W}")[0] == 400
+
+
+def test_the_page_on_the_real_stack(stack: EmbeddedStack, book: dict[str, Any], tmp_path) -> None:
+    from tests.fixtures.browser import BrowserUnavailable, dump_dom, find_chromium, read_png, screenshot
+
+    try:
+        chromium = find_chromium(install=True)
+    except BrowserUnavailable as error:
+        pytest.skip(f"no headless Chromium on this machine: {error}")
+    port = next(w.web_port for w in stack.workers if w.role == "api")
+    url = f"http://127.0.0.1:{port}/portfolios/{P}/page/"
+    dom = dump_dom(url, chromium=chromium, budget_ms=5000)
+    assert dom.count('data-points="5"') == 2 and f"Portfolio {P}" in dom and "5 days, CURRENT" in dom
+    shot = read_png(screenshot(url, tmp_path / "portfolio.png", chromium=chromium, budget_ms=5000, window=(1100, 800)))
+    assert len(shot.colors(step=4)) > 3  # more than a blank page

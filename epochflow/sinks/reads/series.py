@@ -5,10 +5,10 @@ epoch as far as they are rebuilt); and the scenario runner's lookups by identity
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from epochflow.domain.model import reprocessing_status
@@ -43,6 +43,14 @@ async def _portfolio_status(conn: AsyncConnection, portfolio_id: str) -> str | N
     return "IN_PROGRESS" if any(reprocessing_status(st) != "CURRENT" for st in statuses) else "CURRENT"
 
 
+async def _rebuilding_from(conn: AsyncConnection, portfolio_id: str) -> date | None:
+    """The first day a key of the portfolio being rebuilt has not been valued again yet."""
+    s = position_state.c
+    query = select(func.min(s.watermark_date)).where(s.portfolio_id == portfolio_id, s.status == "REPROCESSING")
+    watermark = (await conn.execute(query)).scalar_one()
+    return None if watermark is None else watermark + timedelta(days=1)
+
+
 async def _series_rows(conn: AsyncConnection, portfolio_id: str, start: date | None, end: date | None) -> list[dict]:
     t = portfolio_timeseries.c
     query = _between(select(*(t[f] for f in SERIES_FIELDS)).where(t.portfolio_id == portfolio_id, t.present),
@@ -59,11 +67,13 @@ async def portfolio_series(engine: AsyncEngine, portfolio_id: str, start: date |
         if status is None:
             return None
         rows = await _series_rows(conn, portfolio_id, start, end)
+        rebuilding_from = await _rebuilding_from(conn, portfolio_id) if status != "CURRENT" else None
     days: list[DayReturn] = []
     for row in rows:
         days.append(DayReturn(row["date"], row["daily_return"], row["valuation_status"] == COMPLETE))
         row["cumulative_return"] = time_weighted(days).twr
-    return {"portfolio_id": portfolio_id, "reprocessing_status": status, "rows": rows}
+    return {"portfolio_id": portfolio_id, "reprocessing_status": status, "rebuilding_from": rebuilding_from,
+            "rows": rows}
 
 
 async def performance(engine: AsyncEngine, portfolio_id: str, start: date | None = None,
