@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import threading
-from importlib import resources
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
