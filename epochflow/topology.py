@@ -65,6 +65,9 @@ _ROLES = (
     ),
     Role("valuation", ("epochflow.agents.valuation",), ("results", "reference", "valuation-jobs"), forwards_barriers=True),
     Role("fanout", ("epochflow.agents.fanout",), ("results", "reference", "fanout-ticks"), forwards_barriers=True),
+    # cash flows, position and portfolio time series; its series step is keyed by portfolio
+    Role("timeseries", ("epochflow.agents.timeseries",), ("results", "reference", "portfolio-changes"),
+         forwards_barriers=True),
     Role("sink", ("epochflow.agents.sink",), ("results",)),
     # the operations dashboard and deployment-wide gauges (every role serves epochflow.web.views)
     Role("api", ("epochflow.web.dashboard.views", "epochflow.monitor")),

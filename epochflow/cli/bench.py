@@ -1,4 +1,4 @@
-"""`epochflow bench ingest | replay | fanout`."""
+"""`epochflow bench ingest | replay | fanout | timeseries`."""
 
 from __future__ import annotations
 
@@ -60,5 +60,21 @@ def bench_fanout(portfolios: str, days: int, live_rate: float, idle_seconds: flo
     env = {name: str(value) for name, value in (("EPOCHFLOW_FANOUT_RATE", rate), ("EPOCHFLOW_FANOUT_IN_FLIGHT", in_flight))
            if value is not None}
     figures = run_interruptible(run(tuple(int(n) for n in portfolios.split(",")), days, live_rate, idle_seconds, click.echo, env))
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
+@bench.command("timeseries")
+@click.option("--keys", default=1000, show_default=True, help="Keys of the portfolio (K).")
+@click.option("--days", default=250, show_default=True, help="Days of snapshots per key (D), more than 10.")
+@click.option("--json", "as_json", is_flag=True, help="Last line: the figures as one JSON object.")
+def bench_timeseries(keys: int, days: int, as_json: bool) -> None:
+    """A back-dated trade in a portfolio of K keys x D days: the series kept as deltas
+    against the portfolio's series recomputed from scratch."""
+    from epochflow.bench.timeseries import run
+
+    if days <= 10:
+        raise click.BadParameter("must be more than 10", param_hint="--days")
+    figures = run(keys, days, click.echo)
     if as_json:
         click.echo(json.dumps(figures))

@@ -18,7 +18,7 @@ def _names(values: tuple[str, ...]) -> list[str]:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--kill-every", nargs=2, type=float, default=(6.0, 15.0), show_default=True, metavar="MIN MAX",
               help="Seconds between kills, uniform in [MIN, MAX].")
-@click.option("--roles", "roles", default="positions,scheduler,valuation,fanout,sink", show_default=True,
+@click.option("--roles", "roles", default="positions,scheduler,valuation,fanout,timeseries,sink", show_default=True,
               help="Comma-separated roles whose workers are killed.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the kill schedule (per case: seed and case name).")
 @click.option("--case", "cases", multiple=True, help="Run only these cases (repeatable, or comma-separated).")

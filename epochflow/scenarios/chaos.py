@@ -46,7 +46,7 @@ from epochflow.topology import ROLES
 
 log = logging.getLogger("epochflow.chaos")
 
-DEFAULT_ROLES: tuple[str, ...] = ("positions", "scheduler", "valuation", "fanout", "sink")
+DEFAULT_ROLES: tuple[str, ...] = ("positions", "scheduler", "valuation", "fanout", "timeseries", "sink")
 KILLABLE: tuple[str, ...] = tuple(name for name, role in ROLES.items() if role.inputs)  # recovery is read off the group
 POLL_S = 0.25  # how often the committed offsets of a group with a pending measurement are read
 MEMBERS_EVERY_S = 1.0  # how often its members and lag are (the idle ending)

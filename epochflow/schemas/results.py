@@ -179,6 +179,65 @@ class JobOutcome(_Row):
     waiting_on: str | None = None  # "price|SEC" or "fx|EUR|USD": data whose arrival retries the job
 
 
+class CashflowRow(_Row):
+    """A transaction's cash flow (TIMESERIES.md), fenced by the transaction row it came from."""
+
+    kind: Literal["cashflow"] = "cashflow"
+    transaction_id: str
+    portfolio_id: str
+    security_id: str
+    transaction_type: str
+    amount: Decimal
+    currency: str
+    classification: str
+    timing: str
+    calculation_type: str
+    is_position_flow: bool
+    is_portfolio_flow: bool
+    cashflow_date: date
+    epoch: int
+    version: int
+
+
+class PositionTimeseriesRow(_Row):
+    """A key's time-series row of one day in its current epoch; `present` False: the key
+    has no snapshot that day (any more)."""
+
+    kind: Literal["position_timeseries"] = "position_timeseries"
+    portfolio_id: str
+    security_id: str
+    date: date
+    epoch: int
+    version: int  # the offset of the portfolio-changes message that changed it
+    present: bool
+    bod_market_value: Decimal
+    eod_market_value: Decimal
+    quantity: Decimal
+    cost: Decimal
+    bod_cashflow_position: Decimal
+    eod_cashflow_position: Decimal
+    bod_cashflow_portfolio: Decimal
+    eod_cashflow_portfolio: Decimal
+
+
+class PortfolioTimeseriesRow(_Row):
+    """A portfolio's time-series row of one day, in its base currency."""
+
+    kind: Literal["portfolio_timeseries"] = "portfolio_timeseries"
+    portfolio_id: str
+    date: date
+    version: int
+    present: bool
+    bod_market_value: Decimal
+    eod_market_value: Decimal
+    bod_cashflow: Decimal
+    eod_cashflow: Decimal
+    fees: Decimal
+    daily_return: Decimal | None
+    valuation_status: str
+    keys_unvalued: int
+
+
 class Barrier(_Row):
     """A marker that travelled through a role in partition order: once the sink has seen a
     barrier from every partition, everything sent before it has reached PostgreSQL."""
@@ -190,7 +249,8 @@ class Barrier(_Row):
 
 
 ResultRow = Annotated[
-    TransactionRow | PositionHistoryRow | PositionStateRow | HistoryCarryOver | SnapshotRow | ValuationJobRow | ReprocessingTriggerRow | ReprocessingJobRow | JobOutcome | Barrier,
+    TransactionRow | PositionHistoryRow | PositionStateRow | HistoryCarryOver | SnapshotRow | ValuationJobRow | ReprocessingTriggerRow | ReprocessingJobRow | JobOutcome | Barrier
+    | CashflowRow | PositionTimeseriesRow | PortfolioTimeseriesRow,
     Field(discriminator="kind"),
 ]
 RESULT_ROW = TypeAdapter(ResultRow)

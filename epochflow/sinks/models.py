@@ -225,6 +225,70 @@ class ReprocessingJob(Base):
     updated_at: Mapped[datetime]
 
 
+class Cashflow(Base):
+    """A transaction's cash flow (TIMESERIES.md), replaced on amendment (fenced by epoch,
+    then by the version of the transaction row it came from)."""
+
+    __tablename__ = "cashflows"
+    __table_args__ = (Index("ix_cashflows_portfolio_date", "portfolio_id", "cashflow_date"),)
+
+    transaction_id: Mapped[str] = mapped_column(primary_key=True)
+    portfolio_id: Mapped[str]
+    security_id: Mapped[str]
+    transaction_type: Mapped[str]
+    amount: Mapped[Decimal]
+    currency: Mapped[str]
+    classification: Mapped[str]
+    timing: Mapped[str]
+    calculation_type: Mapped[str]
+    is_position_flow: Mapped[bool]
+    is_portfolio_flow: Mapped[bool]
+    cashflow_date: Mapped[date]
+    epoch: Mapped[int]
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
+class PositionTimeseries(Base):
+    """A key's time-series row per day, in the epoch it was computed in (reads keep the
+    key's current epoch; `present` false: no snapshot that day any more)."""
+
+    __tablename__ = "position_timeseries"
+
+    portfolio_id: Mapped[str] = mapped_column(primary_key=True)
+    security_id: Mapped[str] = mapped_column(primary_key=True)
+    date: Mapped[dt.date] = mapped_column(primary_key=True)
+    epoch: Mapped[int]
+    version: Mapped[int] = mapped_column(BigInteger)
+    present: Mapped[bool]
+    bod_market_value: Mapped[Decimal]
+    eod_market_value: Mapped[Decimal]
+    quantity: Mapped[Decimal]
+    cost: Mapped[Decimal]
+    bod_cashflow_position: Mapped[Decimal]
+    eod_cashflow_position: Mapped[Decimal]
+    bod_cashflow_portfolio: Mapped[Decimal]
+    eod_cashflow_portfolio: Mapped[Decimal]
+
+
+class PortfolioTimeseries(Base):
+    """A portfolio's time-series row per day, in its base currency."""
+
+    __tablename__ = "portfolio_timeseries"
+
+    portfolio_id: Mapped[str] = mapped_column(primary_key=True)
+    date: Mapped[dt.date] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    present: Mapped[bool]
+    bod_market_value: Mapped[Decimal]
+    eod_market_value: Mapped[Decimal]
+    bod_cashflow: Mapped[Decimal]
+    eod_cashflow: Mapped[Decimal]
+    fees: Mapped[Decimal]
+    daily_return: Mapped[Decimal | None]
+    valuation_status: Mapped[str]
+    keys_unvalued: Mapped[int]
+
+
 # Declarative types __table__ as a FromClause; these are Tables, which the writer needs.
 transactions = cast(Table, Transaction.__table__)
 position_history = cast(Table, PositionHistory.__table__)
@@ -234,6 +298,9 @@ daily_position_snapshots = cast(Table, DailyPositionSnapshot.__table__)
 portfolio_valuation_jobs = cast(Table, PortfolioValuationJob.__table__)
 reprocessing_triggers = cast(Table, ReprocessingTrigger.__table__)
 reprocessing_jobs = cast(Table, ReprocessingJob.__table__)
+cashflows = cast(Table, Cashflow.__table__)
+position_timeseries = cast(Table, PositionTimeseries.__table__)
+portfolio_timeseries = cast(Table, PortfolioTimeseries.__table__)
 
 ALL_TABLES = (
     transactions,
@@ -244,4 +311,7 @@ ALL_TABLES = (
     portfolio_valuation_jobs,
     reprocessing_triggers,
     reprocessing_jobs,
+    cashflows,
+    position_timeseries,
+    portfolio_timeseries,
 )

@@ -59,10 +59,13 @@ from sqlalchemy.types import TypeEngine
 from epochflow.domain.fencing import supersedes
 from epochflow.schemas.results import (
     Barrier,
+    CashflowRow,
     HistoryCarryOver,
     JobOutcome,
+    PortfolioTimeseriesRow,
     PositionHistoryRow,
     PositionStateRow,
+    PositionTimeseriesRow,
     ReprocessingJobRow,
     ReprocessingTriggerRow,
     ResultRow,
@@ -72,11 +75,14 @@ from epochflow.schemas.results import (
 )
 from epochflow.sinks.errors import ErrorKind, classify, reason, sqlstate
 from epochflow.sinks.models import (
+    cashflows,
     daily_position_snapshots,
     pipeline_barriers,
+    portfolio_timeseries,
     portfolio_valuation_jobs,
     position_history,
     position_state,
+    position_timeseries,
     reprocessing_jobs,
     reprocessing_triggers,
     transactions,
@@ -159,6 +165,7 @@ class _Batch:
     reset_jobs: list[ReprocessingJobRow] = field(default_factory=list)
     barriers: list[Barrier] = field(default_factory=list)
     ordered: list[OrderedItem] = field(default_factory=list)
+    series: list[Any] = field(default_factory=list)
 
     @classmethod
     def of(cls, rows: Iterable[ResultRow]) -> _Batch:
@@ -177,6 +184,8 @@ class _Batch:
                     batch.reset_jobs.append(row)
                 case Barrier():
                     batch.barriers.append(row)
+                case CashflowRow() | PositionTimeseriesRow() | PortfolioTimeseriesRow():
+                    batch.series.append(row)
                 case PositionHistoryRow() | SnapshotRow() | HistoryCarryOver():
                     batch.ordered.append(row)
                 case JobOutcome():
@@ -188,7 +197,7 @@ class _Batch:
     @property
     def empty(self) -> bool:
         return not (self.txs or self.states or self.jobs or self.triggers or self.reset_jobs or self.barriers
-                    or self.ordered)
+                    or self.ordered or self.series)
 
     async def execute(self, conn: AsyncConnection) -> None:
         if self.txs:
@@ -203,6 +212,10 @@ class _Batch:
             await conn.execute(_versioned_upsert(reprocessing_triggers, TRIGGER_COLUMNS, self.triggers))
         if self.reset_jobs:
             await conn.execute(_versioned_upsert(reprocessing_jobs, RESET_JOB_COLUMNS, self.reset_jobs))
+        for kind, table, columns, fence in SERIES_TABLES:  # cash flows and time series
+            rows = [row for row in self.series if row.kind == kind]
+            if rows:
+                await conn.execute(_versioned_upsert(table, columns, rows, fence))
         # Last, so a barrier never becomes visible before what preceded it (the whole
         # batch commits at once anyway; this keeps it true if that ever changes).
         if self.barriers:
@@ -319,18 +332,19 @@ def _position_state_upsert(rows: list[PositionStateRow]) -> Executable:
     )
 
 
-def _versioned_upsert(table: Table, columns: list[str], rows: Sequence[Any]) -> Executable:
+def _versioned_upsert(table: Table, columns: list[str], rows: Sequence[Any],
+                      fence: tuple[str, ...] = VERSION_FENCE) -> Executable:
     """Rows of a single writer that numbers its updates (valuation jobs, the fan-out's
-    triggers and jobs): a row replaces the stored one only when its version is greater or
-    equal."""
+    triggers and jobs; the timeseries role's rows, by epoch first where they have one): a
+    row replaces the stored one only when its fence is greater or equal."""
     pk = [c.name for c in table.primary_key.columns]
-    kept = _winners(rows, key=lambda row: tuple(getattr(row, n) for n in pk), replaces=_replaces(VERSION_FENCE))
+    kept = _winners(rows, key=lambda row: tuple(getattr(row, n) for n in pk), replaces=_replaces(fence))
     stmt = pg_insert(table).from_select(columns, _unnest(table, columns, kept))
     content = [c for c in columns if c not in pk]
     return stmt.on_conflict_do_update(
         index_elements=pk,
         set_={c: stmt.excluded[c] for c in content},
-        where=and_(_superseded(table, stmt.excluded, VERSION_FENCE), _differs(table, stmt.excluded, content)),
+        where=and_(_superseded(table, stmt.excluded, fence), _differs(table, stmt.excluded, content)),
     )
 
 
@@ -429,6 +443,13 @@ JOB_COLUMNS = _table_columns(portfolio_valuation_jobs, ValuationJobRow)
 TRIGGER_COLUMNS = _table_columns(reprocessing_triggers, ReprocessingTriggerRow)
 RESET_JOB_COLUMNS = _table_columns(reprocessing_jobs, ReprocessingJobRow)
 BARRIER_COLUMNS = _table_columns(pipeline_barriers, Barrier)
+# the timeseries role's rows: kind, table, columns, fence
+SERIES_TABLES = (
+    ("cashflow", cashflows, _table_columns(cashflows, CashflowRow), STATE_FENCE),
+    ("position_timeseries", position_timeseries, _table_columns(position_timeseries, PositionTimeseriesRow), STATE_FENCE),
+    ("portfolio_timeseries", portfolio_timeseries, _table_columns(portfolio_timeseries, PortfolioTimeseriesRow),
+     VERSION_FENCE),
+)
 HISTORY_PK = [c.name for c in position_history.primary_key.columns]
 SNAPSHOT_PK = [c.name for c in daily_position_snapshots.primary_key.columns]
 

@@ -32,5 +32,6 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(topic_name(settings, "valuation-jobs"), n, "valuation jobs from the scheduler, keyed portfolio|security"),
         TopicSpec(topic_name(settings, "scheduler-ticks"), n, "the scheduler's clock, one tick per partition"),
         TopicSpec(topic_name(settings, "fanout-ticks"), n, "the fan-out's clock, one tick per partition"),
+        TopicSpec(topic_name(settings, "portfolio-changes"), n, "snapshot, epoch and cash-flow changes for the timeseries role, keyed and partitioned by portfolio id"),
         TopicSpec(topic_name(settings, "dead-letter"), 1, "invalid messages with the reason"),
     ]

@@ -28,6 +28,7 @@ dead_letter = raw_topic("dead-letter", partitions=1)
 valuation_jobs = raw_topic("valuation-jobs")
 scheduler_ticks = raw_topic("scheduler-ticks")
 fanout_ticks = raw_topic("fanout-ticks")
+portfolio_changes = raw_topic("portfolio-changes")
 
 
 def by_short_name(short: str):
@@ -40,4 +41,5 @@ def by_short_name(short: str):
         "valuation-jobs": valuation_jobs,
         "scheduler-ticks": scheduler_ticks,
         "fanout-ticks": fanout_ticks,
+        "portfolio-changes": portfolio_changes,
     }[short]

@@ -279,8 +279,85 @@ class Support(Body):
     open_reset_jobs: list[ReprocessingJob] = Field(description="Open RESET_WATERMARKS jobs of its securities")
 
 
+# -- time series ---------------------------------------------------------------------
+
+
+class PortfolioDay(Body):
+    date: date
+    bod_market_value: DecimalString
+    eod_market_value: DecimalString
+    bod_cashflow: DecimalString
+    eod_cashflow: DecimalString
+    fees: DecimalString
+    daily_return: DecimalString | None
+    cumulative_return: DecimalString | None  # time-weighted from the first day shown
+    valuation_status: str
+    keys_unvalued: int
+
+
+class PortfolioSeries(Body):
+    portfolio_id: str
+    reprocessing_status: ReprocessingStatus
+    rebuilding_from: date | None = None  # while IN_PROGRESS: the first day not valued again yet
+    rows: list[PortfolioDay]
+
+
+class Performance(Body):
+    portfolio_id: str
+    reprocessing_status: ReprocessingStatus
+    date_from: date | None = Field(alias="from")
+    date_to: date | None = Field(alias="to")
+    days: int
+    time_weighted_return: DecimalString | None
+    null_days: list[date]  # the days that make it null (a null daily return, or INCOMPLETE)
+
+
+class PositionDay(Body):
+    date: date
+    bod_market_value: DecimalString
+    eod_market_value: DecimalString
+    quantity: DecimalString
+    cost: DecimalString
+    bod_cashflow_position: DecimalString
+    eod_cashflow_position: DecimalString
+    bod_cashflow_portfolio: DecimalString
+    eod_cashflow_portfolio: DecimalString
+
+
+class PositionSeries(Body):
+    portfolio_id: str
+    security_id: str
+    epoch: int
+    reprocessing_status: ReprocessingStatus
+    rows: list[PositionDay]
+
+
+class CashflowEntry(Body):
+    transaction_id: str
+    security_id: str
+    transaction_type: str
+    amount: DecimalString
+    currency: str
+    classification: str
+    timing: str
+    calculation_type: str
+    is_position_flow: bool
+    is_portfolio_flow: bool
+    cashflow_date: date
+
+
+class PortfolioCashflows(Body):
+    portfolio_id: str
+    reprocessing_status: ReprocessingStatus
+    rows: list[CashflowEntry]
+
+
 ALL_BODIES: tuple[type[Body], ...] = (
     ErrorBody,
+    PortfolioSeries,
+    Performance,
+    PositionSeries,
+    PortfolioCashflows,
     Health,
     IngestResult,
     IngestRefused,

@@ -13,9 +13,7 @@ import pytest
 
 CASES_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "acceptance" / "public_cases.json"
 # cases that need work not built yet: expected to fail until it lands, and reported as such
-NEEDS_LATER_WORK: dict[str, str] = {
-    "timeseries_worked_example": "needs cash flows and position/portfolio time series, not built yet",
-}
+NEEDS_LATER_WORK: dict[str, str] = {}
 
 pytestmark = [
     pytest.mark.acceptance,

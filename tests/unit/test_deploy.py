@@ -28,7 +28,7 @@ DASHBOARD = GRAFANA / "dashboards" / "epochflow.json"
 DATASOURCE = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
 DASHBOARD_PROVIDER = GRAFANA / "provisioning" / "dashboards" / "epochflow.yml"
 
-ROLE_SERVICES = frozenset({"positions", "scheduler", "valuation", "fanout", "sink", "api"})
+ROLE_SERVICES = frozenset({"positions", "scheduler", "valuation", "fanout", "timeseries", "sink", "api"})
 INFRASTRUCTURE_SERVICES = frozenset({"kafka", "postgres", "init", "prometheus", "grafana"})
 EPOCHFLOW_SERVICES = ROLE_SERVICES | {"init"}
 ROLE_WITH_HOST_PORT = "api"  # the read API and dashboard

@@ -14,7 +14,7 @@ from epochflow.cli.main import cli
 @pytest.mark.parametrize("args, message, status", [
     (["--kill-every", "9", "3"], "expected 0 < MIN <= MAX", 2),
     (["--kill-every", "0", "3"], "expected 0 < MIN <= MAX", 2),
-    (["--roles", "positions,nosuchrole"], "nosuchrole: roles are positions, scheduler, valuation, fanout, sink", 2),
+    (["--roles", "positions,nosuchrole"], "nosuchrole: roles are positions, scheduler, valuation, fanout, timeseries, sink", 2),
     (["--roles", "api"], "api: roles are", 2),
     (["--case", "a,nosuchcase"], "no case named 'nosuchcase'", 1),
 ])

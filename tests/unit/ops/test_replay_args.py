@@ -38,7 +38,7 @@ def test_rebuilding_positions_or_the_scheduler_needs_force(role: str, why: str) 
     "role, to_earliest, to_datetime, message",
     [
         pytest.param("api", True, None, "the api role consumes no topic", id="api-consumes-nothing"),
-        pytest.param("nope", True, None, "ROLE is one of positions, scheduler, valuation, fanout, sink", id="unknown-role"),
+        pytest.param("nope", True, None, "ROLE is one of positions, scheduler, valuation, fanout, timeseries, sink", id="unknown-role"),
         pytest.param("sink", False, None, "exactly one of --to-earliest or --to-datetime", id="neither"),
         pytest.param("sink", True, "2026-11-24T09:00:00Z", "exactly one of", id="both"),
         pytest.param("positions", False, "yesterday", "is not an ISO 8601 date and time", id="not-iso"),
