@@ -32,7 +32,7 @@ PARTITIONS_RESUMED = Counter(
 )
 STALLS = Counter(
     "epochflow_stalls_total",
-    "Checks that found a step running, or a taken message waiting, for over 30 s (by kind: step, input)",
+    "Checks that found a step running, a taken message waiting, or an input partition not moving, for over 30 s (by kind)",
     ["kind"],
     registry=REGISTRY,
 )

@@ -5,10 +5,13 @@
   assigned partition at a rebalance and resumes them when recovery ends; a rebalance that
   lands in between can leave some paused. Logged with the consumer's state, counted
   (`epochflow_partitions_resumed_total`) and resumed.
+- An input partition whose read offset has not moved for STALL_S while its log on the
+  broker goes further: the client has stopped fetching it. Sought to where it stands (the
+  client fetches it again), logged and counted (`epochflow_stalls_total`, kind position).
 - A step that runs for longer than STALL_S, or a message taken from the broker and not
   processed after STALL_S while no step took messages of its topic for as long: logged
-  once per process with the stack of every task (what each waits for), and counted
-  (`epochflow_stalls_total`, by kind). A restart clears it; the log says where to look.
+  once with the chain of awaits of every task, and counted (kinds step, input). A restart
+  clears it; the log says where to look.
 """
 
 from __future__ import annotations
@@ -46,18 +49,43 @@ class Since:
 
 _paused = Since()
 _unprocessed = Since()
+_still: dict = {}  # input partition -> (its read offset, since when)
 _reported: set[str] = set()
 
 
+def _await_chain(awaitable) -> list[str]:
+    """Where a suspended coroutine waits: its frames down the chain of awaits."""
+    frames = []
+    while awaitable is not None and len(frames) < 40:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "ag_frame", None)
+        if frame is not None:
+            frames.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
+    return frames
+
+
 def task_stacks() -> str:
+    """Every task's chain of awaits, then every suspended async generator's (an `async for`
+    hides the generator it waits on), with the locals of Faust's batching generators."""
+    import gc
+    import inspect
+
     out = io.StringIO()
     for task in asyncio.all_tasks():
-        out.write(f"--- {task.get_name()}: {task!r:.300}\n")
-        task.print_stack(limit=12, file=out)
+        out.write(f"--- {task.get_name()}\n" + "\n".join(_await_chain(task.get_coro())) + "\n")
+    for obj in gc.get_objects():
+        if inspect.isasyncgen(obj) and obj.ag_frame is not None and obj.ag_frame.f_code.co_filename.endswith(
+                ("faust/streams.py", "epochflow/agents/runner.py")):
+            out.write(f"--- async generator {obj.ag_code.co_name}\n" + "\n".join(_await_chain(obj)) + "\n")
+            if obj.ag_code.co_name == "take_events":
+                local = obj.ag_frame.f_locals
+                out.write(f"    buffer={len(local.get('buffer') or ())} full={local.get('buffer_full')} "
+                          f"consumed={local.get('buffer_consumed')} consuming={local.get('buffer_consuming')}\n")
     return out.getvalue()
 
 
 def _report(kind: str, message: str) -> None:
+    """Count every finding; log each kind once per process, with the tasks."""
     STALLS.labels(kind).inc()
     if kind in _reported:
         return
@@ -92,8 +120,70 @@ def _check_progress(now: float) -> None:
                          f"the broker over {STALL_S:.0f}s ago are not processed, and no step took any of them since")
 
 
+def _partition_state(tp) -> str:
+    """What the consumer knows of an input partition: Faust's read and committed offsets and
+    pause state, the Kafka client's position, pause state and last highwater."""
+    consumer = app.consumer
+    parts = [f"read={consumer._read_offset.get(tp)}", f"committed={consumer._committed_offset.get(tp)}",
+             f"paused={tp in consumer._paused_partitions}"]
+    try:
+        kafka = consumer._thread._consumer
+        state = kafka._subscription.subscription.assignment.state_value(tp)
+        parts += [f"client_position={state._position}", f"client_paused={state.paused}",
+                  f"awaiting_reset={state.awaiting_reset}", f"highwater={kafka.highwater(tp)}"]
+    except Exception as error:  # the client's internals: a report must not fail on them
+        parts.append(f"client state unknown ({error!r})")
+    return " ".join(parts)
+
+
+async def _check_positions(now: float) -> None:
+    """An input partition whose read offset has not moved for STALL_S is compared with the
+    end of its log on the broker; behind it, the client has stopped fetching it (seen on the
+    embedded broker after a restart: its position and highwater frozen while new messages
+    wait). Reported, counted, and the partition is sought to where it stands, which drops
+    the client's fetch state for it and fetches again from there (nothing skipped, nothing
+    delivered twice)."""
+    from aiokafka import TopicPartition
+
+    from epochflow.app import settings
+    from epochflow.streams.highwater import fetch_highwaters
+    from epochflow.streams.security import client_options
+
+    consumer = app.consumer
+    changelogs = set(app.tables._changelogs)
+    still = []
+    for tp in consumer.assignment():
+        if tp.topic in changelogs or tp.topic.endswith("__assignor-__leader") or tp in consumer._paused_partitions:
+            continue
+        read = consumer._read_offset.get(tp)
+        last, since = _still.get(tp, (None, now))
+        if read != last or tp not in _still:
+            _still[tp] = (read, now)
+        elif now - since > STALL_S:
+            still.append(tp)
+            _still[tp] = (read, now)  # looked at: the next look is STALL_S later
+    if not still:
+        return
+    ends = await fetch_highwaters(settings.kafka_bootstrap, [TopicPartition(tp.topic, tp.partition) for tp in still],
+                                  timeout_s=10.0, **client_options(settings))
+    for tp in still:
+        read, committed = consumer._read_offset.get(tp), consumer._committed_offset.get(tp)
+        position = read + 1 if read is not None else committed
+        end = ends.get(TopicPartition(tp.topic, tp.partition))
+        if position is None or end is None or end <= position:
+            continue  # idle: nothing newer on the broker
+        STALLS.labels("position").inc()
+        log.warning("input %s[%d] stood at %d for %.0fs while its log ends at %d, fetching it again from there: %s",
+                    tp.topic, tp.partition, position, STALL_S, end, _partition_state(tp))
+        await consumer.seek(tp, position)
+
+
 @app.timer(interval=INTERVAL_S)
 async def _watch() -> None:
     now = time.monotonic()
     _resume_paused(now)
     _check_progress(now)
+    try:
+        await _check_positions(now)
+    except Exception as error:  # the broker may be restarting: the next look tries again
+        log.warning("watchdog: could not compare input positions with the broker: %r", error)

@@ -28,9 +28,12 @@ def test_since_keeps_the_first_sighting_while_present() -> None:
 
 
 class FakeConsumer:
-    def __init__(self, assignment: set, paused: set, unacked: list) -> None:
+    def __init__(self, assignment: set, paused: set, unacked: list, highwater: int | None = None) -> None:
         self._assignment, self._paused_partitions, self._unacked_messages = assignment, set(paused), unacked
         self.resumed: set = set()
+        self._read_offset: dict = {}
+        self._committed_offset: dict = {}
+        self._thread = SimpleNamespace(_consumer=SimpleNamespace(highwater=lambda tp: highwater))
 
     def assignment(self) -> set:
         return self._assignment
@@ -101,3 +104,37 @@ async def test_a_message_left_unprocessed_while_its_topic_takes_no_step_is_repor
         watchdog._check_progress(2 * watchdog.STALL_S + 1)
     [record] = caplog.records
     assert f"{TOPIC}[3]" in record.getMessage()
+
+
+async def test_an_input_partition_left_behind_its_log_is_fetched_again_from_where_it_stands_idle_ones_are_left(
+        worker, caplog, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiokafka import TopicPartition
+
+    from epochflow.streams import highwater
+
+    stuck, idle = TP(TOPIC, 0), TP("epochflow.reference", 1)
+    ends = {TopicPartition(TOPIC, 0): 9, TopicPartition("epochflow.reference", 1): 10}
+
+    async def log_ends(bootstrap, partitions, timeout_s=30.0, **options):
+        return {tp: ends[tp] for tp in partitions}
+
+    monkeypatch.setattr(highwater, "fetch_highwaters", log_ends)
+    consumer = FakeConsumer({stuck, idle}, set(), [])
+    consumer._read_offset.update({stuck: 4, idle: 9})  # the log of `idle` ends right after what was read
+    sought: list = []
+
+    async def seek(tp, offset):
+        sought.append((tp, offset))
+
+    consumer.seek = seek
+    worker(consumer)
+    before = metrics.STALLS.labels("position")._value.get()
+    with caplog.at_level(logging.WARNING, logger="epochflow.watchdog"):
+        await watchdog._check_positions(0.0)
+        await watchdog._check_positions(watchdog.STALL_S - 1)
+        assert not sought
+        await watchdog._check_positions(watchdog.STALL_S + 1)
+    assert sought == [(stuck, 5)]
+    assert metrics.STALLS.labels("position")._value.get() == before + 1
+    [record] = caplog.records
+    assert f"input {TOPIC}[0] stood at 5" in record.getMessage() and "ends at 9" in record.getMessage()
