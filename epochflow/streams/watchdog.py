@@ -6,8 +6,9 @@
   lands in between can leave some paused. Logged with the consumer's state, counted
   (`epochflow_partitions_resumed_total`) and resumed.
 - An input partition whose read offset has not moved for STALL_S while its log on the
-  broker goes further: the client has stopped fetching it. Sought to where it stands (the
-  client fetches it again), logged and counted (`epochflow_stalls_total`, kind position).
+  broker goes further: the client has stopped fetching it. Sought to its committed offset
+  (the client fetches it again), logged and counted (`epochflow_stalls_total`, kind
+  position).
 - A step that runs for longer than STALL_S, or a message taken from the broker and not
   processed after STALL_S while no step took messages of its topic for as long: logged
   once with the chain of awaits of every task, and counted (kinds step, input). A restart
@@ -140,9 +141,9 @@ async def _check_positions(now: float) -> None:
     """An input partition whose read offset has not moved for STALL_S is compared with the
     end of its log on the broker; behind it, the client has stopped fetching it (seen on the
     embedded broker after a restart: its position and highwater frozen while new messages
-    wait). Reported, counted, and the partition is sought to where it stands, which drops
-    the client's fetch state for it and fetches again from there (nothing skipped, nothing
-    delivered twice)."""
+    wait). Reported, counted, and the partition is sought to its committed offset, which
+    drops the client's fetch state for it and fetches again from there (nothing skipped;
+    what was applied already is skipped by the steps, see epochflow.tables.journal)."""
     from aiokafka import TopicPartition
 
     from epochflow.app import settings
@@ -167,8 +168,11 @@ async def _check_positions(now: float) -> None:
     ends = await fetch_highwaters(settings.kafka_bootstrap, [TopicPartition(tp.topic, tp.partition) for tp in still],
                                   timeout_s=10.0, **client_options(settings))
     for tp in still:
+        # from its committed offset: after a seek, the read offset is the next one to read,
+        # not the last one read, so read + 1 could skip one; anything read since that
+        # offset and applied is recognised by the journal (epochflow.tables.journal)
         read, committed = consumer._read_offset.get(tp), consumer._committed_offset.get(tp)
-        position = read + 1 if read is not None else committed
+        position = committed if committed is not None else None if read is None else read + 1
         end = ends.get(TopicPartition(tp.topic, tp.partition))
         if position is None or end is None or end <= position:
             continue  # idle: nothing newer on the broker

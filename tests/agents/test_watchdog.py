@@ -106,7 +106,7 @@ async def test_a_message_left_unprocessed_while_its_topic_takes_no_step_is_repor
     assert f"{TOPIC}[3]" in record.getMessage()
 
 
-async def test_an_input_partition_left_behind_its_log_is_fetched_again_from_where_it_stands_idle_ones_are_left(
+async def test_an_input_partition_left_behind_its_log_is_fetched_again_from_its_committed_offset(
         worker, caplog, monkeypatch: pytest.MonkeyPatch) -> None:
     from aiokafka import TopicPartition
 
@@ -120,7 +120,8 @@ async def test_an_input_partition_left_behind_its_log_is_fetched_again_from_wher
 
     monkeypatch.setattr(highwater, "fetch_highwaters", log_ends)
     consumer = FakeConsumer({stuck, idle}, set(), [])
-    consumer._read_offset.update({stuck: 4, idle: 9})  # the log of `idle` ends right after what was read
+    consumer._read_offset.update({stuck: 5, idle: 9})  # after a seek: the next offset to read, not the last read
+    consumer._committed_offset.update({stuck: 5, idle: 10})  # `idle` has taken all of its log
     sought: list = []
 
     async def seek(tp, offset):
@@ -134,7 +135,7 @@ async def test_an_input_partition_left_behind_its_log_is_fetched_again_from_wher
         await watchdog._check_positions(watchdog.STALL_S - 1)
         assert not sought
         await watchdog._check_positions(watchdog.STALL_S + 1)
-    assert sought == [(stuck, 5)]
+    assert sought == [(stuck, 5)]  # from the committed offset: offset 5 is not skipped
     assert metrics.STALLS.labels("position")._value.get() == before + 1
     [record] = caplog.records
     assert f"input {TOPIC}[0] stood at 5" in record.getMessage() and "ends at 9" in record.getMessage()
