@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from epochflow.scenarios.chaos import DEFAULT_ROLES
+
 CASES_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "acceptance" / "public_cases.json"
 CASES = ("simple_buy_and_valuation", "backdated_transaction_epoch_bump")
-ROLES = ("positions", "scheduler", "valuation", "fanout", "sink")
+ROLES = DEFAULT_ROLES  # the roles whose workers it kills by default
 
 pytestmark = [
     pytest.mark.integration,
