@@ -6,7 +6,7 @@ one, and `version` (monotonic per key) orders updates of the same epoch.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -36,6 +36,10 @@ class TransactionRow(_Row):
     realized_gain_loss_local: Decimal | None
     transaction_fx_rate: Decimal | None
     flags: str = ""
+    # when the positions role emitted this version: the sink stores it, so a replay of the
+    # results topic reproduces the same rows, `updated_at` included (rows written before
+    # the field existed get the time they are read)
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
 
 class PositionHistoryRow(_Row):
@@ -285,7 +289,7 @@ def rows_for(outputs, portfolio_id: str, security_id: str, now: datetime) -> lis
                         quantity=t.quantity, price=t.price, gross_amount=t.gross_amount, trade_fee=t.trade_fee,
                         trade_currency=t.trade_currency, net_cost=e.net_cost, net_cost_local=e.net_cost_local,
                         realized_gain_loss=e.realized_base, realized_gain_loss_local=e.realized_local,
-                        transaction_fx_rate=e.fx_rate, flags=",".join(f.value for f in e.flags),
+                        transaction_fx_rate=e.fx_rate, flags=",".join(f.value for f in e.flags), updated_at=now,
                     )
                 )
         elif isinstance(out, StateChanged):

@@ -8,7 +8,9 @@ prepared-statement cache is hit every time.
 Guarantees (at-least-once delivery makes every batch a candidate for redelivery):
 
 * idempotent: writing a batch twice changes nothing. Updates only fire when the stored
-  row differs, so a replayed batch does not even touch `updated_at`.
+  row differs, so a replayed batch does not even touch `updated_at`. A transaction row
+  carries the time the positions role emitted it as its `updated_at`, so a replay that
+  writes an intermediate version on its way still ends with the same row.
 * epoch-aware (`domain.fencing.supersedes`, on each kind's fence columns): a transaction
   row never replaces one of a higher epoch (an equal epoch replaces it, that is an
   amendment); a position_state row replaces the stored one only when its (epoch, version)
@@ -249,10 +251,12 @@ def _transactions_upsert(rows: list[TransactionRow]) -> Executable:
     stmt = pg_insert(transactions).from_select(
         TRANSACTION_COLUMNS, _unnest(transactions, TRANSACTION_COLUMNS, kept)
     )
-    content = [c for c in TRANSACTION_COLUMNS if c != "transaction_id"]
+    content = [c for c in TRANSACTION_COLUMNS if c not in ("transaction_id", "updated_at")]
     return stmt.on_conflict_do_update(
         index_elements=["transaction_id"],
-        set_={**{c: stmt.excluded[c] for c in content}, "updated_at": func.now()},
+        # the row's own emission time, not now(): a replay of the results topic that writes
+        # an intermediate version of the row on its way ends with the same row as before
+        set_={**{c: stmt.excluded[c] for c in content}, "updated_at": stmt.excluded["updated_at"]},
         where=and_(
             _superseded(transactions, stmt.excluded, TRANSACTION_FENCE), _differs(transactions, stmt.excluded, content)
         ),

@@ -84,6 +84,25 @@ async def test_an_older_epoch_never_overwrites_a_transaction(
     assert (stored["epoch"], stored["net_cost"]) == (3, Decimal("12"))
 
 
+async def test_a_transaction_keeps_the_time_its_version_was_emitted(writer: ResultWriter, clean_db: AsyncEngine) -> None:
+    """A replay of the results topic can write an intermediate version of a row before the
+    final one (the batches fall differently); the row ends as it was, `updated_at` included."""
+    first, final = datetime(2025, 8, 1, 18, tzinfo=UTC), datetime(2025, 8, 1, 19, tzinfo=UTC)
+    await writer.write([tx("T1", net_cost=Decimal("10"), updated_at=first), tx("T1", net_cost=Decimal("11"), updated_at=final)])
+    at_once = await _dump(clean_db, "transactions")
+
+    await writer.write([tx("T1", net_cost=Decimal("10"), updated_at=first)])
+    await writer.write([tx("T1", net_cost=Decimal("11"), updated_at=final)])
+    replayed = await _dump(clean_db, "transactions")
+    assert [{k: v for k, v in row.items() if k != "xmin"} for row in replayed] == \
+        [{k: v for k, v in row.items() if k != "xmin"} for row in at_once]
+    assert replayed[0]["updated_at"] == final
+
+    # the same content sent again later (a redone step) is not a change
+    await writer.write([tx("T1", net_cost=Decimal("11"), updated_at=final + timedelta(hours=1))])
+    assert await _dump(clean_db, "transactions") == replayed
+
+
 async def test_position_state_follows_epoch_then_version(writer: ResultWriter, clean_db: AsyncEngine) -> None:
     async def stored() -> tuple[int, int, str]:
         row = await position(clean_db, "P1", "S1") or {}
