@@ -139,16 +139,16 @@ def on_results(role: ValuationRole, message, partition: int, now: float) -> list
     """The results topic: the positions role's rows keep the role's copy of each history."""
     if message.key != b"positions":
         return []
-    rows = decode_rows(message.value)
+    rows = metrics.decode(decode_rows, message.value)
     role.handler.on_position_rows(rows)
     return forwarded_barriers(rows, "valuation", partition)
 
 
 def on_reference(role: ValuationRole, message, partition: int, now: float) -> list:
-    apply_reference_event(role.handler.reference, parse_reference(message.value))
+    apply_reference_event(role.handler.reference, metrics.decode(parse_reference, message.value))
     role.progress.put(partition_record(partition, "ref_offset"), message.offset)
     return []
 
 
 def on_job(role: ValuationRole, message, partition: int, now: float) -> list:
-    return role.handler.on_job(parse_job(message.value), role.ref_offset_seen(partition))
+    return role.handler.on_job(metrics.decode(parse_job, message.value), role.ref_offset_seen(partition))
