@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from time import perf_counter
 from typing import Any
 
 from faust.streams import _current_event
@@ -176,11 +177,15 @@ def partition_entry(partition: int, outcome: BatchOutcome, caches: Sequence[Any]
     keys as whole encoded values, then the result rows (in messages of at most
     MAX_ROWS_PER_MESSAGE rows), the messages for other topics and the dead letters, in the
     order the step produced them."""
+    started = perf_counter()
     writes = [write for cache in caches for write in cache.journal_writes()]
+    encoded = perf_counter()
     outputs: list[Output] = []
     rows = latest_state_only(outcome.rows.get(partition, []))
     for start in range(0, len(rows), MAX_ROWS_PER_MESSAGE):
         outputs.append(Output("results", partition, source, encode_rows(rows[start : start + MAX_ROWS_PER_MESSAGE])))
+    metrics.BUDGET.add("table_write", encoded - started)
+    metrics.BUDGET.add("produce", perf_counter() - encoded)
     outputs += [Output(m.topic, m.partition, m.key, m.value) for m in outcome.messages]
     outputs += [Output("dead-letter", 0, b"dead", record) for record in outcome.dead]
     return Entry(tuple(writes), tuple(outputs))

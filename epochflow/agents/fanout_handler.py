@@ -228,14 +228,14 @@ class FanoutHandler:
 
 # -- the role's inputs as its agents take them: a message (key, value, offset) -----------------
 def on_reference(handler: FanoutHandler, message, partition: int, now: float) -> list:
-    return handler.on_reference(parse_reference(message.value), partition, message.offset, now)
+    return handler.on_reference(metrics.decode(parse_reference, message.value), partition, message.offset, now)
 
 
 def on_results(handler: FanoutHandler, message, partition: int, now: float) -> list:
     """The results topic: the positions role's state rows keep the holders index."""
     if message.key != b"positions":
         return []
-    rows = decode_rows(message.value)
+    rows = metrics.decode(decode_rows, message.value)
     for row in rows:
         if isinstance(row, PositionStateRow):
             handler.on_position_state(row, partition)

@@ -157,12 +157,12 @@ class PositionsHandler:
 
 # -- the role's inputs as its agents take them: a message (key, value, offset) -----------------
 def on_transaction(handler: PositionsHandler, message, partition: int, now: float) -> list:
-    return handler.on_transaction(parse_transaction(message.value), partition)
+    return handler.on_transaction(metrics.decode(parse_transaction, message.value), partition)
 
 
 def on_reference(handler: PositionsHandler, message, partition: int, now: float) -> list:
-    return handler.on_reference(parse_reference(message.value), partition)
+    return handler.on_reference(metrics.decode(parse_reference, message.value), partition)
 
 
 def on_command(handler: PositionsHandler, message, partition: int, now: float) -> list:
-    return handler.on_command(parse_command(message.value))
+    return handler.on_command(metrics.decode(parse_command, message.value))

@@ -60,6 +60,7 @@ class BatchRunner(Generic[H]):
 
     async def _step(self, stage: str, events, handle: Handle) -> None:
         now = time.time()
+        metrics.BUDGET.begin()
         groups = by_partition(events)
         io = FaustStepIO(app.tables, self.journal_table, {p: evs[-1] for p, evs in groups.items()},
                          topics.by_short_name, app.producer)
@@ -67,6 +68,7 @@ class BatchRunner(Generic[H]):
         if redone.partitions:
             metrics.STEPS_REDONE.labels(stage).inc(len(redone.partitions))
         started = time.perf_counter()
+        metrics.BUDGET.computing()
         entries = {}
         for partition, partition_events in groups.items():
             entry = partition_step(stage, partition_events, self.journal_table.name,
@@ -76,5 +78,7 @@ class BatchRunner(Generic[H]):
                 entries[partition] = entry
         computed = time.perf_counter()
         metrics.BATCH_SECONDS.labels(stage).observe(computed - started)
+        metrics.BUDGET.computed(computed - started)
         await journal.commit(io, entries)
         metrics.COMMIT_SECONDS.labels(stage).observe(time.perf_counter() - computed)
+        metrics.BUDGET.observe(stage)

@@ -311,7 +311,7 @@ def on_results(handler: SchedulerHandler, message, partition: int, now: float) -
     """The results topic: the positions role's state rows and the valuation role's outcomes."""
     if message.key not in (b"positions", b"valuation"):
         return []
-    rows = decode_rows(message.value)
+    rows = metrics.decode(decode_rows, message.value)
     out: list = []
     for row in rows:
         if isinstance(row, PositionStateRow):
@@ -323,7 +323,7 @@ def on_results(handler: SchedulerHandler, message, partition: int, now: float) -
 
 
 def on_reference(handler: SchedulerHandler, message, partition: int, now: float) -> list:
-    return handler.on_reference(parse_reference(message.value), partition, message.offset, now)
+    return handler.on_reference(metrics.decode(parse_reference, message.value), partition, message.offset, now)
 
 
 def on_tick(handler: SchedulerHandler, message, partition: int, now: float) -> list:

@@ -102,11 +102,15 @@ async def write_results(stream):
                     continue
                 rows.extend(decoded)
                 sources.extend([event] * len(decoded))
+            decoded_at = time.perf_counter()
             if rows:
                 refused = await _write(writer, rows, sources)
                 for index, row in enumerate(rows):
                     if index not in refused:
                         metrics.ROWS_WRITTEN.labels(row.kind).inc()
-            metrics.BATCH_SECONDS.labels(STAGE).observe(time.perf_counter() - started)
+            written_at = time.perf_counter()
+            metrics.BATCH_SECONDS.labels(STAGE).observe(written_at - started)
+            metrics.PHASE_SECONDS.labels(STAGE, "decode").observe(decoded_at - started)
+            metrics.PHASE_SECONDS.labels(STAGE, "sink").observe(written_at - decoded_at)
     finally:
         await writer.close()

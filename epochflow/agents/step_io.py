@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from time import perf_counter
 from typing import Any
 
 from epochflow.agents.batching import event_context
+from epochflow.metrics import BUDGET
 from epochflow.tables.journal import Output, Write
 
 
@@ -27,11 +29,14 @@ class FaustStepIO:
         self.futures: list[Any] = []
 
     def _set(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
+        started = perf_counter()
         with event_context(self.events[partition]):
             if value is not None:
                 table[key] = value
             elif key in table:
                 del table[key]
+        BUDGET.add("table_write", perf_counter() - started)
+        BUDGET.changelog_bytes += len(key) + (len(value) if value is not None else 0)
 
     def get_journal(self, partition: int, key: bytes) -> bytes | None:
         with event_context(self.events[partition]):
@@ -44,12 +49,16 @@ class FaustStepIO:
         self._set(self.tables[write.table], partition, write.key, write.value)
 
     def send(self, output: Output) -> None:
+        started = perf_counter()
         topic = self.topic_for(output.topic)
         self.futures.append(topic.send_soon(key=output.key, value=output.value, partition=output.partition))
+        BUDGET.add("produce", perf_counter() - started)
 
     async def delivered(self) -> None:
         """Everything enqueued so far, table changelogs included, is on the broker."""
+        started = perf_counter()
         futures, self.futures = self.futures, []
         if futures:
             await asyncio.gather(*futures)
         await self.producer.flush()
+        BUDGET.add("produce", perf_counter() - started)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from epochflow import metrics
 from epochflow.agents.messages import Message
 from epochflow.agents.results_feed import decode_rows
 from epochflow.domain.cashflows import Cashflow, cashflow_of
@@ -177,11 +178,11 @@ def on_results(handler: SeriesHandler, message, partition: int, now: float) -> l
     """The results topic: the positions and valuation rows, sent on by portfolio."""
     if message.key not in FORWARDED_SOURCES:
         return []
-    return forward(decode_rows(message.value), message.offset, handler.partitions)
+    return forward(metrics.decode(decode_rows, message.value), message.offset, handler.partitions)
 
 
 def on_reference(handler: SeriesHandler, message, partition: int, now: float) -> list:
-    apply_reference_event(handler.reference, parse_reference(message.value))
+    apply_reference_event(handler.reference, metrics.decode(parse_reference, message.value))
     return []
 
 

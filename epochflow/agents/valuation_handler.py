@@ -18,7 +18,7 @@ from epochflow.domain.scheduling import Answer
 from epochflow.domain.valuation import DailyPosition, NoPosition, Price, Valued, value_position
 from epochflow.schemas.events import parse_reference
 from epochflow.schemas.jobs import ValuationJob, parse_job
-from epochflow.schemas.results import HistoryCarryOver, JobOutcome, PositionHistoryRow, PositionStateRow, SnapshotRow
+from epochflow.schemas.results import HistoryCarryOver, JobOutcome, PositionHistoryRow, PositionStateRow, snapshot_row
 from epochflow.tables.reference import ReferenceData, apply_reference_event
 from epochflow.tables.store import Store
 
@@ -77,6 +77,17 @@ class ValuationHandler:
         currency = self.reference.tag(price_currency_tag(security_id, price_date)) or ""
         return Price(price_date, value, currency)
 
+    def value(self, portfolio_id: str, security_id: str, day: date, eod: DailyPosition | None) -> Valued | NoPosition:
+        """One key's day valued from its end-of-day position and this role's reference data."""
+        portfolio = self.reference.portfolios.get(portfolio_id)
+        instrument = self.reference.instruments.get(security_id)
+        price = self.price(security_id, day)
+        base = portfolio.base_currency if portfolio else None
+        currency = instrument.currency if instrument else (price.currency if price else None)
+        rate = self.reference.fx(currency, base, day) if currency and base else None
+        return value_position(day, security_id, portfolio_id, eod, price, instrument.currency if instrument else None,
+                              base, rate)
+
     # -- jobs --------------------------------------------------------------------------
     def caught_up(self, job: ValuationJob, ref_offset_seen: int) -> bool:
         """Has this role's view (the key's positions, the reference data) reached what the
@@ -99,26 +110,12 @@ class ValuationHandler:
             return [outcome(Answer.STALE, f"job of epoch {job.epoch}, key is at {cached.epoch}")]
         if not self.caught_up(job, ref_offset_seen):
             return [outcome(Answer.NOT_READY, "positions or reference data not caught up yet")]
-        portfolio = self.reference.portfolios.get(job.portfolio_id)
-        instrument = self.reference.instruments.get(job.security_id)
         eod = self.end_of_day(key, cached, job.valuation_date)
-        price = self.price(job.security_id, job.valuation_date)
-        base = portfolio.base_currency if portfolio else None
-        currency = instrument.currency if instrument else (price.currency if price else None)
-        rate = self.reference.fx(currency, base, job.valuation_date) if currency and base else None
-        result = value_position(job.valuation_date, job.security_id, job.portfolio_id, eod, price,
-                                instrument.currency if instrument else None, base, rate)
+        result = self.value(job.portfolio_id, job.security_id, job.valuation_date, eod)
         if isinstance(result, NoPosition):
             return [outcome(Answer.SKIPPED_NO_POSITION)]
         assert isinstance(result, Valued)
-        s = result.snapshot
-        row = SnapshotRow(
-            portfolio_id=job.portfolio_id, security_id=job.security_id, date=job.valuation_date, epoch=job.epoch,
-            quantity=s.quantity, cost_basis=s.cost_base, cost_basis_local=s.cost_local, market_price=s.market_price,
-            market_value=s.market_value, market_value_local=s.market_value_local,
-            unrealized_gain_loss=s.unrealized, unrealized_gain_loss_local=s.unrealized_local, fx_rate=s.fx_rate,
-            valuation_status=s.status.value, price_date=s.price_date,
-        )
+        row = snapshot_row(job.portfolio_id, job.security_id, job.epoch, result.snapshot)
         if result.blocked:
             return [row, outcome(Answer.BLOCKED, result.reason, result.waiting_on)]
         return [row, outcome(Answer.COMPLETE)]
@@ -142,16 +139,16 @@ def on_results(role: ValuationRole, message, partition: int, now: float) -> list
     """The results topic: the positions role's rows keep the role's copy of each history."""
     if message.key != b"positions":
         return []
-    rows = decode_rows(message.value)
+    rows = metrics.decode(decode_rows, message.value)
     role.handler.on_position_rows(rows)
     return forwarded_barriers(rows, "valuation", partition)
 
 
 def on_reference(role: ValuationRole, message, partition: int, now: float) -> list:
-    apply_reference_event(role.handler.reference, parse_reference(message.value))
+    apply_reference_event(role.handler.reference, metrics.decode(parse_reference, message.value))
     role.progress.put(partition_record(partition, "ref_offset"), message.offset)
     return []
 
 
 def on_job(role: ValuationRole, message, partition: int, now: float) -> list:
-    return role.handler.on_job(parse_job(message.value), role.ref_offset_seen(partition))
+    return role.handler.on_job(metrics.decode(parse_job, message.value), role.ref_offset_seen(partition))

@@ -7,25 +7,26 @@ import asyncio
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as dtime
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from epochflow.bench.baseline import NAIVE, NAIVE_STAGES, NAIVE_TOPIC, topic_specs, worker_command
+from epochflow.bench.floor import decode_seconds, fanout_floor, ingest_floor, overhead, replay_floor
+from epochflow.bench.profile import Profiler
 from epochflow.bench.workloads import (
     FANOUT_SECURITY,
     LIVE_KEYS,
-    START,
     LiveStream,
     fanout_workload,
     ingest_workload,
+    late_trade,
     replay_workload,
 )
 from epochflow.client import BARRIER_STAGES, Pipeline
-from epochflow.schemas.events import TransactionEvent
 from epochflow.sinks.reads.api import count_valuation_jobs, fanout_progress
 from epochflow.sinks.reads.scenario import count_position_history, count_snapshots, fetch_positions
+from epochflow.sinks.writer import ResultWriter
 from epochflow.streams.names import topic_name
 from epochflow.streams.publish import route
 
@@ -41,7 +42,33 @@ async def _timed_publish(pipeline: Pipeline, events: list, topic_short: str | No
     return time.monotonic() - started
 
 
-async def bench_ingest(transactions: int, keys: int, echo: Callable[[str], None] = print) -> dict:
+FLOOR_PREFIX = "FL"  # the floor's own portfolios: its rows share the engine's database, never its keys
+FLOOR_SECURITY = "FLOOR_SEC"
+
+
+async def _ingest_floor(pipeline: Pipeline, transactions: int, keys: int, engine_s: float,
+                        echo: Callable[[str], None]) -> dict:
+    """The same trades costed by the domain core in this process, their rows written by the
+    sink's writer; and the time to decode them from the JSON the engine receives."""
+    reference, trades = ingest_workload(FLOOR_PREFIX, transactions, keys)
+    timing = await ingest_floor(ResultWriter(pipeline.engine), reference, trades)
+    decode_s = decode_seconds([routed.value for trade in trades for routed in route(trade, pipeline.settings)])
+    figures = {
+        "floor_s": round(timing.floor_s, 3), "floor_domain_s": round(timing.domain_s, 3),
+        "floor_write_s": round(timing.write_s, 3), "overhead": overhead(engine_s, timing.floor_s),
+        "floor_us_per_txn": round(timing.floor_s / transactions * 1e6, 1),
+        "decode_us_per_txn": round(decode_s / transactions * 1e6, 1),
+        "floor_vs_decode": round(timing.floor_s / decode_s, 2) if decode_s > 0 else float("inf"),
+    }
+    echo(f"  {'floor':<8} {timing.floor_s:7.2f} s  {transactions / timing.floor_s:9.0f} txn/s   (domain core "
+         f"{timing.domain_s:.2f} s, PostgreSQL {timing.write_s:.2f} s, {timing.rows} rows)")
+    echo(f"  overhead batched / floor: {figures['overhead']:.2f}x (target <= 3)")
+    echo(f"  floor per trade {figures['floor_us_per_txn']:.1f} us = {figures['floor_vs_decode']:.2f}x decoding it "
+         f"({figures['decode_us_per_txn']:.1f} us; target <= 4)")
+    return figures
+
+
+async def bench_ingest(transactions: int, keys: int, echo: Callable[[str], None] = print, profile: bool = False) -> dict:
     from epochflow.devstack.stack import EmbeddedStack
 
     echo(f"bench ingest: {transactions} transactions over {keys} keys, positions + sink on the embedded stack")
@@ -49,9 +76,10 @@ async def bench_ingest(transactions: int, keys: int, echo: Callable[[str], None]
         async with EmbeddedStack(Path(directory), roles=("positions", "sink", NAIVE.name), command=worker_command,
                                  topics=topic_specs) as stack:
             pipeline = await Pipeline.connect(stack.settings)
+            profiler = Profiler(stack, profile)
             try:
                 await pipeline.quiesce(180, {**BARRIER_STAGES, **NAIVE_STAGES})  # every worker has joined
-                figures = {"transactions": transactions, "keys": keys}
+                figures: dict = {"transactions": transactions, "keys": keys}
                 for label, prefix, topic, stages in (
                     ("batched", "B", None, BARRIER_STAGES),
                     ("naive", "N", NAIVE_TOPIC, NAIVE_STAGES),
@@ -59,12 +87,18 @@ async def bench_ingest(transactions: int, keys: int, echo: Callable[[str], None]
                     reference, trades = ingest_workload(prefix, transactions, keys)
                     await pipeline.publish(reference)
                     await pipeline.quiesce(180, {**BARRIER_STAGES, **NAIVE_STAGES})
+                    if label == "batched":
+                        await profiler.start()
                     seconds = await _timed_publish(pipeline, trades, topic, stages)
+                    if label == "batched" and profiler.enabled:
+                        figures["profile"] = await profiler.stop(echo, "the batched run")
                     rows = await count_position_history(pipeline.engine, epoch=0)
                     rate = transactions / seconds
                     echo(f"  {label:<8} {seconds:7.2f} s  {rate:9.0f} txn/s   (history rows in PostgreSQL so far: {rows})")
                     figures[f"{label}_seconds"] = round(seconds, 3)
                     figures["txn_per_s" if label == "batched" else "naive_txn_per_s"] = round(rate, 1)
+                figures["engine_s"] = figures["batched_seconds"]
+                figures.update(await _ingest_floor(pipeline, transactions, keys, figures["engine_s"], echo))
             finally:
                 await pipeline.close()
     figures["ratio"] = round(figures["txn_per_s"] / figures["naive_txn_per_s"], 2)
@@ -86,20 +120,26 @@ async def _wait_current(pipeline: Pipeline, portfolio: str, security: str, epoch
     raise TimeoutError(f"{portfolio}|{security} not CURRENT in epoch {epoch} within {timeout}s")
 
 
-async def bench_replay(histories: tuple[int, ...], echo: Callable[[str], None] = print) -> dict:
+REPLAY_AT = (0.1, 0.5, 0.9)
+
+
+async def bench_replay(histories: tuple[int, ...], echo: Callable[[str], None] = print, profile: bool = False) -> dict:
     """Per history length H (its own fresh stack): load and value H days, then back-date a
     trade at 10%, 50% and 90% of the history and time until the key is CURRENT again with
-    every snapshot of the new epoch in PostgreSQL."""
+    every snapshot of the new epoch in PostgreSQL. Then the same on a key of its own
+    through the floor (epochflow.bench.floor)."""
     from epochflow.devstack.stack import EmbeddedStack
 
     echo(f"bench replay: one key per H = {', '.join(map(str, histories))} (H trades over H days, daily prices); "
          "a back-dated trade at 10%, 50% and 90% of the history")
     table: list[dict] = []
+    profiles: list[dict] = []
     for h in histories:
         events, (portfolio, security) = replay_workload(h)
         with tempfile.TemporaryDirectory(prefix="epochflow-bench-") as directory:
             async with EmbeddedStack(Path(directory)) as stack:
                 pipeline = await Pipeline.connect(stack.settings)
+                profiler = Profiler(stack, profile)
                 try:
                     await pipeline.quiesce(180)
                     started = time.monotonic()
@@ -107,31 +147,50 @@ async def bench_replay(histories: tuple[int, ...], echo: Callable[[str], None] =
                     await _wait_current(pipeline, portfolio, security, 0, h, 3600)
                     await pipeline.settle(600)
                     echo(f"  H={h:>6}: loaded and valued {h} days in {time.monotonic() - started:.1f}s")
-                    for fraction in (0.1, 0.5, 0.9):
+                    await profiler.start()
+                    rows: list[dict] = []
+                    for fraction in REPLAY_AT:
                         state = (await fetch_positions(pipeline.engine, portfolio, security))[0]
                         offset = int(h * fraction)
-                        late = TransactionEvent(
-                            transaction_id=f"{portfolio}-LATE-{int(fraction * 100)}", portfolio_id=portfolio,
-                            security_id=security, transaction_type="BUY",
-                            transaction_date=datetime.combine(START + timedelta(days=offset), dtime(16), tzinfo=UTC),
-                            quantity=Decimal(1), price=Decimal(100), gross_amount=Decimal(100), trade_fee=Decimal(0),
-                            trade_currency="USD",
-                        )
+                        late = late_trade(portfolio, security, h, fraction)
                         t0 = time.monotonic()
                         await pipeline.publish([late])
                         await _wait_current(pipeline, portfolio, security, state.epoch + 1, h, 3600)
                         seconds = time.monotonic() - t0
-                        table.append({"H": h, "at": f"{int(fraction * 100)}%", "days_revalued": h - offset,
-                                      "seconds": round(seconds, 3)})
+                        rows.append({"H": h, "at": f"{int(fraction * 100)}%", "days_revalued": h - offset,
+                                     "seconds": round(seconds, 3)})
                         echo(f"  H={h:>6}  back-dated at {int(fraction * 100):>2}%  {h - offset:>6} days revalued  {seconds:8.2f}s")
                         await pipeline.settle(600)
+                    if profiler.enabled:
+                        profiles.append({"H": h, "budget": await profiler.stop(echo, f"H={h}, the three back-dated trades")})
+                    await _replay_floor(pipeline, h, rows, echo)
+                    table += rows
                 finally:
                     await pipeline.close()
     largest = max(histories)
-    at = {row["at"]: row["seconds"] for row in table if row["H"] == largest}
-    ratio = round(at["90%"] / at["10%"], 3)
+    at = {row["at"]: row for row in table if row["H"] == largest}
+    ratio = round(at["90%"]["seconds"] / at["10%"]["seconds"], 3)
     echo(f"  ratio 90% / 10% at H={largest}: {ratio} (target <= 0.25: the cost follows the days after the back-dated date)")
-    return {"histories": list(histories), "table": table, "ratio_90_vs_10": ratio}
+    first = at["10%"]
+    echo(f"  overhead engine / floor at H={largest}, 10%: {first['overhead']:.2f}x (target <= 10)")
+    figures = {"histories": list(histories), "table": table, "ratio_90_vs_10": ratio, "engine_s": first["seconds"],
+               "floor_s": first["floor_s"], "overhead": first["overhead"]}
+    if profile:
+        figures["profile"] = profiles
+    return figures
+
+
+async def _replay_floor(pipeline: Pipeline, h: int, rows: list[dict], echo: Callable[[str], None]) -> None:
+    """The floor of each of `rows` (one per back-dated trade, in REPLAY_AT order), on a key
+    of the same history of its own; adds `floor_s` and `overhead` to each row."""
+    events, key = replay_workload(h, prefix=FLOOR_PREFIX)
+    timings = await replay_floor(ResultWriter(pipeline.engine), events, key,
+                                 [late_trade(*key, h, fraction) for fraction in REPLAY_AT])
+    for row, timing in zip(rows, timings, strict=True):
+        row["floor_s"] = round(timing.floor_s, 3)
+        row["overhead"] = overhead(row["seconds"], timing.floor_s)
+        echo(f"  H={h:>6}  back-dated at {row['at']:>3}  floor {timing.floor_s:8.2f}s (domain core {timing.domain_s:.2f}s, "
+             f"PostgreSQL {timing.write_s:.2f}s): overhead {row['overhead']:.2f}x")
 
 
 # ---- bench fanout -----------------------------------------------------------------------
@@ -189,11 +248,13 @@ async def _fanout_revalued(pipeline: Pipeline, corrected: date, price: Decimal) 
 
 
 async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle_s: float,
-                       echo: Callable[[str], None] = print, worker_env: dict[str, str] | None = None) -> dict:
+                       echo: Callable[[str], None] = print, worker_env: dict[str, str] | None = None,
+                       profile: bool = False) -> dict:
     """Per N (its own fresh stack): N portfolios hold one security for `days` days; a
     corrected price `days - 10` days back is fanned out to all of them. Times the fan-out
     until every key is CURRENT with its revalued snapshots in PostgreSQL, and the latency
-    of live trades on other securities during it against the same stream with no fan-out."""
+    of live trades on other securities during it against the same stream with no fan-out.
+    Then the same correction of another security held the same way, through the floor."""
     from epochflow.devstack.stack import EmbeddedStack
     from epochflow.schemas.events import MarketPriceEvent
 
@@ -206,6 +267,8 @@ async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle
         with tempfile.TemporaryDirectory(prefix="epochflow-bench-") as directory:
             async with EmbeddedStack(Path(directory), worker_env=worker_env) as stack:
                 pipeline = await Pipeline.connect(stack.settings)
+                profiler = Profiler(stack, profile)
+                budget = None
                 try:
                     await pipeline.quiesce(180)
                     started = time.monotonic()
@@ -221,6 +284,7 @@ async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle
                     new_price = Decimal("1234.5")
                     generation_before = max(r.generation for r in await fetch_positions(pipeline.engine, security_id=FANOUT_SECURITY))
                     done = asyncio.Event()
+                    await profiler.start()
                     t0 = time.monotonic()
                     await pipeline.publish([MarketPriceEvent(security_id=FANOUT_SECURITY, price_date=corrected,
                                                              price=new_price, currency="USD")])
@@ -242,6 +306,11 @@ async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle
                     seconds = time.monotonic() - t0
                     done.set()
                     during = await during_task
+                    if profiler.enabled:
+                        budget = await profiler.stop(echo, f"N={n}, the fan-out (and the live trades during it)")
+                    floor_events, _ = fanout_workload(n, days, security=FLOOR_SECURITY, prefix=FLOOR_PREFIX, live=False)
+                    floor = await fanout_floor(ResultWriter(pipeline.engine), floor_events, FLOOR_SECURITY, MarketPriceEvent(
+                        security_id=FLOOR_SECURITY, price_date=corrected, price=new_price, currency="USD"))
                 finally:
                     await pipeline.close()
         revaluations = n * (back + 1)
@@ -255,9 +324,16 @@ async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle
             "live_p99_fanout_ms": round(percentile(during, 0.99) * 1000, 1),
         }
         run["live_p99_ratio"] = round(run["live_p99_fanout_ms"] / run["live_p99_idle_ms"], 2)
+        run.update(engine_s=run["seconds_to_current"], floor_s=round(floor.floor_s, 3),
+                   floor_domain_s=round(floor.domain_s, 3), floor_write_s=round(floor.write_s, 3),
+                   overhead=overhead(seconds, floor.floor_s))
+        if budget is not None:
+            run["profile"] = budget
         runs.append(run)
         echo(f"  N={n:>6}: CURRENT again in {seconds:.1f}s, {run['revaluations_per_s']:.0f} revaluations/s; live p50/p99 "
              f"idle {run['live_p50_idle_ms']:.0f}/{run['live_p99_idle_ms']:.0f} ms, during the fan-out "
              f"{run['live_p50_fanout_ms']:.0f}/{run['live_p99_fanout_ms']:.0f} ms: p99 ratio {run['live_p99_ratio']:.2f} (target <= 2)")
+        echo(f"  N={n:>6}: floor {floor.floor_s:.2f}s (domain core {floor.domain_s:.2f}s, PostgreSQL {floor.write_s:.2f}s): "
+             f"overhead {run['overhead']:.2f}x (target <= 20)")
     largest = runs[-1]
     return {**largest, "runs": runs}

@@ -47,10 +47,11 @@ def ingest_workload(prefix: str, transactions: int, keys: int) -> tuple[list, li
 
 
 
-def replay_workload(h: int) -> tuple[list, tuple[str, str]]:
+def replay_workload(h: int, prefix: str = "RP") -> tuple[list, tuple[str, str]]:
     """One key with `h` trades, one a day over `h` days (date ranges match the history
-    length), a price every day, business dates up to the last day."""
-    portfolio, security = f"RP{h}", "RPL"
+    length), a price every day, business dates up to the last day. (`prefix`: the
+    portfolio's, so two copies of the workload can share a database.)"""
+    portfolio, security = f"{prefix}{h}", "RPL"
     events: list = [InstrumentEvent(security_id=security, currency="USD"),
                     PortfolioEvent(portfolio_id=portfolio, base_currency="USD")]
     for d in range(h):
@@ -69,6 +70,16 @@ def replay_workload(h: int) -> tuple[list, tuple[str, str]]:
     return events, (portfolio, security)
 
 
+def late_trade(portfolio: str, security: str, h: int, fraction: float) -> TransactionEvent:
+    """The back-dated BUY `bench replay` sends at `fraction` of an `h`-day history."""
+    return TransactionEvent(
+        transaction_id=f"{portfolio}-LATE-{int(fraction * 100)}", portfolio_id=portfolio, security_id=security,
+        transaction_type="BUY",
+        transaction_date=datetime.combine(START + timedelta(days=int(h * fraction)), dtime(16), tzinfo=UTC),
+        quantity=Decimal(1), price=Decimal(100), gross_amount=Decimal(100), trade_fee=Decimal(0), trade_currency="USD",
+    )
+
+
 
 FANOUT_SECURITY = "FANOUT_SEC"
 # The live feed spreads over LIVE_KEYS keys (a portfolio each, LIVE_SECURITIES securities
@@ -79,23 +90,28 @@ LIVE_KEYS = 500
 LIVE_SECURITIES = 20
 
 
-def fanout_workload(n: int, days: int) -> tuple[list, date]:
-    """`n` portfolios each holding FANOUT_SECURITY from the first of `days` days, a price
-    every day, and the last day as the business date. Returns the events and that date."""
+def fanout_workload(n: int, days: int, security: str = FANOUT_SECURITY, prefix: str = "F",
+                    live: bool = True) -> tuple[list, date]:
+    """`n` portfolios each holding `security` from the first of `days` days, a price
+    every day, and the last day as the business date (with `live`, the reference data of
+    the live stream's keys as well). Returns the events and that date."""
     first = START
     last = first + timedelta(days=days - 1)
-    events: list = [InstrumentEvent(security_id=FANOUT_SECURITY, currency="USD")]
-    events += [InstrumentEvent(security_id=f"LIVE{k}", currency="USD") for k in range(LIVE_SECURITIES)]
-    events += [PortfolioEvent(portfolio_id=f"F{p:05d}", base_currency="USD") for p in range(n)]
-    events += [PortfolioEvent(portfolio_id=f"LIVEP{k}", base_currency="USD") for k in range(LIVE_KEYS)]
+    events: list = [InstrumentEvent(security_id=security, currency="USD")]
+    if live:
+        events += [InstrumentEvent(security_id=f"LIVE{k}", currency="USD") for k in range(LIVE_SECURITIES)]
+    events += [PortfolioEvent(portfolio_id=f"{prefix}{p:05d}", base_currency="USD") for p in range(n)]
+    if live:
+        events += [PortfolioEvent(portfolio_id=f"LIVEP{k}", base_currency="USD") for k in range(LIVE_KEYS)]
     for d in range(days):
         day = first + timedelta(days=d)
-        events.append(MarketPriceEvent(security_id=FANOUT_SECURITY, price_date=day, price=Decimal(50 + d % 7), currency="USD"))
-        events += [MarketPriceEvent(security_id=f"LIVE{k}", price_date=day, price=Decimal(20), currency="USD")
-                   for k in range(LIVE_SECURITIES)]
+        events.append(MarketPriceEvent(security_id=security, price_date=day, price=Decimal(50 + d % 7), currency="USD"))
+        if live:
+            events += [MarketPriceEvent(security_id=f"LIVE{k}", price_date=day, price=Decimal(20), currency="USD")
+                       for k in range(LIVE_SECURITIES)]
     stamp = datetime.combine(first, dtime(10), tzinfo=UTC)
     events += [TransactionEvent(
-        transaction_id=f"F{p:05d}-BUY", portfolio_id=f"F{p:05d}", security_id=FANOUT_SECURITY, transaction_type="BUY",
+        transaction_id=f"{prefix}{p:05d}-BUY", portfolio_id=f"{prefix}{p:05d}", security_id=security, transaction_type="BUY",
         transaction_date=stamp, quantity=Decimal(10 + p % 9), price=Decimal(50), gross_amount=Decimal(50 * (10 + p % 9)),
         trade_fee=Decimal(0), trade_currency="USD") for p in range(n)]
     events.append(BusinessDateEvent(date=last))

@@ -8,6 +8,9 @@ import click
 
 from epochflow.cli.interrupt import run_interruptible
 
+PROFILE_HELP = ("Also print where the timed run's time went: seconds per stage and phase (decode, domain, "
+                "table reads and writes, produce, sink) and changelog bytes, from the workers' metrics.")
+
 
 @click.group()
 def bench() -> None:
@@ -19,11 +22,13 @@ def bench() -> None:
 @click.option("--transactions", "n", default=20000, show_default=True)
 @click.option("--keys", "k", default=200, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Last line: the figures as one JSON object.")
-def bench_ingest(n: int, k: int, as_json: bool) -> None:
-    """N transactions over K keys through positions and sink, against a naive agent."""
+@click.option("--profile", is_flag=True, help=PROFILE_HELP)
+def bench_ingest(n: int, k: int, as_json: bool, profile: bool) -> None:
+    """N transactions over K keys through positions and sink, against a naive agent and
+    against the floor (the same trades through the domain core in one process)."""
     from epochflow.bench.runner import bench_ingest as run
 
-    figures = run_interruptible(run(n, k, click.echo))
+    figures = run_interruptible(run(n, k, click.echo, profile))
     if as_json:
         click.echo(json.dumps(figures))
 
@@ -31,12 +36,13 @@ def bench_ingest(n: int, k: int, as_json: bool) -> None:
 @bench.command("replay")
 @click.option("--histories", default="1000,5000,20000", show_default=True, help="Transactions per key (H), comma-separated.")
 @click.option("--json", "as_json", is_flag=True, help="Last line: the figures as one JSON object.")
-def bench_replay(histories: str, as_json: bool) -> None:
+@click.option("--profile", is_flag=True, help=PROFILE_HELP)
+def bench_replay(histories: str, as_json: bool, profile: bool) -> None:
     """Time until a key is CURRENT again after a back-dated trade near the start, middle
-    and end of histories of several lengths."""
+    and end of histories of several lengths, and the floor of the same."""
     from epochflow.bench.runner import bench_replay as run
 
-    figures = run_interruptible(run(tuple(int(h) for h in histories.split(",")), click.echo))
+    figures = run_interruptible(run(tuple(int(h) for h in histories.split(",")), click.echo, profile))
     if as_json:
         click.echo(json.dumps(figures))
 
@@ -49,17 +55,20 @@ def bench_replay(histories: str, as_json: bool) -> None:
 @click.option("--rate", type=float, default=None, help="EPOCHFLOW_FANOUT_RATE for the run (default: the configured one).")
 @click.option("--in-flight", type=int, default=None, help="EPOCHFLOW_FANOUT_IN_FLIGHT for the run (default: the configured one).")
 @click.option("--json", "as_json", is_flag=True, help="Last line: the figures as one JSON object.")
+@click.option("--profile", is_flag=True, help=PROFILE_HELP)
 def bench_fanout(portfolios: str, days: int, live_rate: float, idle_seconds: float, rate: float | None,
-                 in_flight: int | None, as_json: bool) -> None:
-    """A price correction fanned out to N holders: time until all are CURRENT again, and
-    live-trade latency during the fan-out against the same stream without it."""
+                 in_flight: int | None, as_json: bool, profile: bool) -> None:
+    """A price correction fanned out to N holders: time until all are CURRENT again (and
+    the floor of the same), and live-trade latency during the fan-out against the same
+    stream without it."""
     from epochflow.bench.runner import bench_fanout as run
 
     if days <= 10:
         raise click.BadParameter("must be more than 10", param_hint="--days")
     env = {name: str(value) for name, value in (("EPOCHFLOW_FANOUT_RATE", rate), ("EPOCHFLOW_FANOUT_IN_FLIGHT", in_flight))
            if value is not None}
-    figures = run_interruptible(run(tuple(int(n) for n in portfolios.split(",")), days, live_rate, idle_seconds, click.echo, env))
+    figures = run_interruptible(run(tuple(int(n) for n in portfolios.split(",")), days, live_rate, idle_seconds, click.echo, env,
+                                    profile))
     if as_json:
         click.echo(json.dumps(figures))
 

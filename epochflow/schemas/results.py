@@ -306,3 +306,13 @@ def rows_for(outputs, portfolio_id: str, security_id: str, now: datetime) -> lis
             )
     return rows
 
+
+def snapshot_row(portfolio_id: str, security_id: str, epoch: int, s) -> SnapshotRow:
+    """The result row of a daily snapshot (a `domain.valuation.Snapshot`) of one epoch."""
+    return SnapshotRow(
+        portfolio_id=portfolio_id, security_id=security_id, date=s.day, epoch=epoch,
+        quantity=s.quantity, cost_basis=s.cost_base, cost_basis_local=s.cost_local, market_price=s.market_price,
+        market_value=s.market_value, market_value_local=s.market_value_local,
+        unrealized_gain_loss=s.unrealized, unrealized_gain_loss_local=s.unrealized_local, fx_rate=s.fx_rate,
+        valuation_status=s.status.value, price_date=s.price_date,
+    )

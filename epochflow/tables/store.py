@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
+from time import perf_counter
 from typing import Any, Generic, Protocol, TypeVar
 
+from epochflow.metrics import BUDGET
 from epochflow.tables.codec import decode, encode
 from epochflow.tables.journal import Write
 
@@ -77,14 +79,16 @@ class FaustStore(Generic[V]):
         self.cache = cache if cache is not None else DecodedCache()
 
     def get(self, key: str) -> V | None:
+        started = perf_counter()
         raw_key = key.encode()
         raw = self.table.get(raw_key)
-        if raw is None:
-            return None
-        value = self.cache.get(raw_key, raw)
-        if value is _MISSING:
-            value = decode(raw, self.kind)
-            self.cache.put(raw_key, raw, value)
+        value = None
+        if raw is not None:
+            value = self.cache.get(raw_key, raw)
+            if value is _MISSING:
+                value = decode(raw, self.kind)
+                self.cache.put(raw_key, raw, value)
+        BUDGET.add("table_read", perf_counter() - started)
         return value
 
     def put(self, key: str, value: V) -> None:
