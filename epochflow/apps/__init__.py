@@ -21,12 +21,15 @@ log = logging.getLogger("epochflow.apps")
 
 def build(bound: Role, modules: tuple[str, ...] | None = None) -> faust.App:
     """Bind `bound` as this process's role and declare its topics, tables, agents and views
-    (its topology modules, or `modules`, and what every role runs: topology.EVERY_ROLE)."""
+    (its topology modules, or `modules`, and what every role runs: topology.EVERY_ROLE),
+    and the record of its group member id (epochflow.streams.membership)."""
     from epochflow.app import bind
+    from epochflow.streams import membership
 
     app = bind(bound)
     for module in (bound.modules if modules is None else modules) + EVERY_ROLE:
         importlib.import_module(module)
+    membership.install(app)  # for the worker that will take its place after a crash
     return app
 
 
@@ -61,11 +64,25 @@ def refuse_partition_mismatch(name: str) -> None:
         log.warning("worker %s: partition counts not checked (%r)", name, error)
 
 
+def leave_for_predecessor(app: faust.App) -> None:
+    """The group member this worker's data directory recorded (its predecessor, killed
+    before it could leave) leaves the group now, so this worker joins at once instead of
+    after the dead member's session (epochflow.streams.membership)."""
+    from epochflow.app import settings
+    from epochflow.streams import membership
+    from epochflow.streams.security import client_options
+
+    if settings.kafka_url:
+        membership.leave_for_predecessor(settings.kafka_bootstrap, app.conf.id, membership.member_file(app.conf.datadir),
+                                         **client_options(settings))
+
+
 def run_worker(app: faust.App, name: str) -> None:
     """Run one worker of `app` in this process until it is stopped."""
     from faust.worker import Worker
 
     refuse_partition_mismatch(name)
+    leave_for_predecessor(app)
 
     profile_to = os.environ.get("EPOCHFLOW_PROFILE_DIR")
     if profile_to:  # for performance work: a cProfile dump per worker at exit

@@ -20,7 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import KafkaError
-from aiokafka.protocol.group import HeartbeatRequest
+from aiokafka.protocol.group import HeartbeatRequest, LeaveGroupRequest
 
 from epochflow.streams.highwater import fetch_highwaters
 from epochflow.streams.names import TopicSpec
@@ -181,6 +181,19 @@ def _assigned(assignment: bytes) -> tuple[TopicPartition, ...]:
         return tuple(ConsumerProtocolMemberAssignment.decode(assignment).partitions())
     except Exception:  # noqa: BLE001 - not the consumer protocol: nothing we can read
         return ()
+
+
+async def leave_group(bootstrap: str, group_id: str, member_id: str, **client_options: Any) -> int:
+    """Send `member_id`'s LeaveGroup to `group_id`'s coordinator, on its behalf (see
+    epochflow.streams.membership); returns the broker's error code (0: it left)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options)
+    await admin.start()
+    try:
+        coordinator = await admin.find_coordinator(group_id)
+        response = await admin._send_request(LeaveGroupRequest(group_id, member_id), coordinator)  # noqa: SLF001
+        return response.error_code
+    finally:
+        await admin.close()
 
 
 async def group_members(bootstrap: str, group_id: str) -> list[GroupMember]:
