@@ -12,8 +12,9 @@ sends the LeaveGroup its predecessor could not, before it joins. The broker then
 dead member and the new worker's join is the only one. Nothing is fenced differently: the
 offsets and table writes of the old member were fenced by its generation anyway. A member
 id that is no longer in the group (the predecessor stopped cleanly, or its session already
-ran out) changes nothing (Kafka answers UNKNOWN_MEMBER_ID, the embedded broker 0); a worker whose data directory
-is new (a container without a persistent disk) simply waits, as before.
+ran out) changes nothing (Kafka answers UNKNOWN_MEMBER_ID, the embedded broker 0); a
+worker whose data directory is new (a container without a persistent disk) simply waits,
+as before.
 """
 
 from __future__ import annotations
@@ -53,9 +54,8 @@ def leave_for_predecessor(bootstrap: str, group_id: str, path: Path, timeout_s: 
                           **client_options: Any) -> int | None:
     """Send the LeaveGroup of the member recorded in `path`, if any, then forget it.
     Returns the broker's error code (0: it has left, or, on the embedded broker, was not
-    there), or None when
-    there was no predecessor or the broker could not be asked (the new worker then waits
-    for the dead member's session to run out, as it would without this)."""
+    there), or None when there was no predecessor or the broker could not be asked (the new
+    worker then waits for the dead member's session to run out, as it would without this)."""
     from epochflow.streams.admin import leave_group
 
     try:
