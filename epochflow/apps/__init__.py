@@ -67,14 +67,20 @@ def refuse_partition_mismatch(name: str) -> None:
 def leave_for_predecessor(app: faust.App) -> None:
     """The group member this worker's data directory recorded (its predecessor, killed
     before it could leave) leaves the group now, so this worker joins at once instead of
-    after the dead member's session (epochflow.streams.membership)."""
+    after the dead member's session (epochflow.streams.membership). A data directory that
+    another live worker holds stops this one, naming it."""
     from epochflow.app import settings
     from epochflow.streams import membership
     from epochflow.streams.security import client_options
 
-    if settings.kafka_url:
-        membership.leave_for_predecessor(settings.kafka_bootstrap, app.conf.id, membership.member_file(app.conf.datadir),
+    if not settings.kafka_url:
+        return
+    try:
+        membership.leave_for_predecessor(settings.kafka_bootstrap, app.conf.id, app.conf.datadir,
                                          **client_options(settings))
+    except membership.DataDirInUse as error:
+        print(f"epochflow worker: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def run_worker(app: faust.App, name: str) -> None:

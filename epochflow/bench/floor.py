@@ -32,7 +32,10 @@ from epochflow.sinks.writer import ResultWriter
 from epochflow.tables.reference import ReferenceData, apply_reference_event
 from epochflow.tables.store import MemoryStore
 
-FLOOR_BATCH = 2000  # rows per PostgreSQL transaction: the sink's batch size
+# rows per PostgreSQL transaction: as many as one sink batch can hold (SINK_BATCH messages
+# of up to MAX_ROWS_PER_MESSAGE rows) would be more than any workload here writes at once;
+# 10,000 rows keeps each statement's arrays moderate and the count of commits negligible
+FLOOR_BATCH = 10_000
 DAY = timedelta(days=1)
 
 

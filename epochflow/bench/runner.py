@@ -308,6 +308,7 @@ async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle
                     during = await during_task
                     if profiler.enabled:
                         budget = await profiler.stop(echo, f"N={n}, the fan-out (and the live trades during it)")
+                    await pipeline.settle(600)  # the engine's tail must not share the machine with the floor
                     floor_events, _ = fanout_workload(n, days, security=FLOOR_SECURITY, prefix=FLOOR_PREFIX, live=False)
                     floor = await fanout_floor(ResultWriter(pipeline.engine), floor_events, FLOOR_SECURITY, MarketPriceEvent(
                         security_id=FLOOR_SECURITY, price_date=corrected, price=new_price, currency="USD"))

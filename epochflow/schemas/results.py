@@ -6,7 +6,7 @@ one, and `version` (monotonic per key) orders updates of the same epoch.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -37,9 +37,9 @@ class TransactionRow(_Row):
     transaction_fx_rate: Decimal | None
     flags: str = ""
     # when the positions role emitted this version: the sink stores it, so a replay of the
-    # results topic reproduces the same rows, `updated_at` included (rows written before
-    # the field existed get the time they are read)
-    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # results topic reproduces the same rows, `updated_at` included (None: a row sent
+    # before the field existed, stamped by the sink when it writes it)
+    updated_at: datetime | None = None
 
 
 class PositionHistoryRow(_Row):

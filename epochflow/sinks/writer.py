@@ -9,8 +9,8 @@ Guarantees (at-least-once delivery makes every batch a candidate for redelivery)
 
 * idempotent: writing a batch twice changes nothing. Updates only fire when the stored
   row differs, so a replayed batch does not even touch `updated_at`. A transaction row
-  carries the time the positions role emitted it as its `updated_at`, so a replay that
-  writes an intermediate version on its way still ends with the same row.
+  carries the time the positions role emitted it as its `updated_at`: the stored row is
+  the last one sent, and a replay ends with the same row however its batches fall.
 * epoch-aware (`domain.fencing.supersedes`, on each kind's fence columns): a transaction
   row never replaces one of a higher epoch (an equal epoch replaces it, that is an
   amendment); a position_state row replaces the stored one only when its (epoch, version)
@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ARRAY, Date, Integer, Table, Text, and_, bindparam, column, func, select, tuple_
@@ -174,6 +175,8 @@ class _Batch:
         batch = cls()
         for row in rows:
             match row:
+                case TransactionRow(updated_at=None):  # sent before rows carried their time
+                    batch.txs.append(row.model_copy(update={"updated_at": datetime.now(UTC)}))
                 case TransactionRow():
                     batch.txs.append(row)
                 case PositionStateRow():
@@ -251,12 +254,13 @@ def _transactions_upsert(rows: list[TransactionRow]) -> Executable:
     stmt = pg_insert(transactions).from_select(
         TRANSACTION_COLUMNS, _unnest(transactions, TRANSACTION_COLUMNS, kept)
     )
-    content = [c for c in TRANSACTION_COLUMNS if c not in ("transaction_id", "updated_at")]
+    # updated_at is the row's own emission time, not now(), and part of what is compared:
+    # the stored row is the last one sent, so a replay of the results topic ends with the
+    # same row however its batches fall (an intermediate version written on the way or not)
+    content = [c for c in TRANSACTION_COLUMNS if c != "transaction_id"]
     return stmt.on_conflict_do_update(
         index_elements=["transaction_id"],
-        # the row's own emission time, not now(): a replay of the results topic that writes
-        # an intermediate version of the row on its way ends with the same row as before
-        set_={**{c: stmt.excluded[c] for c in content}, "updated_at": stmt.excluded["updated_at"]},
+        set_={c: stmt.excluded[c] for c in content},
         where=and_(
             _superseded(transactions, stmt.excluded, TRANSACTION_FENCE), _differs(transactions, stmt.excluded, content)
         ),

@@ -75,7 +75,7 @@ async def test_a_member_killed_without_leaving_is_replaced_at_once(broker: Broke
         killed = time.monotonic()
     recorded = path.read_text()
 
-    code = await asyncio.to_thread(membership.leave_for_predecessor, broker.url, group, path)
+    code = await asyncio.to_thread(membership.leave_for_predecessor, broker.url, group, tmp_path)
 
     assert code == 0, f"the broker refused the LeaveGroup of {recorded}"
     assert not path.exists()
@@ -83,7 +83,7 @@ async def test_a_member_killed_without_leaving_is_replaced_at_once(broker: Broke
     await seconds_to_join(broker.url, group, topic)
     assert time.monotonic() - killed < SESSION_TIMEOUT_S - 3
     # nothing recorded, nothing sent
-    assert await asyncio.to_thread(membership.leave_for_predecessor, broker.url, group, path) is None
+    assert await asyncio.to_thread(membership.leave_for_predecessor, broker.url, group, tmp_path) is None
 
 
 async def test_a_member_that_is_gone_already_changes_nothing(broker: BrokerHandle, tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ async def test_a_member_that_is_gone_already_changes_nothing(broker: BrokerHandl
     path = tmp_path / membership.MEMBER_FILE
     membership.record(path, "a-member-that-never-was")
 
-    code = await asyncio.to_thread(membership.leave_for_predecessor, broker.url, group, path)
+    code = await asyncio.to_thread(membership.leave_for_predecessor, broker.url, group, tmp_path)
 
     assert code is not None  # answered: UNKNOWN_MEMBER_ID by Kafka, 0 by the embedded broker; no effect
     assert not path.exists()
