@@ -73,6 +73,9 @@ class PositionStateRow(_Row):
     last_transaction_date: date | None
     waiting_for: str = ""  # e.g. "fx EUR/USD", "portfolio P1"; empty when nothing is missing
     updated_at: datetime
+    # what opened the current epoch: the transaction and the first day it rebuilt
+    epoch_trigger: str | None = None
+    epoch_rebuilt_from: date | None = None
     # for the scheduler and the valuation cache (not stored): history length, first changed day
     txn_count: int = 0
     changed_from: date | None = None
@@ -301,6 +304,8 @@ def rows_for(outputs, portfolio_id: str, security_id: str, now: datetime) -> lis
                     cost_basis=s.holding.cost_base, cost_basis_local=s.holding.cost_local,
                     held_since_date=s.holding.held_since, first_open_date=s.first_open_date,
                     last_transaction_date=s.last_transaction_date, waiting_for=s.waiting_for, updated_at=now,
+                    epoch_trigger=s.epoch_trigger,
+                    epoch_rebuilt_from=date.fromisoformat(s.epoch_rebuilt_from) if s.epoch_rebuilt_from else None,
                     txn_count=s.txn_count, changed_from=s.changed_from, ref_floor=s.ref_floor,
                 )
             )

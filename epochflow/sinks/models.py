@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, MetaData, Numeric, Table, Text, func
+from sqlalchemy import BigInteger, Column, Date, DateTime, Identity, Index, Integer, MetaData, Numeric, Table, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Deterministic constraint names keep future Alembic migrations diffable.
@@ -114,6 +114,9 @@ class PositionState(Base):
     last_transaction_date: Mapped[date | None]
     waiting_for: Mapped[str] = mapped_column(server_default="")
     updated_at: Mapped[datetime]
+    # what opened the current epoch: the transaction and the first day it rebuilt
+    epoch_trigger: Mapped[str | None]
+    epoch_rebuilt_from: Mapped[date | None]
 
 
 class PipelineBarrier(Base):
@@ -302,6 +305,44 @@ cashflows = cast(Table, Cashflow.__table__)
 position_timeseries = cast(Table, PositionTimeseries.__table__)
 portfolio_timeseries = cast(Table, PortfolioTimeseries.__table__)
 
+
+
+# -- versions: every row a read could have returned, with when it was current ------------------
+
+SYSTEM_COLUMNS = ("version_id", "system_from", "system_to")
+
+
+def _versions_of(table: Table) -> Table:
+    """`<table>_versions`: every version of `table`'s rows, each current from `system_from`
+    until `system_to` (NULL: still current). Kept by a trigger on `table` (migration 0005)
+    with the system time of the sink's write (`sinks.versions`); rows are never updated but
+    to close them."""
+    pk = [c.name for c in table.primary_key.columns]
+    return Table(
+        f"{table.name}_versions",
+        Base.metadata,
+        Column("version_id", BigInteger, Identity(always=True), primary_key=True),
+        *(Column(c.name, c.type, nullable=c.nullable) for c in table.columns),
+        Column("system_from", TimestampTz, nullable=False),
+        Column("system_to", TimestampTz, nullable=True),
+        # a row's versions in order, and the one open version a write closes
+        Index(f"ix_{table.name}_versions_key", *pk, "system_from"),
+    )
+
+
+# the tables whose every version is kept (what reads of positions, snapshots, history,
+# time series and transactions show); jobs, triggers and barriers are operational state
+VERSIONED = (
+    transactions,
+    position_history,
+    position_state,
+    daily_position_snapshots,
+    cashflows,
+    position_timeseries,
+    portfolio_timeseries,
+)
+VERSIONS = {table.name: _versions_of(table) for table in VERSIONED}
+
 ALL_TABLES = (
     transactions,
     position_history,
@@ -314,4 +355,5 @@ ALL_TABLES = (
     cashflows,
     position_timeseries,
     portfolio_timeseries,
+    *VERSIONS.values(),
 )

@@ -23,6 +23,8 @@ Guarantees (at-least-once delivery makes every batch a candidate for redelivery)
 * order-preserving: the result equals applying the batch's rows one by one in order.
   Rows of one kind are first reduced to one per primary key, keeping the row that would
   have won when applied in order (the last one of the highest (epoch[, version])).
+* versioned: every write takes the system-time lock first (`sinks.versions`), so the
+  versions its rows open and close carry one system time, ordered with every read's.
 * `JobOutcome` rows travel on the results topic for the scheduler; they are skipped here.
 * refused rows isolated: `write_refusing` stores a batch without the rows PostgreSQL
   refuses (see `epochflow.sinks.errors`) and names them; the sink dead-letters them.
@@ -91,6 +93,7 @@ from epochflow.sinks.models import (
     transactions,
 )
 from epochflow.sinks.schema import create_engine
+from epochflow.sinks.versions import stamp_write
 
 R = TypeVar("R")
 
@@ -118,6 +121,7 @@ class ResultWriter:
         if batch.empty:
             return
         async with self.engine.begin() as conn:
+            await stamp_write(conn)
             await batch.execute(conn)
 
     async def write_refusing(self, rows: Sequence[ResultRow]) -> list[Refusal]:
@@ -127,6 +131,7 @@ class ResultWriter:
         run in order, so the rest is stored exactly as if the refused rows had never been in
         the batch. Any other error propagates and nothing is written."""
         async with self.engine.begin() as conn:
+            await stamp_write(conn)
             return await _write_isolating(conn, list(rows), 0)
 
 

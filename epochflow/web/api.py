@@ -10,6 +10,8 @@ documented and guarded by construction.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,7 +32,8 @@ from epochflow.sinks.reads.api import (
     positions_as_of,
 )
 from epochflow.sinks.reads.overview import portfolio_support
-from epochflow.sinks.reads.query import position
+from epochflow.sinks.reads.query import position, read_at
+from epochflow.sinks.versions import AsAtInFuture
 from epochflow.web import params
 from epochflow.web.access import Access
 from epochflow.web.openapi import build_document
@@ -68,6 +71,13 @@ _OFFSET = Param(
     f"Rows to skip, 0..{params.INT32_MAX} (default 0)",
     {"type": "integer", "minimum": 0, "maximum": params.INT32_MAX},
 )
+AS_AT = Param(
+    "as_at",
+    "Answer as the same read answered at this time (ISO 8601 with offset, e.g. 2026-12-03T21:00:00Z); every "
+    "answer gives its own time in the `Epochflow-As-At` header",
+    {"type": "string", "format": "date-time"},
+)
+AS_AT_HEADER = "Epochflow-As-At"
 _UNKNOWN_KEY = {404: "The key has no position_state row"}
 _UNKNOWN_PORTFOLIO = {404: "No key of the portfolio has a position_state row"}
 
@@ -84,6 +94,25 @@ def database() -> AsyncEngine:
 
         _engine = create_engine(settings.database_url, pool_size=2)
     return _engine
+
+
+def at_system_time(get: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """A read answered at one system time (`sinks.reads.query.read_at`): now, or the
+    request's `as_at`, exactly as it was answered then; the time goes in the answer's
+    `Epochflow-As-At` header, so any answer can be asked for again."""
+
+    @functools.wraps(get)
+    async def read(self, request, *args: Any, **kwargs: Any) -> Any:
+        as_at = params.optional_timestamp(request.query, "as_at")
+        try:
+            async with read_at(database(), as_at) as at:
+                response = await get(self, request, *args, **kwargs)
+        except AsAtInFuture as error:
+            raise ApiError(400, str(error)) from None
+        response.headers[AS_AT_HEADER] = at.isoformat()
+        return response
+
+    return read
 
 
 def key_ids(portfolio_id: str, security_id: str | None = None) -> tuple[str, str | None]:
@@ -115,12 +144,13 @@ async def current_state(portfolio_id: str, security_id: str) -> dict[str, Any]:
             "while a key is being rebuilt; `weight` is market_value over the total market value of the "
             "positions valued that day (null when a position has no market value or the total is zero)."
         ),
-        query=(Param("as_of", "The valuation day (YYYY-MM-DD); default: the latest snapshot date", _DATE),),
+        query=(Param("as_of", "The valuation day (YYYY-MM-DD); default: the latest snapshot date", _DATE), AS_AT),
         errors=_UNKNOWN_PORTFOLIO,
         reads_database=True,
     ),
 )
 class PortfolioPositionsView(ApiView):
+    @at_system_time
     async def get(self, request, portfolio_id: str):
         portfolio_id, _ = key_ids(portfolio_id)
         as_of = params.optional_date(request.query, "as_of")
@@ -159,12 +189,13 @@ def _key_rows(state: dict[str, Any], date_from, date_to) -> dict[str, Any]:
         Access.READ,
         PositionHistory,
         description="One row per transaction (quantity and cost after it), in processing order.",
-        query=(_FROM, _TO),
+        query=(_FROM, _TO, AS_AT),
         errors=_UNKNOWN_KEY,
         reads_database=True,
     ),
 )
 class PositionHistoryView(ApiView):
+    @at_system_time
     async def get(self, request, portfolio_id: str, security_id: str):
         portfolio_id, security_id = key_ids(portfolio_id, security_id)
         date_from, date_to = params.date_range(request.query)
@@ -186,12 +217,13 @@ class PositionHistoryView(ApiView):
         Access.READ,
         PositionSnapshots,
         description="End-of-day quantity, cost and valuation, one per day, by date.",
-        query=(_FROM, _TO),
+        query=(_FROM, _TO, AS_AT),
         errors=_UNKNOWN_KEY,
         reads_database=True,
     ),
 )
 class PositionSnapshotsView(ApiView):
+    @at_system_time
     async def get(self, request, portfolio_id: str, security_id: str):
         portfolio_id, security_id = key_ids(portfolio_id, security_id)
         date_from, date_to = params.date_range(request.query)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 
 from epochflow.schemas.fields import ISO_DATE, KEY_SEPARATOR, id_problem
 
@@ -75,6 +75,24 @@ def iso_date(name: str, value: str) -> date:
 def optional_date(query: Mapping[str, str], name: str) -> date | None:
     value = query.get(name)
     return None if value is None else iso_date(name, value)
+
+
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})")
+
+
+def optional_timestamp(query: Mapping[str, str], name: str) -> datetime | None:
+    """An instant written ISO 8601 with its offset (`2026-12-03T21:00:00.123456Z`,
+    `...+01:00`); a '+' sent unescaped arrives as a space and is read as the '+' it was."""
+    value = query.get(name)
+    if value is None:
+        return None
+    written = value[:-6] + "+" + value[-5:] if len(value) > 6 and value[-6] == " " else value
+    if not _TIMESTAMP.fullmatch(written):
+        raise bad_request(f"{name} must be an ISO 8601 time with its offset, e.g. 2026-12-03T21:00:00Z, not {_shown(value)}")
+    try:
+        return datetime.fromisoformat(written)
+    except ValueError:
+        raise bad_request(f"{name} is not a valid time: {_shown(value)}") from None
 
 
 def date_range(query: Mapping[str, str]) -> tuple[date | None, date | None]:

@@ -9,7 +9,7 @@ from importlib import resources
 from epochflow.sinks.reads.series import performance, portfolio_cashflows, portfolio_series, position_series
 from epochflow.web import params
 from epochflow.web.access import Access
-from epochflow.web.api import _FROM, _TO, _UNKNOWN_KEY, _UNKNOWN_PORTFOLIO, database, key_ids
+from epochflow.web.api import _FROM, _TO, _UNKNOWN_KEY, _UNKNOWN_PORTFOLIO, AS_AT, at_system_time, database, key_ids
 from epochflow.web.params import ApiError
 from epochflow.web.responses import Performance as PerformanceBody
 from epochflow.web.responses import PortfolioCashflows, PortfolioSeries, PositionSeries
@@ -36,12 +36,13 @@ def _found(body: dict | None, what: str) -> dict:
             "contributes its current epoch only; `reprocessing_status` is IN_PROGRESS while a key of the "
             "portfolio is being rebuilt."
         ),
-        query=(_FROM, _TO),
+        query=(_FROM, _TO, AS_AT),
         errors=_UNKNOWN_PORTFOLIO,
         reads_database=True,
     ),
 )
 class PortfolioSeriesView(ApiView):
+    @at_system_time
     async def get(self, request, portfolio_id: str):
         portfolio_id, _ = key_ids(portfolio_id)
         date_from, date_to = params.date_range(request.query)
@@ -61,12 +62,13 @@ class PortfolioSeriesView(ApiView):
             "places; null when a day of the period has a null return or is INCOMPLETE, and those days are "
             "listed in `null_days`."
         ),
-        query=(_FROM, _TO),
+        query=(_FROM, _TO, AS_AT),
         errors=_UNKNOWN_PORTFOLIO,
         reads_database=True,
     ),
 )
 class PerformanceView(ApiView):
+    @at_system_time
     async def get(self, request, portfolio_id: str):
         portfolio_id, _ = key_ids(portfolio_id)
         date_from, date_to = params.date_range(request.query)
@@ -86,12 +88,13 @@ class PerformanceView(ApiView):
             "quantity, average unit cost, and the key's cash flows of the day by timing (position flows and "
             "portfolio flows)."
         ),
-        query=(_FROM, _TO),
+        query=(_FROM, _TO, AS_AT),
         errors=_UNKNOWN_KEY,
         reads_database=True,
     ),
 )
 class PositionSeriesView(ApiView):
+    @at_system_time
     async def get(self, request, portfolio_id: str, security_id: str):
         portfolio_id, security_id = key_ids(portfolio_id, security_id)
         date_from, date_to = params.date_range(request.query)
@@ -108,12 +111,13 @@ class PositionSeriesView(ApiView):
         Access.READ,
         PortfolioCashflows,
         description="One per transaction (its current version), by date, in the transaction's currency.",
-        query=(_FROM, _TO),
+        query=(_FROM, _TO, AS_AT),
         errors=_UNKNOWN_PORTFOLIO,
         reads_database=True,
     ),
 )
 class PortfolioCashflowsView(ApiView):
+    @at_system_time
     async def get(self, request, portfolio_id: str):
         portfolio_id, _ = key_ids(portfolio_id)
         date_from, date_to = params.date_range(request.query)

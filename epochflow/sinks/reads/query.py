@@ -1,10 +1,13 @@
 """What the read modules share: running a query, a key's current epoch, a consistent
-read transaction, and the one lookup every audience makes (a key's position_state row)."""
+read transaction, one answer read at one system time (`read_at`), and the one lookup
+every audience makes (a key's position_state row)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, Select, Table, and_, func, select
@@ -12,13 +15,43 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from epochflow.domain.scheduling import JobStatus
 from epochflow.sinks.models import daily_position_snapshots, position_state
+from epochflow.sinks.versions import start_read
 
 # valuation jobs not ended yet
 OPEN_JOB_STATUSES = (JobStatus.PENDING, JobStatus.PROCESSING)
 
 
-async def mappings(engine: AsyncEngine, query: Select[Any]) -> list[RowMapping]:
+# the connection of the `read_at` in progress: every read of this task runs in it
+_reading: ContextVar[AsyncConnection | None] = ContextVar("epochflow_reading", default=None)
+
+
+@asynccontextmanager
+async def read_at(engine: AsyncEngine, as_at: datetime | None = None) -> AsyncIterator[datetime]:
+    """Run every read of this task, until the block ends, in one transaction at one system
+    time, and give that time: now, or `as_at` (the tables as they were then, exactly; see
+    `sinks.versions`). The sink's writes wait until the block ends, so keep it short."""
     async with engine.connect() as conn:
+        async with conn.begin():
+            at = await start_read(conn, as_at)
+            token = _reading.set(conn)
+            try:
+                yield at
+            finally:
+                _reading.reset(token)
+
+
+@asynccontextmanager
+async def _connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    conn = _reading.get()
+    if conn is not None:
+        yield conn
+        return
+    async with engine.connect() as conn:
+        yield conn
+
+
+async def mappings(engine: AsyncEngine, query: Select[Any]) -> list[RowMapping]:
+    async with _connection(engine) as conn:
         return list((await conn.execute(query)).mappings())
 
 
@@ -29,14 +62,19 @@ async def one(engine: AsyncEngine, query: Select[Any]) -> dict[str, Any] | None:
 
 
 async def scalar(engine: AsyncEngine, query: Select[Any]) -> Any:
-    async with engine.connect() as conn:
+    async with _connection(engine) as conn:
         return (await conn.execute(query)).scalar_one()
 
 
 @asynccontextmanager
 async def consistent(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """One REPEATABLE READ transaction, so the figures of one answer all come from the
-    same moment even while the sink writes."""
+    same moment even while the sink writes (inside `read_at`: its transaction, which the
+    sink cannot write during)."""
+    reading = _reading.get()
+    if reading is not None:
+        yield reading
+        return
     async with engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="REPEATABLE READ")
         async with conn.begin():

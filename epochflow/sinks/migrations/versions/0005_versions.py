@@ -1,0 +1,250 @@
+"""every version of the rows reads show: <table>_versions kept by triggers, the as_at schema
+of views that read them as at a system time, and what opened a key's epoch
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-03
+
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0005"
+down_revision: str | None = "0004"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# Written out rather than imported from the models: a migration is history and must not
+# change when the models do. Each versioned table: its primary key, its columns (name,
+# PostgreSQL type, nullable) as they are once this revision's own change is made.
+VERSIONED: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str, bool], ...]]] = {
+    'transactions': (
+        ('transaction_id',),
+        (
+            ('transaction_id', 'TEXT', False),
+            ('portfolio_id', 'TEXT', False),
+            ('security_id', 'TEXT', False),
+            ('epoch', 'INTEGER', False),
+            ('transaction_type', 'TEXT', False),
+            ('transaction_date', 'TIMESTAMP WITH TIME ZONE', False),
+            ('quantity', 'NUMERIC', False),
+            ('price', 'NUMERIC', False),
+            ('gross_amount', 'NUMERIC', False),
+            ('trade_fee', 'NUMERIC', False),
+            ('trade_currency', 'TEXT', False),
+            ('net_cost', 'NUMERIC', True),
+            ('net_cost_local', 'NUMERIC', False),
+            ('realized_gain_loss', 'NUMERIC', True),
+            ('realized_gain_loss_local', 'NUMERIC', True),
+            ('transaction_fx_rate', 'NUMERIC', True),
+            ('flags', 'TEXT', False),
+            ('updated_at', 'TIMESTAMP WITH TIME ZONE', False),
+        ),
+    ),
+    'position_history': (
+        ('portfolio_id', 'security_id', 'epoch', 'transaction_id'),
+        (
+            ('portfolio_id', 'TEXT', False),
+            ('security_id', 'TEXT', False),
+            ('epoch', 'INTEGER', False),
+            ('transaction_id', 'TEXT', False),
+            ('position_date', 'DATE', False),
+            ('seq', 'BIGINT', False),
+            ('quantity', 'NUMERIC', False),
+            ('cost_basis', 'NUMERIC', True),
+            ('cost_basis_local', 'NUMERIC', False),
+            ('held_since_date', 'DATE', True),
+        ),
+    ),
+    'position_state': (
+        ('portfolio_id', 'security_id'),
+        (
+            ('portfolio_id', 'TEXT', False),
+            ('security_id', 'TEXT', False),
+            ('epoch', 'INTEGER', False),
+            ('version', 'BIGINT', False),
+            ('generation', 'BIGINT', False),
+            ('txn_count', 'BIGINT', False),
+            ('changed_from', 'DATE', True),
+            ('status', 'TEXT', False),
+            ('watermark_date', 'DATE', True),
+            ('quantity', 'NUMERIC', False),
+            ('cost_basis', 'NUMERIC', True),
+            ('cost_basis_local', 'NUMERIC', False),
+            ('held_since_date', 'DATE', True),
+            ('first_open_date', 'DATE', True),
+            ('last_transaction_date', 'DATE', True),
+            ('waiting_for', 'TEXT', False),
+            ('updated_at', 'TIMESTAMP WITH TIME ZONE', False),
+            ('epoch_trigger', 'TEXT', True),
+            ('epoch_rebuilt_from', 'DATE', True),
+        ),
+    ),
+    'daily_position_snapshots': (
+        ('portfolio_id', 'security_id', 'date', 'epoch'),
+        (
+            ('portfolio_id', 'TEXT', False),
+            ('security_id', 'TEXT', False),
+            ('date', 'DATE', False),
+            ('epoch', 'INTEGER', False),
+            ('quantity', 'NUMERIC', False),
+            ('cost_basis', 'NUMERIC', True),
+            ('cost_basis_local', 'NUMERIC', False),
+            ('market_price', 'NUMERIC', True),
+            ('market_value', 'NUMERIC', True),
+            ('market_value_local', 'NUMERIC', True),
+            ('unrealized_gain_loss', 'NUMERIC', True),
+            ('unrealized_gain_loss_local', 'NUMERIC', True),
+            ('fx_rate', 'NUMERIC', True),
+            ('valuation_status', 'TEXT', False),
+            ('price_date', 'DATE', True),
+            ('updated_at', 'TIMESTAMP WITH TIME ZONE', False),
+        ),
+    ),
+    'cashflows': (
+        ('transaction_id',),
+        (
+            ('transaction_id', 'TEXT', False),
+            ('portfolio_id', 'TEXT', False),
+            ('security_id', 'TEXT', False),
+            ('transaction_type', 'TEXT', False),
+            ('amount', 'NUMERIC', False),
+            ('currency', 'TEXT', False),
+            ('classification', 'TEXT', False),
+            ('timing', 'TEXT', False),
+            ('calculation_type', 'TEXT', False),
+            ('is_position_flow', 'BOOLEAN', False),
+            ('is_portfolio_flow', 'BOOLEAN', False),
+            ('cashflow_date', 'DATE', False),
+            ('epoch', 'INTEGER', False),
+            ('version', 'BIGINT', False),
+        ),
+    ),
+    'position_timeseries': (
+        ('portfolio_id', 'security_id', 'date'),
+        (
+            ('portfolio_id', 'TEXT', False),
+            ('security_id', 'TEXT', False),
+            ('date', 'DATE', False),
+            ('epoch', 'INTEGER', False),
+            ('version', 'BIGINT', False),
+            ('present', 'BOOLEAN', False),
+            ('bod_market_value', 'NUMERIC', False),
+            ('eod_market_value', 'NUMERIC', False),
+            ('quantity', 'NUMERIC', False),
+            ('cost', 'NUMERIC', False),
+            ('bod_cashflow_position', 'NUMERIC', False),
+            ('eod_cashflow_position', 'NUMERIC', False),
+            ('bod_cashflow_portfolio', 'NUMERIC', False),
+            ('eod_cashflow_portfolio', 'NUMERIC', False),
+        ),
+    ),
+    'portfolio_timeseries': (
+        ('portfolio_id', 'date'),
+        (
+            ('portfolio_id', 'TEXT', False),
+            ('date', 'DATE', False),
+            ('version', 'BIGINT', False),
+            ('present', 'BOOLEAN', False),
+            ('bod_market_value', 'NUMERIC', False),
+            ('eod_market_value', 'NUMERIC', False),
+            ('bod_cashflow', 'NUMERIC', False),
+            ('eod_cashflow', 'NUMERIC', False),
+            ('fees', 'NUMERIC', False),
+            ('daily_return', 'NUMERIC', True),
+            ('valuation_status', 'TEXT', False),
+            ('keys_unvalued', 'INTEGER', False),
+        ),
+    ),}
+
+AS_AT_SCHEMA = "as_at"
+
+# The system time of the write in progress: the sink's writer sets it (under its lock,
+# `sinks.versions`); any other writer gets its transaction's start time.
+SYSTEM_TIME = """
+CREATE FUNCTION epochflow_system_time() RETURNS timestamptz LANGUAGE sql STABLE AS $$
+  SELECT coalesce(nullif(current_setting('epochflow.system_time', true), '')::timestamptz, now())
+$$
+"""
+# The system time an as-at read reads at (set by the reader, `sinks.versions`).
+READ_TIME = """
+CREATE FUNCTION epochflow_read_time() RETURNS timestamptz LANGUAGE sql STABLE AS $$
+  SELECT current_setting('epochflow.as_at')::timestamptz
+$$
+"""
+
+
+def _keep_versions(table: str, pk: tuple[str, ...], names: list[str]) -> str:
+    """The row trigger's function: an update or delete closes the row's open version (one
+    opened by the same write is dropped instead: no version lasts no time), an insert or
+    update opens a new one."""
+    same_row = " AND ".join(f"{c} = OLD.{c}" for c in pk)
+    return f"""
+CREATE FUNCTION epochflow_keep_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  at timestamptz := epochflow_system_time();
+BEGIN
+  IF TG_OP <> 'INSERT' THEN
+    DELETE FROM {table}_versions WHERE {same_row} AND system_to IS NULL AND system_from = at;
+    UPDATE {table}_versions SET system_to = at WHERE {same_row} AND system_to IS NULL;
+  END IF;
+  IF TG_OP <> 'DELETE' THEN
+    INSERT INTO {table}_versions ({", ".join(names)}, system_from)
+    VALUES ({", ".join(f"NEW.{c}" for c in names)}, at);
+  END IF;
+  RETURN NULL;
+END
+$$
+"""
+
+
+def _column(name: str, type_: str, nullable: bool) -> sa.Column:
+    types = {"TEXT": sa.Text(), "INTEGER": sa.Integer(), "BIGINT": sa.BigInteger(), "DATE": sa.Date(),
+             "BOOLEAN": sa.Boolean(), "NUMERIC": sa.Numeric(asdecimal=True),
+             "TIMESTAMP WITH TIME ZONE": sa.DateTime(timezone=True)}
+    return sa.Column(name, types[type_], nullable=nullable)
+
+
+def upgrade() -> None:
+    op.add_column("position_state", sa.Column("epoch_trigger", sa.Text(), nullable=True))
+    op.add_column("position_state", sa.Column("epoch_rebuilt_from", sa.Date(), nullable=True))
+    op.execute(SYSTEM_TIME)
+    op.execute(READ_TIME)
+    op.execute(f"CREATE SCHEMA {AS_AT_SCHEMA}")
+    for table, (pk, columns) in VERSIONED.items():
+        names = [name for name, _, _ in columns]
+        op.create_table(
+            f"{table}_versions",
+            sa.Column("version_id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
+            *(_column(*column) for column in columns),
+            sa.Column("system_from", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("system_to", sa.DateTime(timezone=True), nullable=True),
+            sa.PrimaryKeyConstraint("version_id", name=f"pk_{table}_versions"),
+        )
+        op.create_index(f"ix_{table}_versions_key", f"{table}_versions", [*pk, "system_from"])
+        # the rows already there are current from now on
+        op.execute(f"INSERT INTO {table}_versions ({', '.join(names)}, system_from) "
+                   f"SELECT {', '.join(names)}, now() FROM {table}")
+        op.execute(_keep_versions(table, pk, names))
+        op.execute(f"CREATE TRIGGER keep_versions AFTER INSERT OR UPDATE OR DELETE ON {table} "
+                   f"FOR EACH ROW EXECUTE FUNCTION epochflow_keep_{table}()")
+        # the table as it was at epochflow_read_time(): same name, same columns
+        op.execute(f"CREATE VIEW {AS_AT_SCHEMA}.{table} AS SELECT {', '.join(names)} FROM {table}_versions "
+                   "WHERE system_from <= epochflow_read_time() "
+                   "AND (system_to IS NULL OR system_to > epochflow_read_time())")
+
+
+def downgrade() -> None:
+    for table in VERSIONED:
+        op.execute(f"DROP VIEW {AS_AT_SCHEMA}.{table}")
+        op.execute(f"DROP TRIGGER keep_versions ON {table}")
+        op.execute(f"DROP FUNCTION epochflow_keep_{table}()")
+        op.drop_table(f"{table}_versions")
+    op.execute(f"DROP SCHEMA {AS_AT_SCHEMA}")
+    op.execute("DROP FUNCTION epochflow_read_time()")
+    op.execute("DROP FUNCTION epochflow_system_time()")
+    op.drop_column("position_state", "epoch_rebuilt_from")
+    op.drop_column("position_state", "epoch_trigger")

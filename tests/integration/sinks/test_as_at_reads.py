@@ -1,0 +1,121 @@
+"""Reads as at a system time (`sinks.versions`, `reads.query.read_at`): a read asked for
+again "as at" the time it gave answers exactly what it answered then, whatever the sink
+wrote since (a new epoch, a revaluation of the same day, an amendment)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from epochflow.sinks import versions
+from epochflow.sinks.reads import api as reads
+from epochflow.sinks.reads.query import read_at
+from epochflow.sinks.writer import ResultWriter
+from tests.fixtures.result_rows import D1, D2, carry, hist, state, tx
+from tests.integration.sinks.valuation_rows import snap
+
+pytestmark = pytest.mark.integration
+D = Decimal
+
+
+async def _everything(engine: AsyncEngine) -> tuple:
+    """Every read of the key and its portfolio that takes as_at."""
+    return (
+        await reads.positions_as_of(engine, "P1"),
+        await reads.positions_as_of(engine, "P1", D1),
+        await reads.fetch_snapshots(engine, "P1", "S1"),
+        await reads.fetch_position_history(engine, "P1", "S1"),
+    )
+
+
+async def test_a_read_as_at_its_time_answers_what_it_answered(clean_db: AsyncEngine) -> None:
+    writer = ResultWriter(clean_db)
+    await writer.write([tx("A"), hist("A", quantity=D(100)), snap(D1, market_value=D(1425)), snap(D2),
+                        state(version=1, watermark_date=D2)])
+    async with read_at(clean_db) as first:
+        before = await _everything(clean_db)
+    # a price correction revalues D2 in the same epoch, then a back-dated trade opens epoch 1
+    await writer.write([snap(D2, market_price=D("15"), market_value=D(1500))])
+    async with read_at(clean_db) as second:
+        corrected = await _everything(clean_db)
+    await writer.write([
+        tx("Z", epoch=1, quantity=D(5)), carry(0, 1, D1), hist("Z", epoch=1, seq=1, quantity=D(105)),
+        snap(D1, epoch=1, quantity=D(105)), state(epoch=1, version=2, status="REPROCESSING", quantity=D(105),
+                                                  epoch_trigger="Z", epoch_rebuilt_from=D1),
+    ])
+    now = await _everything(clean_db)
+    assert corrected != before and now != corrected
+    async with read_at(clean_db, first) as at:
+        assert at == first
+        assert await _everything(clean_db) == before
+    async with read_at(clean_db, second):
+        assert await _everything(clean_db) == corrected
+
+
+async def test_a_row_written_twice_by_one_write_has_one_version(clean_db: AsyncEngine) -> None:
+    writer = ResultWriter(clean_db)
+    # the carry-over copies D1 into epoch 1, then the batch's own D1 of epoch 1 replaces it
+    await writer.write([snap(D1), state()])
+    await writer.write([carry(0, 1, D2), snap(D1, epoch=1, quantity=D(7))])
+    async with clean_db.connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT epoch, quantity, system_to IS NULL FROM daily_position_snapshots_versions ORDER BY version_id"
+        ))).all()
+    assert rows == [(0, 100, True), (1, 7, True)]
+
+
+async def test_an_unchanged_row_written_again_keeps_its_version(clean_db: AsyncEngine) -> None:
+    writer = ResultWriter(clean_db)
+    batch = [tx("A"), hist("A"), snap(D1), state()]
+    await writer.write(batch)
+    await writer.write(batch)
+    sizes = await versions.storage(clean_db)
+    assert {name: size["versions"] for name, size in sizes.items() if size["versions"]} == {
+        "transactions": 1, "position_history": 1, "position_state": 1, "daily_position_snapshots": 1,
+    }
+
+
+async def test_a_time_after_the_read_is_refused(clean_db: AsyncEngine) -> None:
+    async with read_at(clean_db) as now:
+        pass
+    with pytest.raises(versions.AsAtInFuture):
+        async with read_at(clean_db, now + timedelta(hours=1)):
+            pass
+
+
+async def test_a_read_waits_for_a_write_in_flight_and_sees_all_of_it(clean_db: AsyncEngine) -> None:
+    """The write is stamped before the read starts but commits after: the read must not
+    give a time at which the write's versions are current without showing them."""
+    writer = ResultWriter(clean_db)
+    await writer.write([snap(D1), state()])
+    async with clean_db.connect() as conn:
+        async with conn.begin():
+            await versions.stamp_write(conn)
+            await conn.execute(text("UPDATE daily_position_snapshots SET quantity = 9"))
+            reading = asyncio.create_task(_read_snapshots(clean_db))
+            await asyncio.sleep(0.3)
+            assert not reading.done()  # held off until the write commits
+    at, quantities = await reading
+    assert quantities == [9]
+    async with read_at(clean_db, at):
+        assert [s.quantity for s in await reads.fetch_snapshots(clean_db, "P1", "S1")] == [9]
+
+
+async def _read_snapshots(engine: AsyncEngine) -> tuple:
+    async with read_at(engine) as at:
+        return at, [s.quantity for s in await reads.fetch_snapshots(engine, "P1", "S1")]
+
+
+async def test_retention_drops_only_versions_superseded_long_enough_ago(clean_db: AsyncEngine) -> None:
+    writer = ResultWriter(clean_db)
+    await writer.write([snap(D1), state()])
+    await writer.write([snap(D1, quantity=D(2))])
+    assert await versions.prune(clean_db, timedelta(hours=1)) == 0
+    assert await versions.prune(clean_db, timedelta(0)) == 1
+    sizes = await versions.storage(clean_db)
+    assert sizes["daily_position_snapshots"]["versions"] == 1  # the current one stays
