@@ -89,7 +89,7 @@ class PositionsHandler:
             if isinstance(out, Dropped):
                 metrics.STALE_EPOCH_DROPPED.labels("positions.commands").inc()
                 log.info("positions.commands dropped for %s: %s", key, out.reason)
-        return rows_for(step.outputs, step.state.portfolio_id, step.state.security_id, self.clock())
+        return rows_for(step.outputs, step.state.portfolio_id, step.state.security_id, self.clock(), step.state.version)
 
     # -- transactions --------------------------------------------------------------
     def on_transaction(self, event: TransactionEvent, partition: int) -> list:

@@ -115,7 +115,7 @@ class ValuationHandler:
         if isinstance(result, NoPosition):
             return [outcome(Answer.SKIPPED_NO_POSITION)]
         assert isinstance(result, Valued)
-        row = snapshot_row(job.portfolio_id, job.security_id, job.epoch, result.snapshot)
+        row = snapshot_row(job.portfolio_id, job.security_id, job.epoch, result.snapshot, job.job_version)
         if result.blocked:
             return [row, outcome(Answer.BLOCKED, result.reason, result.waiting_on)]
         return [row, outcome(Answer.COMPLETE)]

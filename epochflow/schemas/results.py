@@ -40,6 +40,10 @@ class TransactionRow(_Row):
     # results topic reproduces the same rows, `updated_at` included (None: a row sent
     # before the field existed, stamped by the sink when it writes it)
     updated_at: datetime | None = None
+    # the key's state version of the step that sent it: the sink never lets a row of an
+    # earlier step replace it (a replay of the results topic never goes back; None: sent
+    # before the field existed)
+    version: int | None = None
 
 
 class PositionHistoryRow(_Row):
@@ -54,6 +58,7 @@ class PositionHistoryRow(_Row):
     cost_basis: Decimal | None
     cost_basis_local: Decimal
     held_since_date: date | None
+    version: int | None = None  # the key's state version of the step that sent it (as TransactionRow)
 
 
 class PositionStateRow(_Row):
@@ -113,6 +118,9 @@ class SnapshotRow(_Row):
     fx_rate: Decimal | None
     valuation_status: str
     price_date: date | None = None
+    # the version of the job it answers: the sink never lets an earlier answer replace it
+    # (None: sent before the field existed, or carried over from an older epoch)
+    job_version: int | None = None
 
 
 class ValuationJobRow(_Row):
@@ -263,8 +271,9 @@ ResultRow = Annotated[
 RESULT_ROW = TypeAdapter(ResultRow)
 
 
-def rows_for(outputs, portfolio_id: str, security_id: str, now: datetime) -> list:
-    """Result rows for the positions core's outputs (HistoryWritten, EpochOpened, StateChanged)."""
+def rows_for(outputs, portfolio_id: str, security_id: str, now: datetime, version: int) -> list:
+    """Result rows for the positions core's outputs (HistoryWritten, EpochOpened, StateChanged)
+    of a step that left the key's state at `version`."""
     from epochflow.domain.positions import EpochOpened, HistoryWritten, StateChanged
 
     rows: list = []
@@ -282,7 +291,7 @@ def rows_for(outputs, portfolio_id: str, security_id: str, now: datetime) -> lis
                         portfolio_id=t.portfolio_id, security_id=t.security_id, epoch=out.epoch,
                         transaction_id=t.transaction_id, position_date=t.date, seq=seq,
                         quantity=e.quantity, cost_basis=e.cost_base, cost_basis_local=e.cost_local,
-                        held_since_date=e.held_since,
+                        held_since_date=e.held_since, version=version,
                     )
                 )
                 rows.append(
@@ -293,6 +302,7 @@ def rows_for(outputs, portfolio_id: str, security_id: str, now: datetime) -> lis
                         trade_currency=t.trade_currency, net_cost=e.net_cost, net_cost_local=e.net_cost_local,
                         realized_gain_loss=e.realized_base, realized_gain_loss_local=e.realized_local,
                         transaction_fx_rate=e.fx_rate, flags=",".join(f.value for f in e.flags), updated_at=now,
+                        version=version,
                     )
                 )
         elif isinstance(out, StateChanged):
@@ -312,12 +322,13 @@ def rows_for(outputs, portfolio_id: str, security_id: str, now: datetime) -> lis
     return rows
 
 
-def snapshot_row(portfolio_id: str, security_id: str, epoch: int, s) -> SnapshotRow:
-    """The result row of a daily snapshot (a `domain.valuation.Snapshot`) of one epoch."""
+def snapshot_row(portfolio_id: str, security_id: str, epoch: int, s, job_version: int | None = None) -> SnapshotRow:
+    """The result row of a daily snapshot (a `domain.valuation.Snapshot`) of one epoch,
+    answering the job of `job_version`."""
     return SnapshotRow(
         portfolio_id=portfolio_id, security_id=security_id, date=s.day, epoch=epoch,
         quantity=s.quantity, cost_basis=s.cost_base, cost_basis_local=s.cost_local, market_price=s.market_price,
         market_value=s.market_value, market_value_local=s.market_value_local,
         unrealized_gain_loss=s.unrealized, unrealized_gain_loss_local=s.unrealized_local, fx_rate=s.fx_rate,
-        valuation_status=s.status.value, price_date=s.price_date,
+        valuation_status=s.status.value, price_date=s.price_date, job_version=job_version,
     )

@@ -68,6 +68,7 @@ class Transaction(Base):
     transaction_fx_rate: Mapped[Decimal | None]
     flags: Mapped[str] = mapped_column(server_default="")
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    version: Mapped[int | None] = mapped_column(BigInteger)  # the key's state version that sent it
 
 
 class PositionHistory(Base):
@@ -88,6 +89,7 @@ class PositionHistory(Base):
     cost_basis: Mapped[Decimal | None]
     cost_basis_local: Mapped[Decimal]
     held_since_date: Mapped[date | None]
+    version: Mapped[int | None] = mapped_column(BigInteger)  # the key's state version that sent it
 
 
 class PositionState(Base):
@@ -157,6 +159,7 @@ class DailyPositionSnapshot(Base):
     valuation_status: Mapped[str]
     price_date: Mapped[dt.date | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    job_version: Mapped[int | None] = mapped_column(BigInteger)  # the job version it answers
 
 
 class PortfolioValuationJob(Base):
@@ -327,6 +330,12 @@ def _versions_of(table: Table) -> Table:
         Column("system_to", TimestampTz, nullable=True),
         # a row's versions in order, and the one open version a write closes
         Index(f"ix_{table.name}_versions_key", *pk, "system_from"),
+        # and the table's own indexes, for the same reads as at a time
+        *(
+            Index(index.name.replace(f"ix_{table.name}_", f"ix_{table.name}_versions_"), *index.columns.keys())
+            for index in table.indexes
+            if isinstance(index.name, str)
+        ),
     )
 
 

@@ -10,16 +10,21 @@ Guarantees (at-least-once delivery makes every batch a candidate for redelivery)
 * idempotent: writing a batch twice changes nothing. Updates only fire when the stored
   row differs, so a replayed batch does not even touch `updated_at`. A transaction row
   carries the time the positions role emitted it as its `updated_at`: the stored row is
-  the last one sent, and a replay ends with the same row however its batches fall.
+  the last one sent of its highest fence, and a replay ends with the same row however its
+  batches fall.
 * epoch-aware (`domain.fencing.supersedes`, on each kind's fence columns): a transaction
-  row never replaces one of a higher epoch (an equal epoch replaces it, that is an
-  amendment); a position_state row replaces the stored one only when its (epoch, version)
-  is greater or equal; a valuation job row only when its `version` is greater or equal (the
-  scheduler numbers each job's updates); the same for the fan-out's reprocessing triggers
-  and jobs (numbered by the fan-out). The rule runs twice from one definition: in Python
-  over the batch (`_winners`) and as the upsert's WHERE clause against the stored row.
-  position_history and daily_position_snapshots rows are keyed by epoch, so they are
-  plain upserts; barriers keep their first `seen_at`.
+  row never replaces one of a higher (epoch, version) (the key's state version of the step
+  that sent it: an equal epoch and a later step replace it, that is an amendment); a
+  position_state row replaces the stored one only when its (epoch, version) is greater or
+  equal; a position_history row (keyed by epoch) only when its step's version is; a
+  snapshot (keyed by epoch) only when the version of the job it answers is; a valuation job
+  row only when its `version` is greater or equal (the scheduler numbers each job's
+  updates); the same for the fan-out's reprocessing triggers and jobs (numbered by the
+  fan-out). A fence column sent empty (a row from before it existed) counts as -1. The
+  rule runs twice from one definition: in Python over the batch (`winners`) and as the
+  upsert's WHERE clause against the stored row. So a replay of the results topic never
+  takes a row back to an earlier figure, not even for a moment. Barriers keep their
+  first `seen_at`.
 * order-preserving: the result equals applying the batch's rows one by one in order.
   Rows of one kind are first reduced to one per primary key, keeping the row that would
   have won when applied in order (the last one of the highest (epoch[, version])).
@@ -50,18 +55,16 @@ one extra round), not with the number of rows, keys or carry-overs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import ARRAY, Date, Integer, Table, Text, and_, bindparam, column, func, select, tuple_
+from sqlalchemy import BigInteger, Date, Integer, Table, Text, and_, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql import ColumnElement, Executable
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.sql import Executable
 
-from epochflow.domain.fencing import supersedes
 from epochflow.schemas.results import (
     Barrier,
     CashflowRow,
@@ -93,9 +96,20 @@ from epochflow.sinks.models import (
     transactions,
 )
 from epochflow.sinks.schema import create_engine
+from epochflow.sinks.statements import (
+    SNAPSHOT_FENCE,
+    STATE_FENCE,
+    TRANSACTION_FENCE,
+    VERSION_FENCE,
+    differs,
+    replaces,
+    rowset,
+    superseded,
+    table_columns,
+    unnest,
+    winners,
+)
 from epochflow.sinks.versions import stamp_write
-
-R = TypeVar("R")
 
 EpochRow = PositionHistoryRow | SnapshotRow
 OrderedItem = PositionHistoryRow | SnapshotRow | HistoryCarryOver
@@ -235,74 +249,62 @@ class _Batch:
 # -- per-kind statements ------------------------------------------------------------------
 
 
-# Each kind's fence: the columns that, compared as a tuple, decide whether a row replaces
-# the stored one (domain.fencing.supersedes).
-TRANSACTION_FENCE = ("epoch",)
-STATE_FENCE = ("epoch", "version")
-VERSION_FENCE = ("version",)  # rows of a single writer that numbers its updates
-
-
-def _replaces(fence: tuple[str, ...]) -> Callable[[Any, Any], bool]:
-    """`supersedes` between two rows of a batch."""
-    return lambda new, old: supersedes(tuple(getattr(new, c) for c in fence), tuple(getattr(old, c) for c in fence))
-
-
-def _superseded(table: Table, excluded: Any, fence: tuple[str, ...]) -> ColumnElement[bool]:
-    """`supersedes(incoming, stored)` in SQL: the stored row's fence <= the incoming one's."""
-    if len(fence) == 1:
-        return table.c[fence[0]] <= excluded[fence[0]]
-    return tuple_(*(table.c[c] for c in fence)) <= tuple_(*(excluded[c] for c in fence))
-
-
 def _transactions_upsert(rows: list[TransactionRow]) -> Executable:
-    kept = _winners(rows, key=lambda r: r.transaction_id, replaces=_replaces(TRANSACTION_FENCE))
+    kept = winners(rows, key=lambda r: r.transaction_id, wins=replaces(TRANSACTION_FENCE))
     stmt = pg_insert(transactions).from_select(
-        TRANSACTION_COLUMNS, _unnest(transactions, TRANSACTION_COLUMNS, kept)
+        TRANSACTION_COLUMNS, unnest(transactions, TRANSACTION_COLUMNS, kept)
     )
-    # updated_at is the row's own emission time, not now(), and part of what is compared:
-    # the stored row is the last one sent, so a replay of the results topic ends with the
-    # same row however its batches fall (an intermediate version written on the way or not)
+    # updated_at is the row's own emission time, not now(), and compared like the rest: the
+    # stored row is the last one sent of the highest (epoch, version), however the batches
+    # of a replay fall
     content = [c for c in TRANSACTION_COLUMNS if c != "transaction_id"]
     return stmt.on_conflict_do_update(
         index_elements=["transaction_id"],
         set_={c: stmt.excluded[c] for c in content},
         where=and_(
-            _superseded(transactions, stmt.excluded, TRANSACTION_FENCE), _differs(transactions, stmt.excluded, content)
+            superseded(transactions, stmt.excluded, TRANSACTION_FENCE),
+            differs(transactions, stmt.excluded, content),
         ),
     )
 
 
 def _history_upsert(rows: list[PositionHistoryRow]) -> Executable:
-    kept = _winners(rows, key=_history_key, replaces=lambda new, old: True)
+    kept = winners(rows, key=_history_key, wins=replaces(VERSION_FENCE))
     stmt = pg_insert(position_history).from_select(
-        HISTORY_COLUMNS, _unnest(position_history, HISTORY_COLUMNS, kept)
+        HISTORY_COLUMNS, unnest(position_history, HISTORY_COLUMNS, kept)
     )
     content = [c for c in HISTORY_COLUMNS if c not in HISTORY_PK]
     return stmt.on_conflict_do_update(
         index_elements=HISTORY_PK,
         set_={c: stmt.excluded[c] for c in content},
-        where=_differs(position_history, stmt.excluded, content),
+        where=and_(
+            superseded(position_history, stmt.excluded, VERSION_FENCE),
+            differs(position_history, stmt.excluded, content),
+        ),
     )
 
 
 def _snapshots_upsert(rows: list[SnapshotRow]) -> Executable:
-    """Same key, date and epoch: the later snapshot replaces the stored one."""
-    kept = _winners(rows, key=_snapshot_key, replaces=lambda new, old: True)
+    """Same key, date and epoch: the answer to the same or a later job replaces the stored one."""
+    kept = winners(rows, key=_snapshot_key, wins=replaces(SNAPSHOT_FENCE))
     stmt = pg_insert(daily_position_snapshots).from_select(
-        SNAPSHOT_COLUMNS, _unnest(daily_position_snapshots, SNAPSHOT_COLUMNS, kept)
+        SNAPSHOT_COLUMNS, unnest(daily_position_snapshots, SNAPSHOT_COLUMNS, kept)
     )
     content = [c for c in SNAPSHOT_COLUMNS if c not in SNAPSHOT_PK]
     return stmt.on_conflict_do_update(
         index_elements=SNAPSHOT_PK,
         set_={**{c: stmt.excluded[c] for c in content}, "updated_at": func.now()},
-        where=_differs(daily_position_snapshots, stmt.excluded, content),
+        where=and_(
+            superseded(daily_position_snapshots, stmt.excluded, SNAPSHOT_FENCE),
+            differs(daily_position_snapshots, stmt.excluded, content),
+        ),
     )
 
 
 def _carry_copy(table: Table, names: list[str], date_column: str, carries: list[HistoryCarryOver]) -> Executable:
     """Every carry-over of one round at once: copy each one's `from_epoch` rows dated
     before its `before_date` into its `to_epoch`, never overwriting a row already there."""
-    carry = _rowset(
+    carry = rowset(
         "carry",
         [
             ("portfolio_id", Text(), [c.portfolio_id for c in carries]),
@@ -315,7 +317,7 @@ def _carry_copy(table: Table, names: list[str], date_column: str, carries: list[
     t = table.c
     pk = [col.name for col in table.primary_key.columns]
     copied = (
-        select(*(carry.c.to_epoch.label(name) if name == "epoch" else t[name] for name in names))
+        select(*(_carried(name, t, carry) for name in names))
         .select_from(
             table.join(
                 carry,
@@ -333,15 +335,25 @@ def _carry_copy(table: Table, names: list[str], date_column: str, carries: list[
     return pg_insert(table).from_select(names, copied).on_conflict_do_nothing(index_elements=pk)
 
 
+def _carried(name: str, t: Any, carry: Any) -> Any:
+    """A column of a carried-over row: the new epoch; no job version (the new epoch's jobs
+    number their answers afresh); the rest as it was."""
+    if name == "epoch":
+        return carry.c.to_epoch.label(name)
+    if name == "job_version":
+        return literal(None, BigInteger()).label(name)
+    return t[name]
+
+
 def _position_state_upsert(rows: list[PositionStateRow]) -> Executable:
-    kept = _winners(rows, key=lambda r: (r.portfolio_id, r.security_id), replaces=_replaces(STATE_FENCE))
-    stmt = pg_insert(position_state).from_select(STATE_COLUMNS, _unnest(position_state, STATE_COLUMNS, kept))
+    kept = winners(rows, key=lambda r: (r.portfolio_id, r.security_id), wins=replaces(STATE_FENCE))
+    stmt = pg_insert(position_state).from_select(STATE_COLUMNS, unnest(position_state, STATE_COLUMNS, kept))
     content = [c for c in STATE_COLUMNS if c not in ("portfolio_id", "security_id")]
     incoming = stmt.excluded
     return stmt.on_conflict_do_update(
         index_elements=["portfolio_id", "security_id"],
         set_={c: incoming[c] for c in content},
-        where=and_(_superseded(position_state, incoming, STATE_FENCE), _differs(position_state, incoming, content)),
+        where=and_(superseded(position_state, incoming, STATE_FENCE), differs(position_state, incoming, content)),
     )
 
 
@@ -351,21 +363,21 @@ def _versioned_upsert(table: Table, columns: list[str], rows: Sequence[Any],
     triggers and jobs; the timeseries role's rows, by epoch first where they have one): a
     row replaces the stored one only when its fence is greater or equal."""
     pk = [c.name for c in table.primary_key.columns]
-    kept = _winners(rows, key=lambda row: tuple(getattr(row, n) for n in pk), replaces=_replaces(fence))
-    stmt = pg_insert(table).from_select(columns, _unnest(table, columns, kept))
+    kept = winners(rows, key=lambda row: tuple(getattr(row, n) for n in pk), wins=replaces(fence))
+    stmt = pg_insert(table).from_select(columns, unnest(table, columns, kept))
     content = [c for c in columns if c not in pk]
     return stmt.on_conflict_do_update(
         index_elements=pk,
         set_={c: stmt.excluded[c] for c in content},
-        where=and_(_superseded(table, stmt.excluded, fence), _differs(table, stmt.excluded, content)),
+        where=and_(superseded(table, stmt.excluded, fence), differs(table, stmt.excluded, content)),
     )
 
 
 def _barriers_insert(rows: list[Barrier]) -> Executable:
-    kept = _winners(rows, key=lambda r: (r.token, r.stage, r.partition), replaces=lambda new, old: False)
+    kept = winners(rows, key=lambda r: (r.token, r.stage, r.partition), wins=lambda new, old: False)
     return (
         pg_insert(pipeline_barriers)
-        .from_select(BARRIER_COLUMNS, _unnest(pipeline_barriers, BARRIER_COLUMNS, kept))
+        .from_select(BARRIER_COLUMNS, unnest(pipeline_barriers, BARRIER_COLUMNS, kept))
         .on_conflict_do_nothing(index_elements=BARRIER_COLUMNS)
     )
 
@@ -437,30 +449,20 @@ async def _write_ordered(conn: AsyncConnection, items: list[OrderedItem]) -> Non
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _table_columns(table: Table, model: type[Any], not_stored: tuple[str, ...] = ()) -> list[str]:
-    """The model's fields that the table stores: all of them but `kind` and `not_stored`
-    (fields that only other roles read off the topic)."""
-    names = [n for n in model.model_fields if n != "kind" and n not in not_stored]
-    missing = [n for n in names if n not in table.c]
-    if missing:  # a field added to a result row without a migration
-        raise RuntimeError(f"table {table.name} has no column for {model.__name__}.{missing}")
-    return names
-
-
-TRANSACTION_COLUMNS = _table_columns(transactions, TransactionRow)
-HISTORY_COLUMNS = _table_columns(position_history, PositionHistoryRow)
+TRANSACTION_COLUMNS = table_columns(transactions, TransactionRow)
+HISTORY_COLUMNS = table_columns(position_history, PositionHistoryRow)
 # txn_count and changed_from are for the scheduler and the valuation cache, not stored
-STATE_COLUMNS = _table_columns(position_state, PositionStateRow, not_stored=("txn_count", "changed_from", "ref_floor"))
-SNAPSHOT_COLUMNS = _table_columns(daily_position_snapshots, SnapshotRow)
-JOB_COLUMNS = _table_columns(portfolio_valuation_jobs, ValuationJobRow)
-TRIGGER_COLUMNS = _table_columns(reprocessing_triggers, ReprocessingTriggerRow)
-RESET_JOB_COLUMNS = _table_columns(reprocessing_jobs, ReprocessingJobRow)
-BARRIER_COLUMNS = _table_columns(pipeline_barriers, Barrier)
+STATE_COLUMNS = table_columns(position_state, PositionStateRow, not_stored=("txn_count", "changed_from", "ref_floor"))
+SNAPSHOT_COLUMNS = table_columns(daily_position_snapshots, SnapshotRow)
+JOB_COLUMNS = table_columns(portfolio_valuation_jobs, ValuationJobRow)
+TRIGGER_COLUMNS = table_columns(reprocessing_triggers, ReprocessingTriggerRow)
+RESET_JOB_COLUMNS = table_columns(reprocessing_jobs, ReprocessingJobRow)
+BARRIER_COLUMNS = table_columns(pipeline_barriers, Barrier)
 # the timeseries role's rows: kind, table, columns, fence
 SERIES_TABLES = (
-    ("cashflow", cashflows, _table_columns(cashflows, CashflowRow), STATE_FENCE),
-    ("position_timeseries", position_timeseries, _table_columns(position_timeseries, PositionTimeseriesRow), STATE_FENCE),
-    ("portfolio_timeseries", portfolio_timeseries, _table_columns(portfolio_timeseries, PortfolioTimeseriesRow),
+    ("cashflow", cashflows, table_columns(cashflows, CashflowRow), STATE_FENCE),
+    ("position_timeseries", position_timeseries, table_columns(position_timeseries, PositionTimeseriesRow), STATE_FENCE),
+    ("portfolio_timeseries", portfolio_timeseries, table_columns(portfolio_timeseries, PortfolioTimeseriesRow),
      VERSION_FENCE),
 )
 HISTORY_PK = [c.name for c in position_history.primary_key.columns]
@@ -473,35 +475,3 @@ def _history_key(row: PositionHistoryRow) -> tuple[str, str, int, str]:
 
 def _snapshot_key(row: SnapshotRow) -> tuple[Any, ...]:
     return (row.portfolio_id, row.security_id, row.date, row.epoch)
-
-
-def _winners(rows: Iterable[R], key: Callable[[R], Hashable], replaces: Callable[[R, R], bool]) -> list[R]:
-    """One row per key, the one that wins when the rows are applied in order; sorted by
-    key so concurrent writers lock rows in the same order (no deadlocks)."""
-    kept: dict[Any, R] = {}
-    for row in rows:
-        k = key(row)
-        current = kept.get(k)
-        if current is None or replaces(row, current):
-            kept[k] = row
-    return [kept[k] for k in sorted(kept)]
-
-
-def _rowset(name: str, columns: list[tuple[str, TypeEngine[Any], list[Any]]]) -> Any:
-    """`unnest(:a::type[], :b::type[], ...) AS name(a, b, ...)`: one array parameter per column."""
-    arrays = [bindparam(f"u_{col}", values, type_=ARRAY(type_)) for col, type_, values in columns]
-    return (
-        func.unnest(*arrays)
-        .table_valued(*(column(col, type_) for col, type_, _ in columns))
-        .render_derived(name=name)  # unnest's columns are unnamed
-    )
-
-
-def _unnest(table: Table, names: list[str], rows: Sequence[Any]) -> Any:
-    """`SELECT * FROM unnest(...) AS incoming(...)` with the table's columns `names`."""
-    rowset = _rowset("incoming", [(n, table.c[n].type, [getattr(row, n) for row in rows]) for n in names])
-    return select(*(rowset.c[name] for name in names))
-
-
-def _differs(table: Table, excluded: Any, names: list[str]) -> ColumnElement[bool]:
-    return tuple_(*(table.c[n] for n in names)).is_distinct_from(tuple_(*(excluded[n] for n in names)))

@@ -105,11 +105,12 @@ def at_system_time(get: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
     async def read(self, request, *args: Any, **kwargs: Any) -> Any:
         as_at = params.optional_timestamp(request.query, "as_at")
         try:
-            async with read_at(database(), as_at) as at:
+            async with read_at(database, as_at) as reading:
                 response = await get(self, request, *args, **kwargs)
         except AsAtInFuture as error:
             raise ApiError(400, str(error)) from None
-        response.headers[AS_AT_HEADER] = at.isoformat()
+        if reading.at is not None:
+            response.headers[AS_AT_HEADER] = reading.at.isoformat()
         return response
 
     return read

@@ -352,8 +352,37 @@ class PortfolioCashflows(Body):
     rows: list[CashflowEntry]
 
 
+class ChangeCause(Body):
+    kind: Literal["first_valuation", "backdated_transaction", "amendment", "transaction", "price_correction",
+                  "fx_correction", "missing_data_arrived", "revaluation"]
+    description: str = Field(description="The cause in words, e.g. `back-dated BUY T9 of 25 on 2025-01-03 opened epoch 1`")
+    transaction_id: str | None = None
+    epoch: int | None = None
+
+
+class FieldChange(Body):
+    before: str | None = Field(description="The value before (decimals exact, dates YYYY-MM-DD; null: none)")
+    after: str | None
+
+
+class DayChange(Body):
+    system_time: datetime = Field(description="When these figures became what reads show (pass it as `as_at`)")
+    epoch: int
+    figures: SnapshotEntry | None = Field(description="The day's snapshot; null: the epoch has not valued it again yet")
+    cause: ChangeCause
+    differences: dict[str, FieldChange] = Field(description="Each figure that differs from the previous version")
+
+
+class DayChanges(Body):
+    portfolio_id: str
+    security_id: str
+    date: date
+    changes: list[DayChange] = Field(description="Oldest first; the last one is what reads show now")
+
+
 ALL_BODIES: tuple[type[Body], ...] = (
     ErrorBody,
+    DayChanges,
     PortfolioSeries,
     Performance,
     PositionSeries,
@@ -370,3 +399,4 @@ ALL_BODIES: tuple[type[Body], ...] = (
     ReprocessingJobs,
     ReprocessingTriggers,
 )
+

@@ -154,6 +154,7 @@ class Ingest(ApiView):
 
 # The read API: served by every role that loads these views (the api role first of all).
 from epochflow.web import api as _api  # noqa: E402,F401
+from epochflow.web import changes as _changes  # noqa: E402,F401
 from epochflow.web import series as _series  # noqa: E402,F401
 
 # Faust builds the aiohttp application when `app.web` is first touched (the pages above);

@@ -4,9 +4,10 @@ every audience makes (a key's position_state row)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,30 +22,50 @@ from epochflow.sinks.versions import start_read
 OPEN_JOB_STATUSES = (JobStatus.PENDING, JobStatus.PROCESSING)
 
 
-# the connection of the `read_at` in progress: every read of this task runs in it
-_reading: ContextVar[AsyncConnection | None] = ContextVar("epochflow_reading", default=None)
+@dataclass
+class Reading:
+    """The reads of one answer (`read_at`): one transaction, opened by the first read, at
+    one system time (`at`: None until something was read)."""
+
+    engine: Callable[[], AsyncEngine]
+    as_at: datetime | None
+    at: datetime | None = None
+    _conn: AsyncConnection | None = None
+    _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+
+    async def connection(self) -> AsyncConnection:
+        if self._conn is None:
+            conn = await self._stack.enter_async_context(self.engine().connect())
+            await self._stack.enter_async_context(conn.begin())
+            self.at = await start_read(conn, self.as_at)
+            self._conn = conn
+        return self._conn
+
+
+# the `read_at` in progress: every read of this task runs in its transaction
+_reading: ContextVar[Reading | None] = ContextVar("epochflow_reading", default=None)
 
 
 @asynccontextmanager
-async def read_at(engine: AsyncEngine, as_at: datetime | None = None) -> AsyncIterator[datetime]:
+async def read_at(engine: Callable[[], AsyncEngine], as_at: datetime | None = None) -> AsyncIterator[Reading]:
     """Run every read of this task, until the block ends, in one transaction at one system
-    time, and give that time: now, or `as_at` (the tables as they were then, exactly; see
-    `sinks.versions`). The sink's writes wait until the block ends, so keep it short."""
-    async with engine.connect() as conn:
-        async with conn.begin():
-            at = await start_read(conn, as_at)
-            token = _reading.set(conn)
-            try:
-                yield at
-            finally:
-                _reading.reset(token)
+    time: now, or `as_at` (the tables as they were then, exactly; see `sinks.versions`).
+    The transaction starts with the first read (`engine()` is called then) and its time is
+    the `Reading`'s `at`. The sink's writes wait until the block ends, so keep it short."""
+    reading = Reading(engine, as_at)
+    token = _reading.set(reading)
+    try:
+        async with reading._stack:
+            yield reading
+    finally:
+        _reading.reset(token)
 
 
 @asynccontextmanager
 async def _connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    conn = _reading.get()
-    if conn is not None:
-        yield conn
+    reading = _reading.get()
+    if reading is not None:
+        yield await reading.connection()
         return
     async with engine.connect() as conn:
         yield conn
@@ -73,7 +94,7 @@ async def consistent(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     sink cannot write during)."""
     reading = _reading.get()
     if reading is not None:
-        yield reading
+        yield await reading.connection()
         return
     async with engine.connect() as conn:
         conn = await conn.execution_options(isolation_level="REPEATABLE READ")

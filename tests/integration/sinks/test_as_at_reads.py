@@ -37,12 +37,14 @@ async def test_a_read_as_at_its_time_answers_what_it_answered(clean_db: AsyncEng
     writer = ResultWriter(clean_db)
     await writer.write([tx("A"), hist("A", quantity=D(100)), snap(D1, market_value=D(1425)), snap(D2),
                         state(version=1, watermark_date=D2)])
-    async with read_at(clean_db) as first:
+    async with read_at(lambda: clean_db) as reading:
         before = await _everything(clean_db)
+    first = reading.at
     # a price correction revalues D2 in the same epoch, then a back-dated trade opens epoch 1
     await writer.write([snap(D2, market_price=D("15"), market_value=D(1500))])
-    async with read_at(clean_db) as second:
+    async with read_at(lambda: clean_db) as reading:
         corrected = await _everything(clean_db)
+    second = reading.at
     await writer.write([
         tx("Z", epoch=1, quantity=D(5)), carry(0, 1, D1), hist("Z", epoch=1, seq=1, quantity=D(105)),
         snap(D1, epoch=1, quantity=D(105)), state(epoch=1, version=2, status="REPROCESSING", quantity=D(105),
@@ -50,10 +52,10 @@ async def test_a_read_as_at_its_time_answers_what_it_answered(clean_db: AsyncEng
     ])
     now = await _everything(clean_db)
     assert corrected != before and now != corrected
-    async with read_at(clean_db, first) as at:
-        assert at == first
+    async with read_at(lambda: clean_db, first) as reading:
         assert await _everything(clean_db) == before
-    async with read_at(clean_db, second):
+    assert reading.at == first
+    async with read_at(lambda: clean_db, second):
         assert await _everything(clean_db) == corrected
 
 
@@ -81,11 +83,12 @@ async def test_an_unchanged_row_written_again_keeps_its_version(clean_db: AsyncE
 
 
 async def test_a_time_after_the_read_is_refused(clean_db: AsyncEngine) -> None:
-    async with read_at(clean_db) as now:
-        pass
+    async with read_at(lambda: clean_db) as reading:
+        await reads.portfolio_exists(clean_db, "P1")
+    assert reading.at is not None
     with pytest.raises(versions.AsAtInFuture):
-        async with read_at(clean_db, now + timedelta(hours=1)):
-            pass
+        async with read_at(lambda: clean_db, reading.at + timedelta(hours=1)):
+            await reads.portfolio_exists(clean_db, "P1")
 
 
 async def test_a_read_waits_for_a_write_in_flight_and_sees_all_of_it(clean_db: AsyncEngine) -> None:
@@ -102,13 +105,14 @@ async def test_a_read_waits_for_a_write_in_flight_and_sees_all_of_it(clean_db: A
             assert not reading.done()  # held off until the write commits
     at, quantities = await reading
     assert quantities == [9]
-    async with read_at(clean_db, at):
+    async with read_at(lambda: clean_db, at):
         assert [s.quantity for s in await reads.fetch_snapshots(clean_db, "P1", "S1")] == [9]
 
 
 async def _read_snapshots(engine: AsyncEngine) -> tuple:
-    async with read_at(engine) as at:
-        return at, [s.quantity for s in await reads.fetch_snapshots(engine, "P1", "S1")]
+    async with read_at(lambda: engine) as reading:
+        quantities = [s.quantity for s in await reads.fetch_snapshots(engine, "P1", "S1")]
+    return reading.at, quantities
 
 
 async def test_retention_drops_only_versions_superseded_long_enough_ago(clean_db: AsyncEngine) -> None:

@@ -41,7 +41,8 @@ class Statements:
         self.tables: list[str] = []
 
     def _record(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        self.tables.append(statement.split(None, 3)[2])
+        if statement.startswith("INSERT"):  # not the system-time stamp each write starts with
+            self.tables.append(statement.split(None, 3)[2])
 
     def __enter__(self) -> Statements:
         event.listen(self.engine.sync_engine, "before_cursor_execute", self._record)

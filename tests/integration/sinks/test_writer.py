@@ -247,7 +247,7 @@ async def test_a_large_batch_is_one_transaction_with_one_statement_per_kind(
     statements: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement.split(None, 3)[2])
+        statements.append(statement)
 
     event.listen(clean_db.sync_engine, "before_cursor_execute", record)
     try:
@@ -255,7 +255,9 @@ async def test_a_large_batch_is_one_transaction_with_one_statement_per_kind(
     finally:
         event.remove(clean_db.sync_engine, "before_cursor_execute", record)
 
-    assert statements == ["transactions", "position_history", "position_state", "pipeline_barriers"]
+    assert "pg_advisory_xact_lock" in statements[0]  # the write's system time (sinks.versions)
+    tables = [statement.split(None, 3)[2] for statement in statements[1:]]
+    assert tables == ["transactions", "position_history", "position_state", "pipeline_barriers"]
     async with clean_db.connect() as conn:
         xids = await conn.execute(
             text(
@@ -303,3 +305,39 @@ async def test_a_writer_from_a_url_owns_its_engine(postgres_url: str, clean_db: 
     stored = await transaction(clean_db, "T1") or {}
     # a naive timestamp is stored as UTC
     assert stored["transaction_date"] == datetime(2025, 8, 1, 11, tzinfo=UTC)
+
+
+async def test_a_replay_never_takes_a_row_back_to_an_earlier_step(writer: ResultWriter, clean_db: AsyncEngine) -> None:
+    """Rows carry the step (the key's state version) or the job version that sent them:
+    written again in any grouping, the earlier ones never replace the later ones, not even
+    for a moment (no version of the row is kept for them either)."""
+    from tests.integration.sinks.valuation_rows import snap
+
+    sent = [
+        [tx("T1", version=1, net_cost=Decimal("10")), hist("T1", version=1, quantity=Decimal("100")),
+         snap(D1, job_version=1, market_price=Decimal("9.5"))],
+        [tx("T1", version=3, net_cost=Decimal("12")), hist("T1", version=3, quantity=Decimal("90")),
+         snap(D1, job_version=4, market_price=Decimal("9.75"))],
+    ]
+    for batch in sent:
+        await writer.write(batch)
+    tables = ("transactions", "position_history", "daily_position_snapshots")
+    final = {table: await _dump(clean_db, table) for table in tables}
+    versions_before = {table: await _dump(clean_db, f"{table}_versions") for table in tables}
+    for replay in ([*sent[0], *sent[1]], sent[0], sent[1]):
+        await writer.write(replay)
+        assert {table: await _dump(clean_db, table) for table in tables} == final
+    assert {table: await _dump(clean_db, f"{table}_versions") for table in tables} == versions_before
+    assert final["daily_position_snapshots"][0]["market_price"] == Decimal("9.75")
+    assert (final["transactions"][0]["net_cost"], final["position_history"][0]["quantity"]) == (12, 90)
+
+
+async def test_a_carried_over_snapshot_gives_way_to_the_new_epoch_s_first_answer(
+    writer: ResultWriter, clean_db: AsyncEngine
+) -> None:
+    from tests.integration.sinks.valuation_rows import snap
+
+    await writer.write([snap(D1, job_version=7, quantity=Decimal("1")), carry(0, 1, D2)])
+    await writer.write([snap(D1, epoch=1, job_version=0, quantity=Decimal("2"))])  # the new epoch's jobs start again
+    rows = {row["epoch"]: row for row in await _dump(clean_db, "daily_position_snapshots")}
+    assert (rows[0]["quantity"], rows[1]["quantity"], rows[1]["job_version"]) == (1, 2, 0)

@@ -1,5 +1,6 @@
 """every version of the rows reads show: <table>_versions kept by triggers, the as_at schema
-of views that read them as at a system time, and what opened a key's epoch
+of views that read them as at a system time, what opened a key's epoch, and the step or
+job each transaction, history and snapshot row came from
 
 Revision ID: 0005
 Revises: 0004
@@ -42,6 +43,7 @@ VERSIONED: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str, bool], ...]]] 
             ('transaction_fx_rate', 'NUMERIC', True),
             ('flags', 'TEXT', False),
             ('updated_at', 'TIMESTAMP WITH TIME ZONE', False),
+            ('version', 'BIGINT', True),
         ),
     ),
     'position_history': (
@@ -57,6 +59,7 @@ VERSIONED: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str, bool], ...]]] 
             ('cost_basis', 'NUMERIC', True),
             ('cost_basis_local', 'NUMERIC', False),
             ('held_since_date', 'DATE', True),
+            ('version', 'BIGINT', True),
         ),
     ),
     'position_state': (
@@ -102,6 +105,7 @@ VERSIONED: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str, bool], ...]]] 
             ('valuation_status', 'TEXT', False),
             ('price_date', 'DATE', True),
             ('updated_at', 'TIMESTAMP WITH TIME ZONE', False),
+            ('job_version', 'BIGINT', True),
         ),
     ),
     'cashflows': (
@@ -158,7 +162,17 @@ VERSIONED: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str, bool], ...]]] 
             ('valuation_status', 'TEXT', False),
             ('keys_unvalued', 'INTEGER', False),
         ),
-    ),}
+    ),
+}
+
+# the tables' own indexes, made again on their versions: (name suffix, columns)
+INDEXES: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "transactions": (("key_date", ("portfolio_id", "security_id", "transaction_date", "transaction_id")),),
+    "position_history": (("key_epoch_seq", ("portfolio_id", "security_id", "epoch", "seq")),),
+    "position_state": (("status", ("status",)),),
+    "daily_position_snapshots": (("key_epoch_date", ("portfolio_id", "security_id", "epoch", "date")),),
+    "cashflows": (("portfolio_date", ("portfolio_id", "cashflow_date")),),
+}
 
 AS_AT_SCHEMA = "as_at"
 
@@ -211,6 +225,10 @@ def _column(name: str, type_: str, nullable: bool) -> sa.Column:
 def upgrade() -> None:
     op.add_column("position_state", sa.Column("epoch_trigger", sa.Text(), nullable=True))
     op.add_column("position_state", sa.Column("epoch_rebuilt_from", sa.Date(), nullable=True))
+    # the step or job a row came from: the sink never lets an earlier one replace it
+    op.add_column("transactions", sa.Column("version", sa.BigInteger(), nullable=True))
+    op.add_column("position_history", sa.Column("version", sa.BigInteger(), nullable=True))
+    op.add_column("daily_position_snapshots", sa.Column("job_version", sa.BigInteger(), nullable=True))
     op.execute(SYSTEM_TIME)
     op.execute(READ_TIME)
     op.execute(f"CREATE SCHEMA {AS_AT_SCHEMA}")
@@ -225,6 +243,8 @@ def upgrade() -> None:
             sa.PrimaryKeyConstraint("version_id", name=f"pk_{table}_versions"),
         )
         op.create_index(f"ix_{table}_versions_key", f"{table}_versions", [*pk, "system_from"])
+        for suffix, indexed in INDEXES.get(table, ()):
+            op.create_index(f"ix_{table}_versions_{suffix}", f"{table}_versions", list(indexed))
         # the rows already there are current from now on
         op.execute(f"INSERT INTO {table}_versions ({', '.join(names)}, system_from) "
                    f"SELECT {', '.join(names)}, now() FROM {table}")
@@ -246,5 +266,8 @@ def downgrade() -> None:
     op.execute(f"DROP SCHEMA {AS_AT_SCHEMA}")
     op.execute("DROP FUNCTION epochflow_read_time()")
     op.execute("DROP FUNCTION epochflow_system_time()")
+    op.drop_column("daily_position_snapshots", "job_version")
+    op.drop_column("position_history", "version")
+    op.drop_column("transactions", "version")
     op.drop_column("position_state", "epoch_rebuilt_from")
     op.drop_column("position_state", "epoch_trigger")

@@ -1,0 +1,167 @@
+"""Why a day's figures changed: the versions a read of one key's snapshot of one day
+returned over system time, each with its cause and what it changed.
+
+What a read of a key's day shows at a system time is the snapshot of that day in the
+epoch the key's state had then (none while a new epoch has not valued the day again).
+Its versions follow from the versions of the key's state and of that day's snapshots
+(`sinks.versions`); each version's cause follows from what moved:
+
+* a new epoch: the transaction that opened it (the state's `epoch_trigger`), back-dated,
+  or an amendment when that transaction had been booked differently before;
+* the same epoch, another quantity or cost: a transaction of the day or before it that
+  did not need a new epoch (booked on the key's latest day, or an amendment of one);
+* the same epoch and holding, another price or FX rate: a correction, or the arrival of
+  data the day was waiting for when it had none;
+* the first figures the day ever had: its first valuation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+FIGURES = ("quantity", "cost_basis", "cost_basis_local", "market_price", "market_value", "market_value_local",
+           "unrealized_gain_loss", "unrealized_gain_loss_local", "fx_rate", "valuation_status", "price_date")
+HOLDING = ("quantity", "cost_basis", "cost_basis_local")
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """A row's version: current from `since` until `until` (None: still current)."""
+
+    since: datetime
+    until: datetime | None
+    row: Mapping[str, Any]
+
+    def current_at(self, at: datetime) -> bool:
+        return self.since <= at and (self.until is None or at < self.until)
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    kind: str  # first_valuation, backdated_transaction, amendment, transaction, price_correction,
+    #            fx_correction, missing_data_arrived, revaluation
+    description: str
+    transaction_id: str | None = None
+    epoch: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One version of the day's figures (None: the day is not valued in `epoch` yet)."""
+
+    system_time: datetime
+    epoch: int
+    figures: Mapping[str, Any] | None
+    cause: Cause
+    differences: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # field -> (before, after)
+
+
+def day_changes(day: date, states: Sequence[Version], snapshots: Sequence[Version],
+                transactions: Sequence[Version]) -> list[Change]:
+    """The day's versions, oldest first. `states`: the key's state versions; `snapshots`:
+    its snapshot versions of `day`, every epoch; `transactions`: the versions of the key's
+    transactions (what causes are named from)."""
+    times = sorted({v.since for v in states} | {v.since for v in snapshots})
+    changes: list[Change] = []
+    shown: tuple[int, Mapping[str, Any] | None] | None = None
+    last_figures: tuple[int, Mapping[str, Any]] | None = None
+    for at in times:
+        state = _at(states, at)
+        if state is None:
+            continue
+        epoch = state.row["epoch"]
+        snapshot = next((v for v in snapshots if v.row["epoch"] == epoch and v.current_at(at)), None)
+        figures = None if snapshot is None else {name: snapshot.row[name] for name in FIGURES}
+        if figures is None and last_figures is None:
+            continue  # not valued yet at all: nothing was shown for the day
+        if shown == (epoch, figures):
+            continue
+        if last_figures is not None and last_figures[0] != epoch:
+            cause = _epoch_cause(state, transactions, at)
+        elif figures is None:
+            continue  # the same epoch, the day momentarily unvalued: no figures changed
+        elif last_figures is None:
+            cause = Cause("first_valuation", f"{day} valued for the first time", epoch=epoch)
+        else:
+            cause = _revaluation_cause(day, epoch, last_figures[1], figures, at, transactions)
+        before = None if last_figures is None else last_figures[1]
+        changes.append(Change(at, epoch, figures, cause, _differences(before, figures)))
+        shown = (epoch, figures)
+        if figures is not None:
+            last_figures = (epoch, figures)
+    return changes
+
+
+def _at(versions: Sequence[Version], at: datetime) -> Version | None:
+    return next((v for v in versions if v.current_at(at)), None)
+
+
+def _epoch_cause(state: Version, transactions: Sequence[Version], at: datetime) -> Cause:
+    epoch = state.row["epoch"]
+    trigger = state.row.get("epoch_trigger")
+    rebuilt_from = state.row.get("epoch_rebuilt_from")
+    if not trigger:
+        return Cause("revaluation", f"epoch {epoch} opened", epoch=epoch)
+    described = _transaction(trigger, transactions, at)
+    from_day = f", history rebuilt from {rebuilt_from}" if rebuilt_from else ""
+    if _amended(trigger, transactions, at):
+        return Cause("amendment", f"amendment of {described} opened epoch {epoch}{from_day}", trigger, epoch)
+    return Cause("backdated_transaction", f"back-dated {described} opened epoch {epoch}{from_day}", trigger, epoch)
+
+
+def _revaluation_cause(day: date, epoch: int, before: Mapping[str, Any], after: Mapping[str, Any], at: datetime,
+                       transactions: Sequence[Version]) -> Cause:
+    if any(before[name] != after[name] for name in HOLDING):
+        booked = [v for v in transactions if v.since <= at and v.row["epoch"] == epoch
+                  and v.row["transaction_date"].date() <= day]
+        if booked:
+            latest = max(booked, key=lambda v: v.since)
+            tid = latest.row["transaction_id"]
+            amended = _amended(tid, transactions, at)
+            kind = "amendment" if amended else "transaction"
+            what = "amendment of " if amended else ""
+            return Cause(kind, f"{what}{_transaction(tid, transactions, at)} changed the holding", tid, epoch)
+        return Cause("transaction", "a transaction changed the holding", epoch=epoch)
+    if before["market_price"] != after["market_price"] or before["price_date"] != after["price_date"]:
+        if before["market_price"] is None:
+            return Cause("missing_data_arrived", f"a price for {day} arrived: {after['market_price']} "
+                         f"of {after['price_date']}", epoch=epoch)
+        return Cause("price_correction", f"price corrected from {before['market_price']} of {before['price_date']} "
+                     f"to {after['market_price']} of {after['price_date']}", epoch=epoch)
+    if before["fx_rate"] != after["fx_rate"]:
+        if before["fx_rate"] is None:
+            return Cause("missing_data_arrived", f"an FX rate for {day} arrived: {after['fx_rate']}", epoch=epoch)
+        return Cause("fx_correction", f"FX rate corrected from {before['fx_rate']} to {after['fx_rate']}", epoch=epoch)
+    return Cause("revaluation", f"{day} valued again ({before['valuation_status']} -> {after['valuation_status']})",
+                 epoch=epoch)
+
+
+# what a transaction event says (its costs can be re-sent different without an amendment)
+_BOOKED = ("transaction_type", "transaction_date", "quantity", "price", "trade_fee", "trade_currency")
+
+
+def _amended(transaction_id: str, transactions: Sequence[Version], at: datetime) -> bool:
+    """Whether the transaction, as booked by `at`, had been booked differently before."""
+    booked = {tuple(v.row[name] for name in _BOOKED) for v in transactions
+              if v.row["transaction_id"] == transaction_id and v.since <= at}
+    return len(booked) > 1
+
+
+def _transaction(transaction_id: str, transactions: Sequence[Version], at: datetime) -> str:
+    """`BUY T9 of 25 on 2024-01-03`, from the transaction's version current at `at` (or
+    the last one before it)."""
+    versions = [v for v in transactions if v.row["transaction_id"] == transaction_id]
+    if not versions:
+        return f"transaction {transaction_id}"
+    seen = [v for v in versions if v.since <= at]
+    row = max(seen, key=lambda v: v.since).row if seen else min(versions, key=lambda v: v.since).row
+    return f"{row['transaction_type']} {transaction_id} of {row['quantity']} on {row['transaction_date'].date()}"
+
+
+def _differences(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, tuple[Any, Any]]:
+    old = before or {}
+    new = after or {}
+    return {name: (old.get(name), new.get(name)) for name in FIGURES if old.get(name) != new.get(name)}
