@@ -1,5 +1,5 @@
 """System time: every version of the rows reads show is kept (`<table>_versions`, filled
-by triggers, migration 0005), so any read can be answered again exactly as it was.
+by triggers, migration 0006), so any read can be answered again exactly as it was.
 
 The rule that makes "as at T" exact: the sink's writes and the API's reads take one
 PostgreSQL advisory lock, a write exclusively and a read shared. A write stamps its rows

@@ -33,6 +33,7 @@ from epochflow.sinks.reads.api import (
 )
 from epochflow.sinks.reads.overview import portfolio_support
 from epochflow.sinks.reads.query import position, read_at
+from epochflow.sinks.reads.transactions import portfolio_transactions
 from epochflow.sinks.versions import AsAtInFuture
 from epochflow.web import params
 from epochflow.web.access import Access
@@ -45,6 +46,7 @@ from epochflow.web.responses import (
     KeySample,
     Lineage,
     PortfolioPositions,
+    PortfolioTransactions,
     Position,
     PositionHistory,
     PositionSnapshots,
@@ -444,3 +446,36 @@ def unregistered_views(views: dict[str, Any]) -> dict[str, tuple[list[str], str]
             summary = ((type(view).__doc__ or "").strip().splitlines() or [""])[0]
             found[path] = (methods or ["get"], summary)
     return found
+
+
+@route(
+    "/portfolios/{portfolio_id}/transactions/",
+    tag="positions",
+    get=Operation(
+        "A portfolio's transactions as last costed, filtered and paged",
+        Access.READ,
+        PortfolioTransactions,
+        description=(
+            "Each transaction's latest version, by timestamp then id: its cost delta (net_cost in base, "
+            "net_cost_local), realized P&L (base and local), the FX rate used, `oversold` and `fx_missing`, and "
+            "the epoch it was last costed in (a transaction before the day an epoch bump carried over keeps its "
+            "earlier epoch). `from`/`to` bound the transaction date (UTC days); `reprocessing_status` is "
+            "IN_PROGRESS while a key of the portfolio (on a row: the transaction's key) is being rebuilt."
+        ),
+        query=(_FROM, _TO, Param("security_id", "Only this security's transactions"), _LIMIT, _OFFSET, AS_AT),
+        errors=_UNKNOWN_PORTFOLIO,
+        reads_database=True,
+    ),
+)
+class PortfolioTransactionsView(ApiView):
+    @at_system_time
+    async def get(self, request, portfolio_id: str):
+        portfolio_id, _ = key_ids(portfolio_id)
+        query = request.query
+        date_from, date_to = params.date_range(query)
+        security_id = params.optional_identifier(query, "security_id")
+        limit, offset = params.paging(query)
+        found = await portfolio_transactions(database(), portfolio_id, date_from, date_to, security_id, limit, offset)
+        if found is None:
+            raise ApiError(404, f"portfolio {portfolio_id!r} has no positions")
+        return self.json(PortfolioTransactions.model_validate(found).dump())

@@ -17,9 +17,10 @@ from pydantic.json_schema import models_json_schema
 
 from epochflow.config import Settings
 from epochflow.schemas.fields import MAX_ID_LENGTH
+from epochflow.web import formats
 from epochflow.web.access import Access, needs_token
 from epochflow.web.responses import ALL_BODIES, ErrorBody
-from epochflow.web.routes import PATH_PARAMETERS, Operation, Route
+from epochflow.web.routes import FORMAT_PARAMETER, PATH_PARAMETERS, Operation, Route
 
 OPENAPI_VERSION = "3.1.0"
 _SCHEMAS = "#/components/schemas/"
@@ -28,6 +29,7 @@ _STATUS_TEXT = {
     401: "Token missing or malformed",
     403: "Wrong token",
     404: "Not found",
+    406: "CSV asked for, but this route has no rows to write as CSV",
     413: "Body too large",
     422: "Invalid body",
     500: "Internal error",
@@ -40,6 +42,22 @@ def _version() -> str:
         return metadata.version("epochflow")
     except metadata.PackageNotFoundError:
         return "0"
+
+
+# one parameter every GET takes, described once (`$ref`ed by each GET operation)
+SHARED_PARAMETERS: dict[str, Any] = {
+    FORMAT_PARAMETER: {
+        "name": FORMAT_PARAMETER,
+        "in": "query",
+        "required": False,
+        "description": (
+            "json (default) or csv; without it, `Accept: text/csv` preferred over application/json asks for CSV. "
+            "CSV is the body's rows: a header row, then one line per row, values written as in JSON (exact "
+            "decimals, ISO dates, empty for null). A route without rows answers 406 to a CSV request."
+        ),
+        "schema": {"enum": list(formats.FORMATS), "default": formats.JSON},
+    }
+}
 
 
 def component_schemas() -> dict[str, Any]:
@@ -70,16 +88,26 @@ def _operation(route: Route, method: str, op: Operation, settings: Settings) -> 
         {"name": p.name, "in": "query", "required": p.required, "description": p.description, "schema": dict(p.schema)}
         for p in op.query
     ]
+    if method == "get":
+        parameters.append({"$ref": f"#/components/parameters/{FORMAT_PARAMETER}"})
     ok: dict[str, Any] = {"description": "OK"}
+    has_rows = op.response is not None and op.response.csv_rows is not None
     if op.response is not None:
         ok["content"] = {op.content_type: {"schema": _ref(op.response)}}
+        if has_rows:
+            columns = ", ".join(op.response.csv_columns())
+            ok["content"][formats.CSV_MEDIA_TYPE] = {
+                "schema": {"type": "string", "description": f"The `{op.response.csv_rows}` rows; columns: {columns}"}
+            }
     else:
         shape = "object" if op.content_type == "application/json" else "string"
         ok["content"] = {op.content_type: {"schema": {"type": shape}}}
     responses: dict[str, Any] = {"200": ok}
     errors: dict[int, str | None] = dict(op.errors)
-    if route.path_parameters or op.query:
+    if route.path_parameters or op.query or method == "get":
         errors.setdefault(400, None)
+    if method == "get" and not has_rows:
+        errors.setdefault(406, None)
     if op.access is not Access.OPEN:
         errors.setdefault(401, None)
         errors.setdefault(403, None)
@@ -163,6 +191,7 @@ def build_document(
         "paths": paths,
         "components": {
             "schemas": component_schemas(),
+            "parameters": dict(SHARED_PARAMETERS),
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }

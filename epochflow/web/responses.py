@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
@@ -24,9 +24,19 @@ ReprocessingStatus = Literal["CURRENT", "IN_PROGRESS"]
 class Body(BaseModel):
     # built from database rows that carry more columns than a body shows
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    # the field holding the body's rows, when it has some: what its CSV answer writes
+    csv_rows: ClassVar[str | None] = None
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
+
+    @classmethod
+    def csv_columns(cls) -> list[str]:
+        """The CSV header: the fields of the row model, in order, as JSON names them."""
+        if cls.csv_rows is None:
+            raise TypeError(f"{cls.__name__} has no rows")
+        (row_model,) = get_args(cls.model_fields[cls.csv_rows].annotation)
+        return [field.alias or name for name, field in row_model.model_fields.items()]
 
 
 class ErrorBody(Body):
@@ -89,6 +99,7 @@ class Position(Body):
 
 
 class PortfolioPositions(Body):
+    csv_rows: ClassVar[str | None] = "positions"
     portfolio_id: str
     as_of: date | None = Field(description="The day of the valuation (the latest snapshot date unless asked)")
     total_market_value: DecimalString | None = Field(description="Sum of the market values valued that day")
@@ -134,10 +145,12 @@ class KeyRows(Body):
 
 
 class PositionHistory(KeyRows):
+    csv_rows: ClassVar[str | None] = "history"
     history: list[HistoryEntry]
 
 
 class PositionSnapshots(KeyRows):
+    csv_rows: ClassVar[str | None] = "snapshots"
     snapshots: list[SnapshotEntry]
 
 
@@ -154,6 +167,7 @@ class ValuationJob(Body):
 
 
 class ValuationJobs(Body):
+    csv_rows: ClassVar[str | None] = "jobs"
     total: int = Field(description="Jobs matching the filters, over all pages")
     limit: int
     offset: int
@@ -191,6 +205,7 @@ class FanoutProgress(Body):
 
 
 class ReprocessingJobs(Body):
+    csv_rows: ClassVar[str | None] = "jobs"
     progress: FanoutProgress
     limit: int
     offset: int
@@ -212,6 +227,7 @@ class ReprocessingTrigger(Body):
 
 
 class ReprocessingTriggers(Body):
+    csv_rows: ClassVar[str | None] = "triggers"
     triggers: list[ReprocessingTrigger]
 
 
@@ -296,6 +312,7 @@ class PortfolioDay(Body):
 
 
 class PortfolioSeries(Body):
+    csv_rows: ClassVar[str | None] = "rows"
     portfolio_id: str
     reprocessing_status: ReprocessingStatus
     rebuilding_from: date | None = None  # while IN_PROGRESS: the first day not valued again yet
@@ -325,6 +342,7 @@ class PositionDay(Body):
 
 
 class PositionSeries(Body):
+    csv_rows: ClassVar[str | None] = "rows"
     portfolio_id: str
     security_id: str
     epoch: int
@@ -347,6 +365,7 @@ class CashflowEntry(Body):
 
 
 class PortfolioCashflows(Body):
+    csv_rows: ClassVar[str | None] = "rows"
     portfolio_id: str
     reprocessing_status: ReprocessingStatus
     rows: list[CashflowEntry]
@@ -380,9 +399,49 @@ class DayChanges(Body):
     changes: list[DayChange] = Field(description="Oldest first; the last one is what reads show now")
 
 
+# -- transactions --------------------------------------------------------------------
+
+
+class TransactionEntry(Body):
+    transaction_id: str
+    security_id: str
+    transaction_type: str
+    transaction_date: datetime
+    epoch: int = Field(description="The epoch the transaction was last costed in")
+    reprocessing_status: ReprocessingStatus = Field(description="Of the transaction's key")
+    quantity: DecimalString
+    price: DecimalString
+    gross_amount: DecimalString
+    trade_fee: DecimalString
+    trade_currency: str
+    net_cost: DecimalString | None = Field(description="Cost delta in base currency; null while an FX rate is missing")
+    net_cost_local: DecimalString = Field(description="Cost delta in the trade currency (negative for a SELL)")
+    realized_gain_loss: DecimalString | None = Field(description="Base currency; null when none (not a SELL) or FX missing")
+    realized_gain_loss_local: DecimalString | None
+    transaction_fx_rate: DecimalString | None = Field(description="Trade currency to base on the transaction date")
+    oversold: bool = Field(description="A SELL of more than was held, resolved when the earlier transaction arrives")
+    fx_missing: bool = Field(description="Base-currency figures wait for an FX rate")
+
+
+class PortfolioTransactions(Body):
+    csv_rows: ClassVar[str | None] = "transactions"
+    portfolio_id: str
+    reprocessing_status: ReprocessingStatus
+    security_id: str | None = Field(description="The security asked for (null: every security)")
+    date_from: date | None = Field(alias="from")
+    date_to: date | None = Field(alias="to")
+    total: int = Field(description="Transactions matching the filters, over all pages")
+    limit: int
+    offset: int
+    transactions: list[TransactionEntry]
+
+
 ALL_BODIES: tuple[type[Body], ...] = (
     ErrorBody,
     DayChanges,
+
+
+    PortfolioTransactions,
     PortfolioSeries,
     Performance,
     PositionSeries,

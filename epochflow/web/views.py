@@ -1,5 +1,6 @@
 """Web views every role serves: health, Prometheus metrics, `POST /ingest`, and (from
-`epochflow.web.api`) the read API with its OpenAPI document.
+`epochflow.web.api`) the read API with its OpenAPI document and (`epochflow.web.docs`) its
+interactive page.
 
 Every route goes through the route registry (`epochflow.web.routes.route`), which
 documents it; the access guard (`epochflow.web.access`) sits in front of all of them.
@@ -155,6 +156,7 @@ class Ingest(ApiView):
 # The read API: served by every role that loads these views (the api role first of all).
 from epochflow.web import api as _api  # noqa: E402,F401
 from epochflow.web import changes as _changes  # noqa: E402,F401
+from epochflow.web import docs as _docs  # noqa: E402,F401
 from epochflow.web import series as _series  # noqa: E402,F401
 
 # Faust builds the aiohttp application when `app.web` is first touched (the pages above);

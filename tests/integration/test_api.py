@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from sqlalchemy import text
 
 from epochflow.client import Pipeline
 from epochflow.devstack.stack import EmbeddedStack
@@ -277,6 +278,57 @@ def test_support_overview(port: int) -> None:
     assert (body["latest_snapshot_date"], body["latest_transaction_date"]) == (str(LAST), str(W + 2 * DAY))
     status, missing = call(port, "/portfolios/NOPE/support/")
     assert status == 404 and "error" in missing
+
+
+# -- transactions, CSV, BI views, the API page -------------------------------------------------
+
+
+async def test_transactions_as_costed_with_the_epoch_of_their_last_costing(port: int, pipeline: Pipeline) -> None:
+    body = get(port, f"/portfolios/{P1}/transactions/")
+    assert (body["reprocessing_status"], body["total"]) == ("CURRENT", 3)
+    rows = {t["transaction_id"]: t for t in body["transactions"]}
+    assert list(rows) == ["API_T1", "API_T2", "API_T5"]  # by date: W, W+1, W+2 (booked last)
+    t1, t5 = rows["API_T1"], rows["API_T5"]
+    assert (dec(t1["net_cost"]), dec(t1["net_cost_local"]), dec(t5["net_cost"])) == (1000, 1000, 202)
+    assert t5["epoch"] == 1 and t1["epoch"] <= 1 and not (t5["oversold"] or t5["fx_missing"])
+    sold = get(port, f"/portfolios/{P2}/transactions/?from={W + DAY}")["transactions"]
+    assert [(t["transaction_type"], dec(t["realized_gain_loss"])) for t in sold] == [("SELL", D(5 * 103 - 5 * 100))]
+    # the BI view shows the same rows, and every key's current epoch only for snapshots
+    async with pipeline.engine.connect() as conn:
+        viewed = (await conn.execute(text(
+            "SELECT transaction_id, epoch, net_cost FROM bi_transactions WHERE portfolio_id = :p ORDER BY transaction_id"),
+            {"p": P1})).all()
+        snapshot_epochs = (await conn.execute(text(
+            "SELECT DISTINCT epoch FROM bi_daily_snapshots WHERE portfolio_id = :p AND security_id = :s"),
+            {"p": P1, "s": S1})).scalars().all()
+        position = (await conn.execute(text(
+            "SELECT quantity, valuation_date, market_value FROM bi_positions WHERE portfolio_id = :p AND security_id = :s"),
+            {"p": P1, "s": S1})).one()
+    assert [(r.transaction_id, r.epoch, r.net_cost) for r in viewed] == [
+        (t["transaction_id"], t["epoch"], dec(t["net_cost"])) for t in body["transactions"]]
+    assert snapshot_epochs == [1]
+    assert tuple(position) == (12, LAST, 1260)
+
+
+def test_reads_answer_csv(port: int) -> None:
+    status, text_body = call(port, f"/positions/{P1}/{S1}/snapshots/?format=csv")
+    assert status == 200
+    lines = text_body.splitlines()
+    assert lines[0].startswith("date,quantity,") and len(lines) == 1 + len(days(W, LAST))
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/portfolios/{P1}/transactions/",
+                                     headers={"Accept": "text/csv"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.headers.get_content_type() == "text/csv"
+        assert len(response.read().decode().splitlines()) == 1 + 3
+    status, refused = call(port, f"/portfolios/{P1}/support/?format=csv")
+    assert status == 406 and "CSV" in refused["error"]
+
+
+def test_the_api_page_is_served_with_its_files(port: int) -> None:
+    status, page = call(port, "/docs/")
+    assert status == 200 and "swagger-ui-bundle.js" in page and "https://" not in page
+    status, script = call(port, "/docs/swagger-ui-bundle.js")
+    assert status == 200 and "SwaggerUIBundle" in script
 
 
 # -- the document -----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ value that passes the parameter checks is one the columns it reaches can hold (a
 2147483648 used to reach the 32-bit column and fail there). Ingest bodies are thrown at
 `POST /ingest/` too, with publishing recorded rather than sent."""
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (served loads the app before the web modules register routes)
 
 from collections.abc import AsyncIterator
 
@@ -14,11 +14,11 @@ from hypothesis import settings as hypothesis_settings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from epochflow.sinks.writer import ResultWriter
-from epochflow.web import api, views  # noqa: I001
+from tests.unit.web.served import client, settings
+from epochflow.web import api, views
 from tests.fixtures.hostile_requests import Request, answer, ingest_requests, read_requests
 from tests.fixtures.result_rows import hist, state, tx
 from tests.integration.sinks.valuation_rows import job, snap
-from tests.unit.web.served import client, settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

@@ -35,6 +35,11 @@ BAD = [
     ("/positions/P%01/S1/history/", "portfolio_id"),
     ("/reprocessing/jobs/?status=SKIPPED_NO_POSITION", "status"),
     ("/reprocessing/triggers/?all=1", "all"),
+    ("/portfolios/P1/transactions/?from=2026-03-05&to=2026-03-01", "from"),
+    ("/portfolios/P1/transactions/?security_id=A%7CB", "security_id"),
+    ("/portfolios/P1/transactions/?limit=1001", "limit"),
+    ("/portfolios/P1/transactions/?epoch=1", "epoch"),
+    ("/portfolios/P1/transactions/?format=tsv", "format"),
 ]
 HOSTILE_IDS = ["a%00b", "%0A", "x" * 257, "%ED%A0%80", "%C0%AF"]
 VALID = [
@@ -49,6 +54,8 @@ VALID = [
     "/reprocessing/jobs/?subject=fx%7CEUR%7CUSD&offset=2147483647",
     "/valuation-jobs/?epoch=2147483647",
     "/reprocessing/triggers/?all=true",
+    "/portfolios/P1/transactions/?from=2026-03-01&to=2026-03-02&security_id=S1&limit=1000&offset=5",
+    "/portfolios/P1/transactions/?format=csv",
     "/positions/%27%3BDROP--TABLE--position_state%3B--/S1/lineage/",
     "/positions/%27OR%271%27=%271/S1/history/",
 ]

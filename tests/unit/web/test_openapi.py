@@ -15,7 +15,7 @@ from epochflow.web.openapi import build_document
 from epochflow.web.routes import ROUTES, Operation, route, served_methods
 from tests.unit.web.served import TOKEN, app, client, settings
 
-OUR_MODULES = ("epochflow.web.views", "epochflow.web.api")
+OUR_MODULES = ("epochflow.web.views", "epochflow.web.api", "epochflow.web.docs")
 EXPECTED_PATHS = {
     "/health/",
     "/metrics/",
@@ -29,6 +29,9 @@ EXPECTED_PATHS = {
     "/valuation-jobs/",
     "/reprocessing/jobs/",
     "/reprocessing/triggers/",
+    "/portfolios/{portfolio_id}/transactions/",
+    "/docs/",
+    "/docs/{asset}",
 }
 
 
@@ -60,9 +63,11 @@ def test_every_reference_resolves_and_every_path_parameter_is_declared() -> None
     schemas = doc["components"]["schemas"]
     refs = re.findall(r"'\$ref': '#/components/schemas/(\w+)'", repr(doc))
     assert refs and all(ref in schemas for ref in refs)
+    shared = re.findall(r"'\$ref': '#/components/parameters/(\w+)'", repr(doc))
+    assert shared and all(ref in doc["components"]["parameters"] for ref in shared)
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
-            declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            declared = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "path"}
             if path in ROUTES:
                 assert declared == set(re.findall(r"{(\w+)}", path)), (method, path)
                 assert "200" in operation["responses"] and "500" in operation["responses"]
