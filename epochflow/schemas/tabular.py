@@ -27,6 +27,7 @@ from epochflow.schemas.events import (
     MarketPriceEvent,
     PortfolioEvent,
     TransactionEvent,
+    nearest_field,
 )
 
 # the event types a CSV may hold (a checkpoint's `expected` is no cell) and their fields
@@ -135,9 +136,9 @@ def _check_header(row: int, columns: list[str], event_type: str | None, table: T
             continue
         seen.add(name)
         if name not in known:
-            near = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            near = nearest_field(name, known)
             of = f" of a {event_type} file" if event_type and "type" not in columns else ""
-            hint = f" (did you mean {near[0]}?)" if near else ""
+            hint = f" (did you mean {near}?)" if near else ""
             table.problems.append(RowProblem(row, f"column {name!r}: unknown column{of}{hint}"))
             continue
         usable.add(index)
