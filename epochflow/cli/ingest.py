@@ -112,7 +112,7 @@ async def _publish(settings, events: list, wait: bool, timeout_s: float) -> None
     from epochflow.cli.replay import progress_bar
     from epochflow.client import Pipeline
 
-    async with await Pipeline.connect(settings) as pipeline:
+    async with await Pipeline.connect(settings, running_roles(settings)) as pipeline:
         await _send_with_progress(events, pipeline.publish)
         click.echo(f"published {len(events)} events to {settings.kafka_url}")
         peak = 0
@@ -125,8 +125,20 @@ async def _publish(settings, events: list, wait: bool, timeout_s: float) -> None
 
             seconds = await pipeline.settle(timeout_s, on_progress=outstanding)
             update(peak, peak)
-    upto = f", every key valued up to {pipeline.business_date}" if pipeline.business_date else ""
+    valued = pipeline.business_date and "scheduler" in pipeline.roles  # what settle waited for
+    upto = f", every key valued up to {pipeline.business_date} or waiting for data" if valued else ""
     click.echo(f"quiescent after {seconds:.1f}s: everything published is in PostgreSQL{upto}")
+
+
+def running_roles(settings) -> tuple[str, ...]:
+    """The roles whose barriers to wait for: those of the stack's run file (a stack may run
+    only some roles), else every role (a deployment found through the environment)."""
+    from epochflow.devstack.stack import read_run_file
+    from epochflow.topology import ROLE_NAMES
+
+    run = read_run_file(settings.data_dir)
+    running = {worker["role"] for worker in run["workers"]} if run else set()
+    return tuple(role for role in ROLE_NAMES if role in running) or ROLE_NAMES
 
 
 async def _send_with_progress(events: list, send_batch) -> None:
