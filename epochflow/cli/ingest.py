@@ -111,6 +111,7 @@ async def _publish(settings, events: list, wait: bool, timeout_s: float) -> None
 
     from epochflow.cli.replay import progress_bar
     from epochflow.client import Pipeline
+    from epochflow.ops.ingest import running_roles
 
     async with await Pipeline.connect(settings, running_roles(settings)) as pipeline:
         await _send_with_progress(events, pipeline.publish)
@@ -128,17 +129,6 @@ async def _publish(settings, events: list, wait: bool, timeout_s: float) -> None
     valued = pipeline.business_date and "scheduler" in pipeline.roles  # what settle waited for
     upto = f", every key valued up to {pipeline.business_date} or waiting for data" if valued else ""
     click.echo(f"quiescent after {seconds:.1f}s: everything published is in PostgreSQL{upto}")
-
-
-def running_roles(settings) -> tuple[str, ...]:
-    """The roles whose barriers to wait for: those of the stack's run file (a stack may run
-    only some roles), else every role (a deployment found through the environment)."""
-    from epochflow.devstack.stack import read_run_file
-    from epochflow.topology import ROLE_NAMES
-
-    run = read_run_file(settings.data_dir)
-    running = {worker["role"] for worker in run["workers"]} if run else set()
-    return tuple(role for role in ROLE_NAMES if role in running) or ROLE_NAMES
 
 
 async def _send_with_progress(events: list, send_batch) -> None:

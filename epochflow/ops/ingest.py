@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from epochflow.config import Settings
 from epochflow.schemas.documents import DocumentError, json_kind, load_json
 from epochflow.schemas.events import CheckpointEvent, InvalidEvent, parse_event
 from epochflow.schemas.tabular import read_csv, type_of_name
@@ -198,3 +199,14 @@ def problem_count(reading: Reading) -> str:
     noun = "problem" if problems == 1 else "problems"
     events = f" in {reading.invalid_events} of {reading.total} events" if reading.invalid_events else ""
     return f"{problems} {noun}{events}"
+
+
+def running_roles(settings: Settings) -> tuple[str, ...]:
+    """The roles whose barriers to wait for: those of the stack's run file (a stack may run
+    only some roles), else every role (a deployment found through the environment)."""
+    from epochflow.devstack.stack import read_run_file
+    from epochflow.topology import ROLE_NAMES
+
+    run = read_run_file(settings.data_dir)
+    running = {worker["role"] for worker in run["workers"]} if run else set()
+    return tuple(role for role in ROLE_NAMES if role in running) or ROLE_NAMES

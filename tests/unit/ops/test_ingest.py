@@ -185,3 +185,18 @@ def test_several_files_are_read_in_order_each_in_its_format(tmp_path: Path) -> N
     assert [str(p).split(": ")[0] for p in reading.problems] == [f"{tmp_path / 'book.jsonl'} line 2"]
     forced = read_files([tmp_path / "book.jsonl"], format="csv")  # --format csv: read as CSV whatever the suffix
     assert forced.problems and str(forced.problems[0]).startswith(f"{tmp_path / 'book.jsonl'} row 1: no type column")
+
+
+def test_wait_follows_the_roles_the_stack_runs(tmp_path: Path) -> None:
+    import dataclasses
+    import os
+
+    from epochflow.config import load_settings
+    from epochflow.ops.ingest import running_roles
+    from epochflow.topology import ROLE_NAMES
+
+    settings = dataclasses.replace(load_settings(), data_dir=tmp_path)
+    assert running_roles(settings) == ROLE_NAMES  # no run file: a deployment of every role
+    workers = [{"role": "sink"}, {"role": "positions"}, {"role": "positions"}]
+    (tmp_path / "run.json").write_text(json.dumps({"pid": os.getpid(), "workers": workers}))
+    assert running_roles(settings) == tuple(r for r in ROLE_NAMES if r in ("positions", "sink"))
