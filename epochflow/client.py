@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 
@@ -51,6 +51,11 @@ class NotQuiescent(TimeoutError):
     pass
 
 
+# told, while `settle` or `quiesce` waits, how much is still outstanding: barriers not
+# back yet, then jobs open and keys not valued up to the business date (a progress bar)
+Outstanding = Callable[[int], None]
+
+
 @dataclass
 class Pipeline:
     settings: Settings
@@ -71,10 +76,11 @@ class Pipeline:
         engine = create_engine(settings.database_url, pool_size=2)
         return cls(settings, producer, engine, tuple(roles))
 
-    async def settle(self, timeout: float = 120.0) -> float:
+    async def settle(self, timeout: float = 120.0, on_progress: Outstanding | None = None) -> float:
         """Quiescent as FORMAT.md defines it: every input consumed and every output in
         PostgreSQL (barriers), no job runnable or in flight, and every key valued up to the
-        business date or waiting on data that has not arrived; twice in a row, unchanged."""
+        business date or waiting on data that has not arrived; twice in a row, unchanged.
+        `on_progress` is told how much is outstanding each time that is read."""
         started = time.monotonic()
         previous = None
         settled_at: str | None = None
@@ -83,7 +89,7 @@ class Pipeline:
             if left <= 0:
                 raise NotQuiescent(f"pipeline not quiescent after {timeout:.0f}s: {_describe_activity(previous)}")
             try:
-                await self.quiesce(left)
+                await self.quiesce(left, on_progress=on_progress)
             except NotQuiescent as error:
                 if previous is None:
                     raise
@@ -91,6 +97,10 @@ class Pipeline:
             if self.business_date is None or "scheduler" not in self.roles:
                 return time.monotonic() - started
             activity = await pipeline_activity(self.engine, self.business_date)
+            open_work = (activity["processing"] + activity["runnable"] + activity["not_settled_count"]
+                         + activity["triggers_pending"] + activity["reset_jobs_open"])
+            if on_progress is not None:
+                on_progress(open_work)
             settled = not (activity["processing"] or activity["runnable"] or activity["not_settled"]
                            or activity["triggers_pending"] or activity["reset_jobs_open"])
             if settled and settled_at == activity["fingerprint"]:
@@ -126,9 +136,11 @@ class Pipeline:
         await self.producer.send(topic_name(self.settings, short_topic), partition, key, value)
         await self.producer.flush()
 
-    async def quiesce(self, timeout: float = 120.0, stages: dict[str, str | list[str]] | None = None) -> float:
+    async def quiesce(self, timeout: float = 120.0, stages: dict[str, str | list[str]] | None = None,
+                      on_progress: Outstanding | None = None) -> float:
         """Wait until everything published so far has reached PostgreSQL; returns seconds.
-        `stages` maps input topics to the stage(s) that must forward their barriers."""
+        `stages` maps input topics to the stage(s) that must forward their barriers;
+        `on_progress` is told how many barriers are not back yet."""
         stages = stages or barrier_stages(self.roles)
         started = time.monotonic()
         token = uuid.uuid4().hex
@@ -141,6 +153,8 @@ class Pipeline:
         while True:
             seen = await barriers_seen(self.engine, token)
             missing = wanted - seen
+            if on_progress is not None:
+                on_progress(len(missing))
             if not missing:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:

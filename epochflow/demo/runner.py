@@ -1,6 +1,7 @@
 """`epochflow demo` (`make demo`): a month of a small investment manager's data through a
 fresh embedded stack (some trades booked late), the resulting book, then a trade that
-arrives three days late and the repair it sets off."""
+arrives three days late and the repair it sets off. With `keep_running` the stack then
+stays up, its pages printed, until Ctrl-C (or SIGTERM) stops it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ from decimal import Decimal
 from pathlib import Path
 
 from epochflow.client import Pipeline
-from epochflow.demo.data import MODEL_PORTFOLIOS, WIDELY_HELD, demo_events, late_trade, model_portfolio_id, price_correction
+from epochflow.demo.data import (
+    MODEL_PORTFOLIOS,
+    PORTFOLIOS,
+    WIDELY_HELD,
+    demo_events,
+    late_trade,
+    model_portfolio_id,
+    price_correction,
+)
 from epochflow.sinks.reads.api import fanout_progress, fetch_reprocessing_jobs, fetch_snapshots
 from epochflow.sinks.reads.overview import flagged_transactions, positions_overview
 from epochflow.sinks.reads.scenario import fetch_positions, snapshot_current_epoch
@@ -26,7 +35,7 @@ def _qty(value: Decimal) -> str:
     return f"{value.normalize():f}"
 
 
-async def run_demo(echo: Callable[[str], None] = print) -> int:
+async def run_demo(echo: Callable[[str], None] = print, keep_running: bool = False) -> int:
     from epochflow.devstack.stack import EmbeddedStack
 
     events = demo_events()
@@ -49,10 +58,37 @@ async def run_demo(echo: Callable[[str], None] = print) -> int:
                 await _print_book(pipeline, echo)
                 await _late_trade_story(pipeline, echo)
                 await _price_correction_story(pipeline, events, echo)
+                if keep_running:
+                    await _serve_until_stopped(stack, echo)
             finally:
                 await pipeline.close()
         echo("stack stopped; nothing left running.")
     return 0
+
+
+def page_urls(stack) -> dict[str, str]:
+    """The pages of the running stack's api worker, by what they show."""
+    api = next(w for w in stack.workers if w.role == "api")
+    host = stack.settings.web_host
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base = f"http://{host}:{api.web_port}"
+    return {
+        "dashboard": f"{base}/dashboard/",
+        "API docs": f"{base}/docs/",
+        "portfolio": f"{base}/portfolios/{PORTFOLIOS[0][0]}/page/",
+    }
+
+
+async def _serve_until_stopped(stack, echo: Callable[[str], None]) -> None:
+    """Print where to look, then wait until the command is interrupted: Ctrl-C (SIGTERM,
+    SIGHUP) cancels this wait, and the caller's `async with` stops the stack."""
+    echo("")
+    echo("the stack stays up:")
+    for name, url in page_urls(stack).items():
+        echo(f"  {name:<10} {url}")
+    echo(f"  more data  epochflow ingest --data-dir {stack.data_dir} --wait FILE...  (in another shell)")
+    echo("Ctrl-C stops everything.")
+    await asyncio.Event().wait()
 
 
 async def _print_book(pipeline: Pipeline, echo: Callable[[str], None]) -> None:

@@ -1,10 +1,12 @@
-"""Reading input files: a scenario file (JSON with cases), a JSON list of events, or JSON
-Lines. Every event is validated before anything is published, and every problem is
-reported with where it is (line, event index, or case and index), the field and the reason.
+"""Reading input files: a scenario file (JSON with cases), a JSON list of events, JSON
+Lines, or CSV (one event a row). Every event is validated before anything is published,
+and every problem is reported with where it is (line, event index, case and index, or a
+CSV file's row), the field and the reason.
 
-Files are read with `schemas.documents.load_json`, the loader of `POST /ingest/`: nesting
-is bounded and a JSON number with a fraction is refused by the event models exactly as it
-is there.
+JSON files are read with `schemas.documents.load_json`, the loader of `POST /ingest/`:
+nesting is bounded and a JSON number with a fraction is refused by the event models
+exactly as it is there. CSV files are read with `schemas.tabular.read_csv`, which that
+route uses for a `text/csv` body; both end in the same event models.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from epochflow.config import Settings
 from epochflow.schemas.documents import DocumentError, json_kind, load_json
 from epochflow.schemas.events import CheckpointEvent, InvalidEvent, parse_event
+from epochflow.schemas.tabular import read_csv, type_of_name
+
+FORMATS = ("json", "csv")  # json: a scenario file, a JSON list or JSON Lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,21 @@ class Reading:
 
     def counts_by_type(self) -> dict[str, int]:
         return dict(Counter(event.type for event in self.events))
+
+    def add(self, other: Reading) -> None:
+        """`other` (the next file's reading) appended to this one."""
+        self.events += other.events
+        self.checkpoints += other.checkpoints
+        self.total += other.total
+        self.problems += other.problems
+        self.invalid_events += other.invalid_events
+
+
+def format_of(path: Path, given: str | None = None) -> str:
+    """`given`, else what the file's suffix says: `.csv` is CSV, anything else JSON."""
+    if given is not None:
+        return given
+    return "csv" if Path(path).suffix.lower() == ".csv" else "json"
 
 
 def read_raw_events(path: Path, case: str | None = None) -> tuple[list[tuple[str, Any]], list[Problem]]:
@@ -116,10 +137,39 @@ def _from_document(doc: Any, case: str | None) -> tuple[list[tuple[str, Any]], l
     return [("event #0", doc)], []
 
 
-def read_events(path: Path, case: str | None = None) -> Reading:
+def read_raw_csv(path: Path, event_type: str | None = None) -> tuple[list[tuple[str, Any]], list[Problem], int, int]:
+    """(where, raw event) pairs of a CSV file (`FILE row N`), the problems of its header and
+    of rows that are no event, its event rows and how many of them those problems refused.
+    Rows without a `type` cell are of `event_type`, else of the type the file's name says."""
+    text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+    table = read_csv(text, event_type or type_of_name(Path(path).name))
+    events = [(f"{path} row {row}", raw) for row, raw in table.events]
+    problems = [Problem(f"{path} row {p.row}" if p.row else str(path), p.reason) for p in table.problems]
+    return events, problems, table.rows, table.invalid_rows
+
+
+def read_files(paths: list[Path], case: str | None = None, format: str | None = None,
+               event_type: str | None = None) -> Reading:
+    """Every file read (each in its format: `format`, else its suffix) and validated, in
+    order; where a problem is names the file when there are several (a CSV's always)."""
+    reading = Reading()
+    for path in paths:
+        reading.add(read_events(path, case, format, event_type, named=len(paths) > 1))
+    return reading
+
+
+def read_events(path: Path, case: str | None = None, format: str | None = None, event_type: str | None = None,
+                named: bool = False) -> Reading:
     """The file read and every event validated; never raises for what is in the file."""
-    raw_events, problems = read_raw_events(path, case)
-    reading = Reading(total=len(raw_events), problems=problems)
+    if format_of(path, format) == "csv":
+        raw_events, problems, rows, refused = read_raw_csv(path, event_type)
+        reading = Reading(total=rows, problems=problems, invalid_events=refused)
+    else:
+        raw_events, problems = read_raw_events(path, case)
+        if named:
+            raw_events = [(f"{path} {where}", raw) for where, raw in raw_events]
+            problems = [Problem(str(path) if p.where == "file" else f"{path} {p.where}", p.reason) for p in problems]
+        reading = Reading(total=len(raw_events), problems=problems)
     for where, raw in raw_events:
         if isinstance(raw, DocumentError):
             reading.problems.append(Problem(where, str(raw)))
@@ -149,3 +199,14 @@ def problem_count(reading: Reading) -> str:
     noun = "problem" if problems == 1 else "problems"
     events = f" in {reading.invalid_events} of {reading.total} events" if reading.invalid_events else ""
     return f"{problems} {noun}{events}"
+
+
+def running_roles(settings: Settings) -> tuple[str, ...]:
+    """The roles whose barriers to wait for: those of the stack's run file (a stack may run
+    only some roles), else every role (a deployment found through the environment)."""
+    from epochflow.devstack.stack import read_run_file
+    from epochflow.topology import ROLE_NAMES
+
+    run = read_run_file(settings.data_dir)
+    running = {worker["role"] for worker in run["workers"]} if run else set()
+    return tuple(role for role in ROLE_NAMES if role in running) or ROLE_NAMES

@@ -169,10 +169,17 @@ def _unknown_field(loc: tuple) -> str:
     name = str(loc[-1])
     known = _FIELDS.get(str(loc[0])) if len(loc) > 1 else None
     candidates = known or tuple({field for fields in _FIELDS.values() for field in fields})
+    near = nearest_field(name, candidates)
+    return "unknown field" + (f" (did you mean {near}?)" if near else "")
+
+
+def nearest_field(name: str, candidates: tuple[str, ...]) -> str | None:
+    """The known field `name` was most likely meant to be ("quantty" -> quantity, "fee" ->
+    trade_fee), or None."""
     near = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     if not near and "_" not in name:  # "fee" is a part of trade_fee
         near = [field for field in candidates if name in field.split("_")][:1]
-    return "unknown field" + (f" (did you mean {near[0]}?)" if near else "")
+    return near[0] if near else None
 
 
 def describe(error: ValidationError) -> str:

@@ -68,9 +68,17 @@ class InvalidEvent(Body):
     reason: str
 
 
+class InvalidRow(Body):
+    row: int = Field(description="The CSV row, as a spreadsheet counts: the header is row 1")
+    field: str | None = Field(description="The column (null: a rule across fields, or the row as a whole)")
+    reason: str
+
+
 class IngestRefused(Body):
     error: str
-    invalid: list[InvalidEvent]
+    invalid: list[InvalidRow | InvalidEvent] = Field(
+        description="JSON: each invalid event by its index; CSV: each problem by row and field"
+    )
 
 
 class Position(Body):

@@ -237,3 +237,52 @@ def test_cli_refuses_a_topic_whose_partition_count_is_not_the_configured_one(sta
     assert {p: counts[("reference", p)] for p in range(6)} == {p: 1 for p in range(6)}  # the portfolio, everywhere
     key_partition = partition_for("P_IN|S_IN", 6)
     assert {p: counts[("transactions", p)] for p in range(6)} == {p: int(p == key_partition) for p in range(6)}
+
+
+EXAMPLE_CSV = Path(__file__).resolve().parents[2] / "examples" / "csv_ingest"
+
+
+async def _positions_of(stack, portfolio_id: str, wait: bool = True) -> list:
+    pipeline = await Pipeline.connect(stack.settings, roles=stack.roles)
+    try:
+        if wait:
+            await pipeline.quiesce(120)
+        return await fetch_positions(pipeline.engine, portfolio_id)
+    finally:
+        await pipeline.close()
+
+
+def test_cli_publishes_csv_files_and_waits_until_the_roles_running_are_quiescent(stack) -> None:
+    done = _cli(stack, "ingest", "--wait", *map(str, sorted(EXAMPLE_CSV.glob("*.csv"))))
+    assert done.returncode == 0, done.stderr
+    assert "published 29 events" in done.stdout
+    # this stack runs positions and the sink only: no scheduler, so nothing is valued
+    assert "quiescent after" in done.stdout and "valued" not in done.stdout
+    # read without waiting: --wait returned once everything published was in PostgreSQL
+    positions = asyncio.run(_positions_of(stack, "CSV_EUR_GROWTH", wait=False))
+    assert {p.security_id: p.quantity for p in positions} == {"CSV_ACME": 90, "CSV_BRIT": 250}
+
+
+def test_http_ingest_takes_csv_all_or_nothing(stack) -> None:
+    port = next(w["web_port"] for w in stack.describe()["workers"] if w["role"] == "positions")
+    header = "type,portfolio_id,base_currency,transaction_id,security_id,transaction_type,transaction_date,quantity," \
+             "price,gross_amount,trade_currency"
+    good = ["portfolio,P_CSV,USD,,,,,,,,", "transaction,P_CSV,,CSV_1,S_CSV,BUY,2025-08-01T10:00:00Z,7,5,35,USD"]
+    bad = "transaction,P_CSV,,CSV_2,S_CSV,BUY,2025-08-01T11:00:00Z,7,5,35,usd"
+
+    def post(rows: list[str]) -> tuple[int, dict]:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/ingest/", data="\n".join([header, *rows]).encode(),
+                                         method="POST", headers={"Content-Type": "text/csv"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    status, body = post([*good, bad])
+    assert status == 422 and body["invalid"] == [
+        {"row": 4, "field": "trade_currency", "reason": "String should match pattern '^[A-Z]{3}$'"}]
+    status, body = post(good)
+    assert (status, body) == (200, {"published": 2, "not_published": []})
+    [position] = asyncio.run(_positions_of(stack, "P_CSV"))
+    assert position.quantity == 7

@@ -103,3 +103,100 @@ def test_a_good_file_has_no_problem_and_counts_its_events_by_type(tmp_path: Path
     assert reading.problems == []
     assert reading.counts_by_type() == {"portfolio": 1, "transaction": 2, "market_price": 1}
     assert (reading.checkpoints, reading.total) == (1, 5)
+
+
+# -- CSV ------------------------------------------------------------------------------------
+
+TXN_HEADER = "transaction_id,portfolio_id,security_id,transaction_type,transaction_date,quantity,price,gross_amount," \
+             "trade_fee,trade_currency"
+
+
+def test_every_problem_of_a_csv_file_names_the_file_the_row_and_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "transactions.csv"
+    path.write_text("\n".join([
+        TXN_HEADER,
+        "T1,P1,S1,BUY,2025-08-01T10:00:00Z,10,5,50,0,USD",
+        "T2,P1,S1,BUY,2025-08-01T10:00:00Z,ten,5,50,0,USD",        # a bad number
+        "T3,P1,S1,BUY,01/08/2025,10,5,50,0,usd",                  # a bad date, a bad currency
+        "T4,P1,S1,SELL,2025-08-02T10:00:00Z,10,,50,0,USD",        # a SELL without its price
+        "T5,P1,S1,BUY,2025-08-01T10:00:00Z,10,5,50,0,USD",
+    ]) + "\n")
+    assert listed(path) == [
+        f'{path} row 3: transaction.quantity: must be a decimal number written like "12.5" or "-3"',
+        f"{path} row 4: transaction.transaction_date: must be an ISO 8601 timestamp such as 2025-08-01T10:00:00Z",
+        f"{path} row 4: transaction.trade_currency: String should match pattern '^[A-Z]{{3}}$'",
+        f"{path} row 5: transaction: price must be positive for a SELL",
+    ]
+    reading = read_events(path)
+    assert problem_count(reading) == "4 problems in 3 of 5 events"
+    assert [event.transaction_id for event in reading.events] == ["T1", "T5"]  # the CLI publishes none of them
+
+
+def test_a_bad_date_of_a_price_file_names_its_row(tmp_path: Path) -> None:
+    path = tmp_path / "prices.csv"
+    path.write_text("security_id,price_date,price,currency\nS1,2025-02-30,10,USD\nS1,2025-03-01,1e999999,USD\n")
+    assert listed(path) == [
+        f"{path} row 2: market_price.price_date: Input should be a valid date or datetime, day value is outside "
+        "expected range",
+        f"{path} row 3: market_price.price: is out of range: at most 18 digits before the decimal point",
+    ]
+
+
+def test_csv_problems_of_the_header_and_the_document_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text("")
+    assert listed(tmp_path / "empty.csv")[0].startswith(f"{tmp_path / 'empty.csv'}: empty: no header row")
+    (tmp_path / "export.csv").write_text("security_id,price\nS1,1\n")
+    assert listed(tmp_path / "export.csv")[0].startswith(f"{tmp_path / 'export.csv'} row 1: no type column")
+    (tmp_path / "fx_rates.csv").write_text("from_currency,to_currency,rate_date,rate,source\nUSD,EUR,2025-03-03,0.9,ECB\n")
+    assert listed(tmp_path / "fx_rates.csv") == [f"{tmp_path / 'fx_rates.csv'} row 1: column 'source': unknown column "
+                                                 "of a fx_rate file"]
+
+
+def test_csv_and_the_equivalent_json_parse_to_identical_events(tmp_path: Path) -> None:
+    json_events = [
+        PORTFOLIO,
+        {"type": "instrument", "security_id": "S1", "currency": "USD", "name": "Acme, Inc."},
+        {"type": "business_date", "date": "2025-08-01"},
+        txn("T1"),
+        txn("T2", transaction_type="DIVIDEND", quantity="0", price="0", gross_amount="12.5", trade_fee="0",
+            currency="USD", instrument_id="ACME"),
+        PRICE,
+        {"type": "fx_rate", "from_currency": "USD", "to_currency": "EUR", "rate_date": "2025-08-01", "rate": "0.9123"},
+    ]
+    (tmp_path / "events.json").write_text(json.dumps(json_events))
+    columns = list(dict.fromkeys(name for event in json_events for name in event))
+    rows = [",".join(columns)] + [
+        ",".join(f'"{event[c]}"' if "," in str(event.get(c, "")) else str(event.get(c, "")) for c in columns)
+        for event in json_events
+    ]
+    (tmp_path / "events.csv").write_text("\n".join(rows) + "\n")
+    from_json, from_csv = read_events(tmp_path / "events.json"), read_events(tmp_path / "events.csv")
+    assert from_json.problems == from_csv.problems == []
+    assert from_csv.events == from_json.events and len(from_csv.events) == len(json_events)
+
+
+def test_several_files_are_read_in_order_each_in_its_format(tmp_path: Path) -> None:
+    from epochflow.ops.ingest import read_files
+
+    (tmp_path / "prices.csv").write_text("security_id,price_date,price,currency\nS1,2025-08-01,10,USD\n")
+    (tmp_path / "book.jsonl").write_text(json.dumps(PORTFOLIO) + "\n" + json.dumps(txn("T1", quantity="-1")) + "\n")
+    reading = read_files([tmp_path / "prices.csv", tmp_path / "book.jsonl"])
+    assert [event.type for event in reading.events] == ["market_price", "portfolio"]
+    assert [str(p).split(": ")[0] for p in reading.problems] == [f"{tmp_path / 'book.jsonl'} line 2"]
+    forced = read_files([tmp_path / "book.jsonl"], format="csv")  # --format csv: read as CSV whatever the suffix
+    assert forced.problems and str(forced.problems[0]).startswith(f"{tmp_path / 'book.jsonl'} row 1: no type column")
+
+
+def test_wait_follows_the_roles_the_stack_runs(tmp_path: Path) -> None:
+    import dataclasses
+    import os
+
+    from epochflow.config import load_settings
+    from epochflow.ops.ingest import running_roles
+    from epochflow.topology import ROLE_NAMES
+
+    settings = dataclasses.replace(load_settings(), data_dir=tmp_path)
+    assert running_roles(settings) == ROLE_NAMES  # no run file: a deployment of every role
+    workers = [{"role": "sink"}, {"role": "positions"}, {"role": "positions"}]
+    (tmp_path / "run.json").write_text(json.dumps({"pid": os.getpid(), "workers": workers}))
+    assert running_roles(settings) == tuple(r for r in ROLE_NAMES if r in ("positions", "sink"))
