@@ -22,12 +22,15 @@ terminates the process, and `restart` starts it again.
 from __future__ import annotations
 
 import asyncio
+import json
 import pprint
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -451,3 +454,68 @@ async def test_a_group_s_offsets_are_committed_as_a_member_and_its_changelogs_em
     assert await changelog_topics(broker.url, group) == {changelog: 2}
     ends = await fetch_highwaters(broker.url, [TopicPartition(changelog, p) for p in (0, 1)])
     assert set(ends.values()) == {0}
+
+
+# -- reads as at an earlier time, and why a day changed, before and after a sink replay ------
+
+def _read(stack: EmbeddedStack, path: str) -> tuple[bytes, str]:
+    """The body and `Epochflow-As-At` of a GET on the api worker."""
+    port = next(w.web_port for w in stack.workers if w.role == "api")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as response:
+        return response.read(), response.headers["Epochflow-As-At"] or ""
+
+
+def _at(path: str, as_at: str) -> str:
+    return f"{path}{'&' if '?' in path else '?'}as_at={quote(as_at, safe='')}"
+
+
+async def test_reads_as_at_an_earlier_time_answer_what_they_answered_then_even_after_a_sink_replay(
+    stack: EmbeddedStack, pipeline: Pipeline
+) -> None:
+    """Read everything, book a back-dated trade, read again, correct a price, read again:
+    each read asked for again `as_at` its own time answers byte for byte what it answered
+    then, and `changes/` names why the corrected day changed; a replay of the sink from the
+    earliest changes neither."""
+    w = WINDOWS.take()
+    last = w + 9 * DAY
+    pf, sec = "AS_PF", "AS_S1"
+    await pipeline.publish([
+        instrument(sec), portfolio(pf, w - 5 * DAY), *(price(sec, d, 20 + n) for n, d in enumerate(days(w, last))),
+        transaction(f"{pf}-1", pf, sec, "BUY", w, 10, "20", fee=1),
+        transaction(f"{pf}-2", pf, sec, "BUY", w + 5 * DAY, 5, "25"), *business_dates(w, last),
+    ])
+    await pipeline.settle(SETTLE_S)
+    paths = [f"/positions/{pf}/{sec}/snapshots/", f"/positions/{pf}/{sec}/history/", f"/portfolios/{pf}/positions/",
+             f"/portfolios/{pf}/positions/?as_of={w + 3 * DAY}", f"/positions/{pf}/{sec}/timeseries/",
+             f"/portfolios/{pf}/timeseries/", f"/portfolios/{pf}/cashflows/", f"/portfolios/{pf}/transactions/"]
+    stages = [{path: await asyncio.to_thread(_read, stack, path) for path in paths}]
+    await pipeline.publish([transaction(f"{pf}-late", pf, sec, "BUY", w + 2 * DAY, 3, "22")])  # back-dated
+    await pipeline.settle(SETTLE_S)
+    stages.append({path: await asyncio.to_thread(_read, stack, path) for path in paths})
+    corrected = w + 6 * DAY
+    await pipeline.publish([price(sec, corrected, "99")])  # was 26
+    await pipeline.settle(SETTLE_S)
+    stages.append({path: await asyncio.to_thread(_read, stack, path) for path in paths})
+    snapshots = paths[0]
+    assert len({stage[snapshots][0] for stage in stages}) == 3, "each stage should change the snapshots"
+
+    changes_path = f"/positions/{pf}/{sec}/changes/?date={corrected}"
+    changes, _ = await asyncio.to_thread(_read, stack, changes_path)
+    found = json.loads(changes)["changes"]
+    kinds = [c["cause"]["kind"] for c in found]
+    assert kinds[0] == "first_valuation" and kinds[-1] == "price_correction", kinds
+    assert "backdated_transaction" in kinds and all(k in ("backdated_transaction",) for k in kinds[1:-1]), kinds
+    assert {c["cause"]["transaction_id"] for c in found if c["cause"]["kind"] == "backdated_transaction"} == {f"{pf}-late"}
+    assert found[-1]["differences"]["market_price"] == {"before": "26", "after": "99"}
+    assert found[-1]["figures"]["market_price"] == "99"
+
+    async def check_as_at() -> None:
+        for stage in stages:
+            for path, (body, as_at) in stage.items():
+                again, answered_at = await asyncio.to_thread(_read, stack, _at(path, as_at))
+                assert (again, answered_at) == (body, as_at), path
+        assert (await asyncio.to_thread(_read, stack, changes_path))[0] == changes
+
+    await check_as_at()
+    await replay_role(stack, pipeline, ReplayRequest("sink"))
+    await check_as_at()
