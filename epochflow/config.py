@@ -49,6 +49,8 @@ class Settings:
     fanout_claim_batch: int = 4
     fanout_max_in_flight: int = 32
     fanout_in_flight_timeout_s: float = 60.0
+    # versions of result rows superseded longer ago than this are dropped (0: keep them all)
+    versions_retention_days: int = 0
     # Kafka security for production clusters (every client: workers, CLI, admin)
     kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
     kafka_sasl_mechanism: str = "PLAIN"  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
@@ -141,6 +143,9 @@ class _Environment(BaseModel):
     fanout_claim_batch: int | None = _var("EPOCHFLOW_FANOUT_CLAIM", WHOLE_1, ge=1)
     fanout_max_in_flight: int | None = _var("EPOCHFLOW_FANOUT_IN_FLIGHT", WHOLE_1, ge=1)
     fanout_in_flight_timeout_s: float | None = _var("EPOCHFLOW_FANOUT_IN_FLIGHT_TIMEOUT_S", SECONDS, gt=0)
+    versions_retention_days: int | None = _var(
+        "EPOCHFLOW_VERSIONS_RETENTION_DAYS", "a whole number of days ≥ 0 (0: keep every version)", ge=0
+    )
     kafka_security_protocol: Annotated[Literal[KAFKA_PROTOCOLS], _upper] | None = _var(  # type: ignore[valid-type]
         "EPOCHFLOW_KAFKA_SECURITY_PROTOCOL", ", ".join(KAFKA_PROTOCOLS)
     )

@@ -49,6 +49,9 @@ EPOCH_BUMPS = Counter("epochflow_epoch_bumps_total", "Back-dated arrivals that o
 DUPLICATES = Counter("epochflow_duplicates_total", "Transactions seen again with identical content", registry=REGISTRY)
 AMENDMENTS = Counter("epochflow_amendments_total", "Transactions replaced by a new version", registry=REGISTRY)
 ROWS_WRITTEN = Counter("epochflow_sink_rows_total", "Rows upserted into PostgreSQL, by kind", ["kind"], registry=REGISTRY)
+VERSIONS_PRUNED = Counter(
+    "epochflow_versions_pruned_total", "Row versions dropped by the retention setting", registry=REGISTRY
+)
 SINK_RETRIES = Counter("epochflow_sink_retries_total", "Sink batches retried after a database error", registry=REGISTRY)
 BATCH_SECONDS = Histogram(
     "epochflow_batch_duration_seconds",

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -23,7 +23,9 @@ from epochflow.agents.batching import dead_letter_record
 from epochflow.app import app, settings
 from epochflow.schemas.events import describe
 from epochflow.schemas.results import ResultRow
+from epochflow.sinks import versions
 from epochflow.sinks.errors import ErrorKind, classify
+from epochflow.sinks.schema import create_engine
 from epochflow.sinks.writer import Refusal, ResultWriter
 from epochflow.streams import topics
 
@@ -31,6 +33,7 @@ log = logging.getLogger("epochflow.sink")
 ROWS = TypeAdapter(list[ResultRow])
 SINK_BATCH = 2000
 STAGE = "sink.write"
+PRUNE_EVERY_S = 600.0
 
 
 async def _write(writer: ResultWriter, rows: list, sources: Sequence[Any]) -> set[int]:
@@ -114,3 +117,24 @@ async def write_results(stream):
             metrics.PHASE_SECONDS.labels(STAGE, "sink").observe(written_at - decoded_at)
     finally:
         await writer.close()
+
+
+@app.timer(interval=PRUNE_EVERY_S, on_leader=False)
+async def prune_versions() -> None:
+    """EPOCHFLOW_VERSIONS_RETENTION_DAYS: drop the versions superseded longer ago (any sink
+    worker may; dropping twice drops nothing more)."""
+    if settings.versions_retention_days <= 0 or not settings.database_url:
+        return
+    engine = create_engine(settings.database_url, pool_size=1)
+    try:
+        dropped = await versions.prune(engine, timedelta(days=settings.versions_retention_days))
+    except Exception as error:  # the next round tries again; the sink's writes go on
+        log.warning("sink.prune_versions failed: %r", error)
+        return
+    finally:
+        await engine.dispose()
+    metrics.VERSIONS_PRUNED.inc(dropped)
+    if dropped:
+        log.info("sink.prune_versions dropped %d versions older than %d days", dropped,
+                 settings.versions_retention_days)
+

@@ -1,4 +1,4 @@
-"""`epochflow bench ingest | replay | fanout | timeseries`."""
+"""`epochflow bench ingest | replay | fanout | timeseries | versions`."""
 
 from __future__ import annotations
 
@@ -85,5 +85,22 @@ def bench_timeseries(keys: int, days: int, as_json: bool) -> None:
     if days <= 10:
         raise click.BadParameter("must be more than 10", param_hint="--days")
     figures = run(keys, days, click.echo)
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
+@bench.command("versions")
+@click.option("--keys", default=500, show_default=True, help="Keys of the book (K).")
+@click.option("--days", default=60, show_default=True, help="Valued days per key (D), at least 2.")
+@click.option("--rounds", default=6, show_default=True, help="Revisions of the book (R): price corrections, every other one with a back-dated trade.")
+@click.option("--json", "as_json", is_flag=True, help="Last line: the figures as one JSON object.")
+def bench_versions(keys: int, days: int, rounds: int, as_json: bool) -> None:
+    """What keeping every version costs: storage, write time with and without the
+    versions, and a current read against the same read as at an earlier time."""
+    from epochflow.bench.versions import run
+
+    if days < 2:
+        raise click.BadParameter("must be at least 2", param_hint="--days")
+    figures = run(keys, days, rounds, click.echo)
     if as_json:
         click.echo(json.dumps(figures))
