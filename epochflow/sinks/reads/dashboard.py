@@ -49,6 +49,7 @@ WRITTEN_TABLES: tuple[str, ...] = tuple(
 INDEXED_JOB_STATUSES = (JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.FAILED)
 EXACT_COUNT_MAX_ROWS = 200_000
 OPEN_RESET_JOBS_SHOWN = 20
+OPENED_EPOCHS_SHOWN = 10
 FINISHED_RESET_JOBS_SHOWN = 5
 STATEMENT_TIMEOUT_MS = 5_000
 
@@ -98,6 +99,19 @@ class ResetJob:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenedEpoch:
+    """A key whose current epoch a transaction opened (its back-dated or amended trade)."""
+
+    portfolio_id: str
+    security_id: str
+    epoch: int
+    epoch_trigger: str
+    epoch_rebuilt_from: date | None
+    status: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ResetJobCount:
     """RESET_WATERMARKS jobs of one status, with their progress summed."""
 
@@ -126,6 +140,7 @@ class DatabaseReading:
     open_reset_jobs: tuple[ResetJob, ...]
     finished_reset_jobs: tuple[ResetJob, ...]
     tables: Mapping[str, TableStats]
+    opened_epochs: tuple[OpenedEpoch, ...] = ()  # the latest first
 
 
 async def read_dashboard(engine: AsyncEngine, exact_count_max_rows: int = EXACT_COUNT_MAX_ROWS) -> DatabaseReading:
@@ -147,6 +162,7 @@ async def read_dashboard(engine: AsyncEngine, exact_count_max_rows: int = EXACT_
             open_reset_jobs=await _reset_jobs(conn, open_=True, limit=OPEN_RESET_JOBS_SHOWN),
             finished_reset_jobs=await _reset_jobs(conn, open_=False, limit=FINISHED_RESET_JOBS_SHOWN),
             tables=tables,
+            opened_epochs=await _opened_epochs(conn, OPENED_EPOCHS_SHOWN),
         )
 
 
@@ -232,4 +248,15 @@ async def _reset_jobs(conn: AsyncConnection, *, open_: bool, limit: int) -> tupl
         )
     rows = await conn.execute(query.limit(limit))
     return tuple(ResetJob(**dict(row._mapping)) for row in rows)
+
+
+async def _opened_epochs(conn: AsyncConnection, limit: int) -> tuple[OpenedEpoch, ...]:
+    s = position_state.c
+    query = (
+        select(s.portfolio_id, s.security_id, s.epoch, s.epoch_trigger, s.epoch_rebuilt_from, s.status, s.updated_at)
+        .where(s.epoch_trigger.is_not(None))
+        .order_by(s.updated_at.desc(), s.portfolio_id, s.security_id)
+        .limit(limit)
+    )
+    return tuple(OpenedEpoch(**dict(row._mapping)) for row in await conn.execute(query))
 

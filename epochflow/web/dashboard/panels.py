@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import quote
 
 from epochflow.domain import fanout
 from epochflow.domain.model import KeyStatus
@@ -20,6 +21,7 @@ from epochflow.sinks.reads.dashboard import (
     INDEXED_JOB_STATUSES,
     DatabaseReading,
     KeyGroup,
+    OpenedEpoch,
     ResetJob,
     ResetJobCount,
     ValuationJobGroup,
@@ -159,6 +161,24 @@ def shape_panels(reading: DatabaseReading) -> dict[str, Any]:
         "reprocessing_queue": reprocessing_queue(reading.reset_jobs, reading.triggers_pending),
         "watermark_lag": watermark_lag(reading.key_groups, business_date),
         "fanout": fanout_progress(reading.reset_jobs, reading.open_reset_jobs, reading.finished_reset_jobs),
+        "opened_epochs": [opened_epoch_entry(e) for e in reading.opened_epochs],
+    }
+
+
+def opened_epoch_entry(opened: OpenedEpoch) -> dict[str, Any]:
+    """A key a transaction moved to a new epoch, with the link to why its first rebuilt
+    day changed (`GET /positions/{p}/{s}/changes/?date=...`)."""
+    day = opened.epoch_rebuilt_from
+    path = f"/positions/{quote(opened.portfolio_id, safe='')}/{quote(opened.security_id, safe='')}/changes/"
+    return {
+        "portfolio_id": opened.portfolio_id,
+        "security_id": opened.security_id,
+        "epoch": opened.epoch,
+        "transaction_id": opened.epoch_trigger,
+        "rebuilt_from": _iso(day),
+        "status": opened.status,
+        "at": _iso(opened.updated_at),
+        "changes_url": f"{path}?date={day.isoformat()}" if day else None,
     }
 
 
@@ -377,6 +397,7 @@ def dashboard_payload(ring: SampleRing, now: float, *, refresh_s: float = REFRES
         "reprocessing_queue": panels.get("reprocessing_queue"),
         "watermark_lag": panels.get("watermark_lag"),
         "fanout": panels.get("fanout"),
+        "opened_epochs": panels.get("opened_epochs"),
         "throughput": dict(with_rates.throughput) if with_rates and with_rates.throughput else None,
         "dead_letters": dict(with_dead.dead_letters) if with_dead and with_dead.dead_letters else None,
         "history": ring.series(max_points),

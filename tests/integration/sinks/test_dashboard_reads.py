@@ -33,7 +33,7 @@ def _state(portfolio_id: str, security_id: str, status: str, watermark: date | N
     return dict(portfolio_id=portfolio_id, security_id=security_id, epoch=0, version=1, status=status,
                 watermark_date=watermark, quantity=Decimal(1), cost_basis=Decimal(1), cost_basis_local=Decimal(1),
                 held_since_date=None, first_open_date=date(2026, 3, 2), last_transaction_date=None,
-                waiting_for=waiting, updated_at=NOW)
+                waiting_for=waiting, updated_at=NOW, epoch_trigger=None, epoch_rebuilt_from=None)
 
 
 def _job(security_id: str, day: int, status: str, reason: str | None = None) -> dict:
@@ -62,7 +62,8 @@ async def test_the_sampler_reads_every_panel_from_postgresql_in_one_snapshot(cle
             _state("P1", "A", "CURRENT", date(2026, 3, 6)),
             _state("P2", "B", "CURRENT", date(2026, 3, 6)),
             _state("P1", "B", "REPROCESSING", date(2026, 3, 3), waiting="fx|CHF|USD"),
-            _state("P2", "A", "REPROCESSING", None),
+            _state("P2", "A", "REPROCESSING", None)
+            | dict(epoch=1, epoch_trigger="T9", epoch_rebuilt_from=date(2026, 3, 4)),
         ])
         await conn.execute(insert(portfolio_valuation_jobs), [
             _job("B", 4, "PENDING"), _job("B", 7, "PENDING"), _job("B", 5, "PENDING", "no price for B on 2026-03-05"),
@@ -97,6 +98,8 @@ async def test_the_sampler_reads_every_panel_from_postgresql_in_one_snapshot(cle
     assert [j.job_id for j in reading.open_reset_jobs] == ["J1", "J2"]  # oldest first
     assert [j.job_id for j in reading.finished_reset_jobs] == ["J4", "J3"]  # latest finished first
     assert set(reading.tables) == set(WRITTEN_TABLES)
+    assert [(e.portfolio_id, e.security_id, e.epoch, e.epoch_trigger, e.epoch_rebuilt_from)
+            for e in reading.opened_epochs] == [("P2", "A", 1, "T9", date(2026, 3, 4))]
 
     large = await read_dashboard(clean_db, exact_count_max_rows=-1)  # as if the job table were huge
     assert large.valuation_counts_exact is False

@@ -229,6 +229,8 @@ def upgrade() -> None:
     op.add_column("transactions", sa.Column("version", sa.BigInteger(), nullable=True))
     op.add_column("position_history", sa.Column("version", sa.BigInteger(), nullable=True))
     op.add_column("daily_position_snapshots", sa.Column("job_version", sa.BigInteger(), nullable=True))
+    op.create_index("ix_position_state_opened", "position_state", ["updated_at"],
+                    postgresql_where=sa.text("epoch_trigger IS NOT NULL"))
     op.execute(SYSTEM_TIME)
     op.execute(READ_TIME)
     op.execute(f"CREATE SCHEMA {AS_AT_SCHEMA}")
@@ -266,6 +268,7 @@ def downgrade() -> None:
     op.execute(f"DROP SCHEMA {AS_AT_SCHEMA}")
     op.execute("DROP FUNCTION epochflow_read_time()")
     op.execute("DROP FUNCTION epochflow_system_time()")
+    op.drop_index("ix_position_state_opened", table_name="position_state")
     op.drop_column("daily_position_snapshots", "job_version")
     op.drop_column("position_history", "version")
     op.drop_column("transactions", "version")

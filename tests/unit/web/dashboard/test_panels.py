@@ -210,3 +210,13 @@ def test_the_payload_keeps_the_last_good_figures_and_reports_the_newest_errors()
     assert payload["sampler"]["stale"] is False
     assert dashboard_payload(ring, T0 + 60)["sampler"]["stale"] is True
     json.dumps(payload)
+
+
+def test_an_opened_epoch_links_to_why_its_first_rebuilt_day_changed() -> None:
+    from epochflow.sinks.reads.dashboard import OpenedEpoch
+
+    opened = OpenedEpoch("P 1", "S/1", 2, "T9", date(2026, 3, 4), "REPROCESSING", datetime(2026, 3, 20, 9, tzinfo=UTC))
+    shaped = panels.shape_panels(reading(opened_epochs=(opened,)))["opened_epochs"]
+    assert shaped == [{"portfolio_id": "P 1", "security_id": "S/1", "epoch": 2, "transaction_id": "T9",
+                       "rebuilt_from": "2026-03-04", "status": "REPROCESSING", "at": "2026-03-20T09:00:00+00:00",
+                       "changes_url": "/positions/P%201/S%2F1/changes/?date=2026-03-04"}]
