@@ -9,8 +9,10 @@ import asyncio
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote
 
 from epochflow.client import Pipeline
 from epochflow.demo.data import (
@@ -23,7 +25,9 @@ from epochflow.demo.data import (
     price_correction,
 )
 from epochflow.sinks.reads.api import fanout_progress, fetch_reprocessing_jobs, fetch_snapshots
+from epochflow.sinks.reads.changes import key_day_changes
 from epochflow.sinks.reads.overview import flagged_transactions, positions_overview
+from epochflow.sinks.reads.query import read_at
 from epochflow.sinks.reads.scenario import fetch_positions, snapshot_current_epoch
 
 
@@ -56,8 +60,10 @@ async def run_demo(echo: Callable[[str], None] = print, keep_running: bool = Fal
                 await pipeline.settle(600)
                 echo(f"  costed, valued and in PostgreSQL in {time.monotonic() - t0:.1f}s")
                 await _print_book(pipeline, echo)
-                await _late_trade_story(pipeline, echo)
-                await _price_correction_story(pipeline, events, echo)
+                before_late = await _system_time(pipeline)
+                late_key_day = await _late_trade_story(pipeline, echo)
+                corrected = await _price_correction_story(pipeline, events, echo)
+                await _audit_story(pipeline, stack, before_late, late_key_day, corrected, echo)
                 if keep_running:
                     await _serve_until_stopped(stack, echo)
             finally:
@@ -114,7 +120,7 @@ async def _print_book(pipeline: Pipeline, echo: Callable[[str], None]) -> None:
          f"transactions still flagged (oversold or waiting for FX): {len(flagged)}")
 
 
-async def _late_trade_story(pipeline: Pipeline, echo: Callable[[str], None]) -> None:
+async def _late_trade_story(pipeline: Pipeline, echo: Callable[[str], None]) -> tuple[str, str, date]:
     trade = late_trade()
     p, s = trade.portfolio_id, trade.security_id
     before = (await fetch_positions(pipeline.engine, p, s))[0]
@@ -144,9 +150,10 @@ async def _late_trade_story(pipeline: Pipeline, echo: Callable[[str], None]) -> 
              f"{_qty(row.quantity):>11}{_money(row.market_value):>15}  {row.valuation_status}")
     echo(f"  epoch {after.epoch} holds {len(new)} snapshots, every day from the first trade "
          f"(days before the late trade carried over, the rest recomputed)")
+    return p, s, new[-1].date
 
 
-async def _price_correction_story(pipeline: Pipeline, events: list, echo: Callable[[str], None]) -> None:
+async def _price_correction_story(pipeline: Pipeline, events: list, echo: Callable[[str], None]) -> tuple[str, str, date]:
     correction, old_price = price_correction(events)
     day, security = correction.price_date, correction.security_id
     holders = [r for r in await fetch_positions(pipeline.engine, security_id=security)]
@@ -190,3 +197,46 @@ async def _price_correction_story(pipeline: Pipeline, events: list, echo: Callab
                  f"{_money(after['market_value'] if after else None):>14}{state.epoch:>7}  {state.status}")
     echo(f"  all {len(holders)} holders: {security} on {day} was worth {_money(total_before)}, now {_money(total_after)}"
          " (revalued in place: same epochs, the days from the correction valued again)")
+    return shown_portfolios[0], security, day
+
+
+async def _system_time(pipeline: Pipeline) -> datetime:
+    """The system time of a read made now (what `as_at` takes to read it again)."""
+    async with read_at(lambda: pipeline.engine) as reading:
+        await fetch_positions(pipeline.engine)
+    assert reading.at is not None
+    return reading.at
+
+
+async def _audit_story(pipeline: Pipeline, stack, before_late: datetime, late: tuple[str, str, date],
+                       corrected: tuple[str, str, date], echo: Callable[[str], None]) -> None:
+    """What an auditor asks next: what did we show before, and why is it different now."""
+    p, s, day = late
+    async with read_at(lambda: pipeline.engine, before_late):
+        then = {r.date: r for r in await fetch_snapshots(pipeline.engine, p, s)}
+    now = {r.date: r for r in await fetch_snapshots(pipeline.engine, p, s)}
+    was, is_ = then.get(day), now.get(day)
+    echo("")
+    echo(f"an auditor asks what we reported for {p} / {s} on {day} before the late trade, and why it changed")
+    echo(f"  as at {before_late.isoformat()}: quantity {_qty(was.quantity) if was else '-'}, market value "
+         f"{_money(was.market_value) if was else '-'} (epoch {was.epoch if was else '-'})")
+    echo(f"  now: quantity {_qty(is_.quantity) if is_ else '-'}, market value {_money(is_.market_value) if is_ else '-'} "
+         f"(epoch {is_.epoch if is_ else '-'})")
+    api = page_urls(stack)["dashboard"].removesuffix("/dashboard/")
+    for portfolio, security, on in (late, corrected):
+        echo(f"  why {portfolio} / {security} on {on} changed (GET {api}/positions/{quote(portfolio, safe='')}/"
+             f"{quote(security, safe='')}/changes/?date={on}):")
+        for change in await key_day_changes(pipeline.engine, portfolio, security, on) or []:
+            moved = ", ".join(f"{name} {_shown(before)} -> {_shown(after)}"
+                              for name, (before, after) in change.differences.items()
+                              if name in ("quantity", "market_price", "market_value"))
+            echo(f"    {change.system_time.isoformat()}  epoch {change.epoch}  {change.cause.kind}: "
+                 f"{change.cause.description}" + (f"  [{moved}]" if moved else ""))
+    echo(f"  (any read takes ?as_at=<time>: e.g. GET {api}/positions/{quote(p, safe='')}/{quote(s, safe='')}/snapshots/"
+         f"?as_at={quote(before_late.isoformat(), safe='')})")
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "-"
+    return _qty(value) if isinstance(value, Decimal) else str(value)

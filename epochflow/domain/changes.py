@@ -18,7 +18,7 @@ Its versions follow from the versions of the key's state and of that day's snaps
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -81,6 +81,8 @@ def day_changes(day: date, states: Sequence[Version], snapshots: Sequence[Versio
             continue
         if last_figures is not None and last_figures[0] != epoch:
             cause = _epoch_cause(state, transactions, at)
+            if figures is None:
+                cause = replace(cause, description=f"{cause.description}; {day} not valued again yet")
         elif figures is None:
             continue  # the same epoch, the day momentarily unvalued: no figures changed
         elif last_figures is None:
