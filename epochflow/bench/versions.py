@@ -99,7 +99,7 @@ async def _write(writer: ResultWriter, rows: list[ResultRow]) -> float:
 async def _set_triggers(engine: AsyncEngine, enabled: bool) -> None:
     async with engine.begin() as conn:
         for table in VERSIONED:
-            await conn.execute(text(f"ALTER TABLE {table.name} {'ENABLE' if enabled else 'DISABLE'} TRIGGER keep_versions"))
+            await conn.execute(text(f"ALTER TABLE {table.name} {'ENABLE' if enabled else 'DISABLE'} TRIGGER USER"))
 
 
 async def _read_ms(engine: AsyncEngine, keys: int, as_at: datetime | None, api: bool = True) -> float:

@@ -321,7 +321,7 @@ SYSTEM_COLUMNS = ("version_id", "system_from", "system_to")
 
 def _versions_of(table: Table) -> Table:
     """`<table>_versions`: every version of `table`'s rows, each current from `system_from`
-    until `system_to` (NULL: still current). Kept by a trigger on `table` (migration 0006)
+    until `system_to` (NULL: still current). Kept by statement triggers on `table` (migration 0006)
     with the system time of the sink's write (`sinks.versions`); rows are never updated but
     to close them."""
     pk = [c.name for c in table.primary_key.columns]

@@ -192,27 +192,34 @@ $$
 
 
 def _keep_versions(table: str, pk: tuple[str, ...], names: list[str]) -> str:
-    """The row trigger's function: an update or delete closes the row's open version (one
-    opened by the same write is dropped instead: no version lasts no time), an insert or
-    update opens a new one."""
-    same_row = " AND ".join(f"{c} = OLD.{c}" for c in pk)
+    """The statement triggers' function, set-based over the statement's rows: an update or
+    delete closes the rows' open versions (one opened by the same write is dropped
+    instead: no version lasts no time), an insert or update opens new ones."""
+    same_row = " AND ".join(f"v.{c} = o.{c}" for c in pk)
     return f"""
 CREATE FUNCTION epochflow_keep_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   at timestamptz := epochflow_system_time();
 BEGIN
-  IF TG_OP <> 'INSERT' THEN
-    DELETE FROM {table}_versions WHERE {same_row} AND system_to IS NULL AND system_from = at;
-    UPDATE {table}_versions SET system_to = at WHERE {same_row} AND system_to IS NULL;
+  IF TG_OP IN ('UPDATE', 'DELETE') THEN
+    DELETE FROM {table}_versions v USING old_rows o WHERE {same_row} AND v.system_to IS NULL AND v.system_from = at;
+    UPDATE {table}_versions v SET system_to = at FROM old_rows o WHERE {same_row} AND v.system_to IS NULL;
   END IF;
-  IF TG_OP <> 'DELETE' THEN
-    INSERT INTO {table}_versions ({", ".join(names)}, system_from)
-    VALUES ({", ".join(f"NEW.{c}" for c in names)}, at);
+  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+    INSERT INTO {table}_versions ({", ".join(names)}, system_from) SELECT {", ".join(names)}, at FROM new_rows;
   END IF;
   RETURN NULL;
 END
 $$
 """
+
+
+# one statement trigger per event, each with the transition tables its event has
+TRIGGERS = {
+    "insert": "AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows",
+    "update": "AFTER UPDATE ON {table} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+    "delete": "AFTER DELETE ON {table} REFERENCING OLD TABLE AS old_rows",
+}
 
 
 def _column(name: str, type_: str, nullable: bool) -> sa.Column:
@@ -251,8 +258,9 @@ def upgrade() -> None:
         op.execute(f"INSERT INTO {table}_versions ({', '.join(names)}, system_from) "
                    f"SELECT {', '.join(names)}, now() FROM {table}")
         op.execute(_keep_versions(table, pk, names))
-        op.execute(f"CREATE TRIGGER keep_versions AFTER INSERT OR UPDATE OR DELETE ON {table} "
-                   f"FOR EACH ROW EXECUTE FUNCTION epochflow_keep_{table}()")
+        for event, when in TRIGGERS.items():
+            op.execute(f"CREATE TRIGGER keep_versions_{event} {when.format(table=table)} "
+                       f"FOR EACH STATEMENT EXECUTE FUNCTION epochflow_keep_{table}()")
         # the table as it was at epochflow_read_time(): same name, same columns
         op.execute(f"CREATE VIEW {AS_AT_SCHEMA}.{table} AS SELECT {', '.join(names)} FROM {table}_versions "
                    "WHERE system_from <= epochflow_read_time() "
@@ -262,7 +270,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in VERSIONED:
         op.execute(f"DROP VIEW {AS_AT_SCHEMA}.{table}")
-        op.execute(f"DROP TRIGGER keep_versions ON {table}")
+        for event in TRIGGERS:
+            op.execute(f"DROP TRIGGER keep_versions_{event} ON {table}")
         op.execute(f"DROP FUNCTION epochflow_keep_{table}()")
         op.drop_table(f"{table}_versions")
     op.execute(f"DROP SCHEMA {AS_AT_SCHEMA}")
