@@ -33,7 +33,7 @@ log = logging.getLogger("epochflow.sink")
 ROWS = TypeAdapter(list[ResultRow])
 SINK_BATCH = 2000
 STAGE = "sink.write"
-PRUNE_EVERY_S = 600.0
+PRUNE_EVERY_S = 3600.0
 
 
 async def _write(writer: ResultWriter, rows: list, sources: Sequence[Any]) -> set[int]:

@@ -24,7 +24,7 @@ from typing import Any
 
 FIGURES = ("quantity", "cost_basis", "cost_basis_local", "market_price", "market_value", "market_value_local",
            "unrealized_gain_loss", "unrealized_gain_loss_local", "fx_rate", "valuation_status", "price_date")
-HOLDING = ("quantity", "cost_basis", "cost_basis_local")
+HOLDING = ("quantity", "cost_basis_local")  # in the instrument's currency: an FX rate moves only cost_basis
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +60,17 @@ class Change:
 
 
 def day_changes(day: date, states: Sequence[Version], snapshots: Sequence[Version],
-                transactions: Sequence[Version]) -> list[Change]:
+                transactions: Sequence[Version], position_dates: Mapping[str, date] | None = None) -> list[Change]:
     """The day's versions, oldest first. `states`: the key's state versions; `snapshots`:
     its snapshot versions of `day`, every epoch; `transactions`: the versions of the key's
-    transactions (what causes are named from)."""
+    transactions (what causes are named from), and `position_dates` the day each one
+    counts on (its history row's: the date as booked, in its own offset)."""
+    booked = _Booked(transactions, position_dates or {})
     times = sorted({v.since for v in states} | {v.since for v in snapshots})
     changes: list[Change] = []
-    shown: tuple[int, Mapping[str, Any] | None] | None = None
-    last_figures: tuple[int, Mapping[str, Any]] | None = None
+    shown: tuple[int, Mapping[str, Any] | None] | None = None  # what reads showed last (epoch, figures)
+    last_figures: tuple[int, Mapping[str, Any]] | None = None  # the last figures they showed
+    last_at: datetime | None = None
     for at in times:
         state = _at(states, at)
         if state is None:
@@ -75,23 +78,24 @@ def day_changes(day: date, states: Sequence[Version], snapshots: Sequence[Versio
         epoch = state.row["epoch"]
         snapshot = next((v for v in snapshots if v.row["epoch"] == epoch and v.current_at(at)), None)
         figures = None if snapshot is None else {name: snapshot.row[name] for name in FIGURES}
-        if figures is None and last_figures is None:
-            continue  # not valued yet at all: nothing was shown for the day
-        if shown == (epoch, figures):
-            continue
-        if last_figures is not None and last_figures[0] != epoch:
-            cause = _epoch_cause(state, transactions, at)
+        if last_figures is None:
             if figures is None:
-                cause = replace(cause, description=f"{cause.description}; {day} not valued again yet")
-        elif figures is None:
-            continue  # the same epoch, the day momentarily unvalued: no figures changed
-        elif last_figures is None:
+                continue  # not valued yet at all: nothing was shown for the day
             cause = Cause("first_valuation", f"{day} valued for the first time", epoch=epoch)
+        elif figures is None:
+            if last_figures[0] == epoch or shown == (epoch, None):
+                continue  # momentarily unvalued in the same epoch, or already shown
+            cause = _epoch_cause(state, booked, at)
+            cause = replace(cause, description=f"{cause.description}; {day} not valued again yet")
+        elif figures == last_figures[1] and shown is not None and shown[1] is not None:
+            shown, last_figures = (epoch, figures), (epoch, figures)
+            continue  # the same figures (a new epoch that carried the day over, a row written again)
+        elif last_figures[0] != epoch:
+            cause = _epoch_cause(state, booked, at)
         else:
-            cause = _revaluation_cause(day, epoch, last_figures[1], figures, at, transactions)
-        before = None if last_figures is None else last_figures[1]
-        changes.append(Change(at, epoch, figures, cause, _differences(before, figures)))
-        shown = (epoch, figures)
+            cause = _revaluation_cause(day, epoch, last_figures[1], figures, last_at, at, booked)
+        changes.append(Change(at, epoch, figures, cause, _differences(last_figures and last_figures[1], figures)))
+        shown, last_at = (epoch, figures), at
         if figures is not None:
             last_figures = (epoch, figures)
     return changes
@@ -101,31 +105,75 @@ def _at(versions: Sequence[Version], at: datetime) -> Version | None:
     return next((v for v in versions if v.current_at(at)), None)
 
 
-def _epoch_cause(state: Version, transactions: Sequence[Version], at: datetime) -> Cause:
+class _Booked:
+    """The key's transactions as booked over time: their versions, and the day each counts on."""
+
+    # what a transaction event says (its costs can be re-sent different without an amendment)
+    FIELDS = ("transaction_type", "transaction_date", "quantity", "price", "trade_fee", "trade_currency")
+
+    def __init__(self, versions: Sequence[Version], days: Mapping[str, date]) -> None:
+        self.versions = sorted(versions, key=lambda v: v.since)
+        self.days = days
+
+    def day_of(self, row: Mapping[str, Any]) -> date:
+        return self.days.get(row["transaction_id"]) or row["transaction_date"].date()
+
+    def _booking(self, row: Mapping[str, Any]) -> tuple:
+        return tuple(row[name] for name in self.FIELDS)
+
+    def amended(self, transaction_id: str, at: datetime) -> bool:
+        """Whether the transaction, as booked by `at`, had been booked differently before."""
+        return len({self._booking(v.row) for v in self.versions
+                    if v.row["transaction_id"] == transaction_id and v.since <= at}) > 1
+
+    def newly_booked(self, after: datetime | None, at: datetime, day: date) -> list[Version]:
+        """Versions stored in (after, at] that booked something new (a transaction first
+        seen, or booked differently) counting on `day` or before."""
+        seen: dict[str, tuple] = {}
+        found = []
+        for v in self.versions:
+            if v.since > at:
+                break
+            tid, booking = v.row["transaction_id"], self._booking(v.row)
+            if (after is None or v.since > after) and seen.get(tid) != booking and self.day_of(v.row) <= day:
+                found.append(v)
+            seen[tid] = booking
+        return found
+
+    def describe(self, transaction_id: str, at: datetime) -> str:
+        """`BUY T9 of 25 on 2024-01-03`, from the transaction's version current at `at` (or
+        the first one after it)."""
+        versions = [v for v in self.versions if v.row["transaction_id"] == transaction_id]
+        if not versions:
+            return f"transaction {transaction_id}"
+        seen = [v for v in versions if v.since <= at]
+        row = (seen[-1] if seen else versions[0]).row
+        return f"{row['transaction_type']} {transaction_id} of {row['quantity']} on {self.day_of(row)}"
+
+
+def _epoch_cause(state: Version, booked: _Booked, at: datetime) -> Cause:
     epoch = state.row["epoch"]
     trigger = state.row.get("epoch_trigger")
     rebuilt_from = state.row.get("epoch_rebuilt_from")
     if not trigger:
         return Cause("revaluation", f"epoch {epoch} opened", epoch=epoch)
-    described = _transaction(trigger, transactions, at)
+    described = booked.describe(trigger, at)
     from_day = f", history rebuilt from {rebuilt_from}" if rebuilt_from else ""
-    if _amended(trigger, transactions, at):
+    if booked.amended(trigger, at):
         return Cause("amendment", f"amendment of {described} opened epoch {epoch}{from_day}", trigger, epoch)
     return Cause("backdated_transaction", f"back-dated {described} opened epoch {epoch}{from_day}", trigger, epoch)
 
 
-def _revaluation_cause(day: date, epoch: int, before: Mapping[str, Any], after: Mapping[str, Any], at: datetime,
-                       transactions: Sequence[Version]) -> Cause:
+def _revaluation_cause(day: date, epoch: int, before: Mapping[str, Any], after: Mapping[str, Any],
+                       after_time: datetime | None, at: datetime, booked: _Booked) -> Cause:
     if any(before[name] != after[name] for name in HOLDING):
-        booked = [v for v in transactions if v.since <= at and v.row["epoch"] == epoch
-                  and v.row["transaction_date"].date() <= day]
-        if booked:
-            latest = max(booked, key=lambda v: v.since)
-            tid = latest.row["transaction_id"]
-            amended = _amended(tid, transactions, at)
-            kind = "amendment" if amended else "transaction"
+        new = booked.newly_booked(after_time, at, day)
+        if new:
+            tid = new[-1].row["transaction_id"]
+            amended = booked.amended(tid, at)
             what = "amendment of " if amended else ""
-            return Cause(kind, f"{what}{_transaction(tid, transactions, at)} changed the holding", tid, epoch)
+            return Cause("amendment" if amended else "transaction",
+                         f"{what}{booked.describe(tid, at)} changed the holding", tid, epoch)
         return Cause("transaction", "a transaction changed the holding", epoch=epoch)
     if before["market_price"] != after["market_price"] or before["price_date"] != after["price_date"]:
         if before["market_price"] is None:
@@ -133,34 +181,15 @@ def _revaluation_cause(day: date, epoch: int, before: Mapping[str, Any], after: 
                          f"of {after['price_date']}", epoch=epoch)
         return Cause("price_correction", f"price corrected from {before['market_price']} of {before['price_date']} "
                      f"to {after['market_price']} of {after['price_date']}", epoch=epoch)
-    if before["fx_rate"] != after["fx_rate"]:
-        if before["fx_rate"] is None:
-            return Cause("missing_data_arrived", f"an FX rate for {day} arrived: {after['fx_rate']}", epoch=epoch)
-        return Cause("fx_correction", f"FX rate corrected from {before['fx_rate']} to {after['fx_rate']}", epoch=epoch)
+    if before["fx_rate"] != after["fx_rate"] or before["cost_basis"] != after["cost_basis"]:
+        # the rate of the day (market value in base) or of a trade (cost in base)
+        if before["fx_rate"] is None or (before["cost_basis"] is None and after["cost_basis"] is not None):
+            return Cause("missing_data_arrived", f"an FX rate arrived: fx_rate {after['fx_rate']}, base cost "
+                         f"{after['cost_basis']}", epoch=epoch)
+        return Cause("fx_correction", f"FX rate corrected: fx_rate {before['fx_rate']} -> {after['fx_rate']}, "
+                     f"base cost {before['cost_basis']} -> {after['cost_basis']}", epoch=epoch)
     return Cause("revaluation", f"{day} valued again ({before['valuation_status']} -> {after['valuation_status']})",
                  epoch=epoch)
-
-
-# what a transaction event says (its costs can be re-sent different without an amendment)
-_BOOKED = ("transaction_type", "transaction_date", "quantity", "price", "trade_fee", "trade_currency")
-
-
-def _amended(transaction_id: str, transactions: Sequence[Version], at: datetime) -> bool:
-    """Whether the transaction, as booked by `at`, had been booked differently before."""
-    booked = {tuple(v.row[name] for name in _BOOKED) for v in transactions
-              if v.row["transaction_id"] == transaction_id and v.since <= at}
-    return len(booked) > 1
-
-
-def _transaction(transaction_id: str, transactions: Sequence[Version], at: datetime) -> str:
-    """`BUY T9 of 25 on 2024-01-03`, from the transaction's version current at `at` (or
-    the last one before it)."""
-    versions = [v for v in transactions if v.row["transaction_id"] == transaction_id]
-    if not versions:
-        return f"transaction {transaction_id}"
-    seen = [v for v in versions if v.since <= at]
-    row = max(seen, key=lambda v: v.since).row if seen else min(versions, key=lambda v: v.since).row
-    return f"{row['transaction_type']} {transaction_id} of {row['quantity']} on {row['transaction_date'].date()}"
 
 
 def _differences(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, tuple[Any, Any]]:

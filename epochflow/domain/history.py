@@ -1,5 +1,10 @@
 """Position history: a key's transactions in order, each with the position after it,
-kept in week buckets so a change recomputes from its own week onward and no earlier."""
+kept in week buckets so a change recomputes from its own week onward and no earlier.
+
+A week holds at most `PART` entries per bucket: a busy week is kept in parts (`week`,
+`week#0001`, ...; the ids sort in history order), so appending a trade rewrites one part
+of at most `PART` entries, however many trades the key has that week. A recomputation
+rewrites the weeks it touches whole and cuts them into parts again."""
 
 from __future__ import annotations
 
@@ -12,6 +17,22 @@ from epochflow.domain.cost import FxLookup, cost_transaction
 from epochflow.domain.model import Bucket, CostContext, HistoryEntry, Holding, Transaction, week_of
 
 BucketLoader = Callable[[str], Bucket | None]
+
+PART = 128  # entries per bucket at most, when appending
+
+
+def part_id(week: str, number: int) -> str:
+    """A week's bucket id: the week itself for its first part, `week#NNNN` after it."""
+    return week if number == 0 else f"{week}#{number:04d}"
+
+
+def week_of_part(bucket_id: str) -> str:
+    return bucket_id.partition("#")[0]
+
+
+def _part_number(bucket_id: str) -> int:
+    _, _, number = bucket_id.partition("#")
+    return int(number) if number else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,25 +61,31 @@ def rebuild(
     insert: Transaction | None = None,
     remove_id: str | None = None,
     remove_week: str | None = None,
+    may_append: bool = True,
 ) -> Rebuilt:
     """Re-cost the key from `start_week` to the end, optionally removing one transaction
     (an amendment's old version) and inserting one. Entries dated `emit_from` or later are
-    returned for sending; earlier ones are unchanged."""
-    if insert is not None and remove_id is None:
+    returned for sending; earlier ones are unchanged. An insert after every other entry
+    (`may_append`) is an append: only it is costed and returned."""
+    if insert is not None and remove_id is None and may_append:
         appended = _append(weeks, current, load, emit_from, ctx, fx, insert)
         if appended is not None:
             return appended
     index = dict(weeks)
-    touched = sorted({m for m in index if m >= start_week} | ({week_of(insert.date)} if insert else set()))
+    touched_weeks = sorted({week_of_part(m) for m in index if m >= start_week}
+                           | ({week_of(insert.date)} if insert else set()))
+    parts_of: dict[str, list[str]] = {w: [] for w in touched_weeks}
+    for m in sorted(index):
+        if m >= start_week:
+            parts_of[week_of_part(m)].append(m)
     seq = sum(count for m, count in weeks if m < start_week)
 
-    loaded = {m: load(m) for m in touched if m in index}
+    loaded = {m: load(m) for parts in parts_of.values() for m in parts}
     opening = _opening(weeks, start_week, current, loaded, load)
 
     txns_by_week: dict[str, list[Transaction]] = {}
-    for m in touched:
-        bucket = loaded.get(m)
-        txns_by_week[m] = [e.txn for e in bucket.entries] if bucket else []
+    for w, parts in parts_of.items():
+        txns_by_week[w] = [e.txn for m in parts if loaded.get(m) for e in loaded[m].entries]
     if remove_id is not None and remove_week in txns_by_week:
         txns_by_week[remove_week] = [t for t in txns_by_week[remove_week] if t.transaction_id != remove_id]
     if insert is not None:
@@ -67,17 +94,24 @@ def rebuild(
     holding = opening
     new_buckets: list[Bucket] = []
     emitted: list[tuple[int, HistoryEntry]] = []
-    for m in touched:
-        bucket_opening = holding
-        entries: list[HistoryEntry] = []
-        for txn in txns_by_week[m]:
-            holding, entry = cost_transaction(holding, txn, ctx, fx)
-            entries.append(entry)
-            if txn.date >= emit_from:
-                emitted.append((seq, entry))
-            seq += 1
-        new_buckets.append(Bucket(m, bucket_opening, tuple(entries)))
-        index[m] = len(entries)
+    for w in touched_weeks:
+        for m in parts_of[w]:
+            del index[m]
+        txns = txns_by_week[w]
+        for number, first in enumerate(range(0, len(txns), PART)):
+            part_opening = holding
+            entries: list[HistoryEntry] = []
+            for txn in txns[first:first + PART]:
+                holding, entry = cost_transaction(holding, txn, ctx, fx)
+                entries.append(entry)
+                if txn.date >= emit_from:
+                    emitted.append((seq, entry))
+                seq += 1
+            m = part_id(w, number)
+            new_buckets.append(Bucket(m, part_opening, tuple(entries)))
+            index[m] = len(entries)
+        written = {b.week for b in new_buckets}
+        new_buckets.extend(Bucket(m, holding, ()) for m in parts_of[w] if m not in written)  # dropped: deleted
 
     new_weeks = tuple((m, c) for m, c in sorted(index.items()) if c > 0)
     first_date, last_date = _ends(new_weeks, new_buckets, load)
@@ -87,23 +121,27 @@ def rebuild(
 def _append(weeks, current: Holding, load: BucketLoader, emit_from: date, ctx: CostContext, fx: FxLookup,
             txn: Transaction) -> Rebuilt | None:
     """The live case: a transaction after every other one costs from the current holding
-    alone; nothing before it changes. None when it is not an append."""
+    alone; nothing before it changes, and only it is sent. It goes into the week's last
+    part, or a new part when that one is full. None when it is not an append."""
     week = week_of(txn.date)
-    last_week = weeks[-1][0] if weeks else None
-    if last_week is not None and week < last_week:
+    last = weeks[-1][0] if weeks else None
+    if last is not None and week < week_of_part(last):
         return None
-    bucket = load(week) if week == last_week else None
+    bucket = load(last) if last is not None and week == week_of_part(last) else None
     if bucket is not None and bucket.entries and bucket.entries[-1].txn.sort_key >= txn.sort_key:
         return None
     holding, entry = cost_transaction(current, txn, ctx, fx)
-    previous = bucket.entries if bucket else ()
-    new_bucket = Bucket(week, bucket.opening if bucket else current, previous + (entry,))
-    total = sum(count for _, count in weeks)
-    start_seq = total - len(previous)
-    emitted = tuple((start_seq + i, e) for i, e in enumerate(new_bucket.entries) if e.txn.date >= emit_from)
-    new_weeks = tuple((m, c) for m, c in weeks if m != week) + ((week, len(new_bucket.entries)),)
+    if bucket is None:
+        new_bucket = Bucket(week, current, (entry,))
+    elif len(bucket.entries) >= PART:
+        new_bucket = Bucket(part_id(week, _part_number(bucket.week) + 1), current, (entry,))
+    else:
+        new_bucket = Bucket(bucket.week, bucket.opening, bucket.entries + (entry,))
+    seq = sum(count for _, count in weeks)
+    emitted = ((seq, entry),) if txn.date >= emit_from else ()
+    new_weeks = tuple((m, c) for m, c in weeks if m != new_bucket.week) + ((new_bucket.week, len(new_bucket.entries)),)
     if weeks:
-        first = load(weeks[0][0]) if weeks[0][0] != week else new_bucket
+        first = load(weeks[0][0]) if weeks[0][0] != new_bucket.week else new_bucket
         first_date = first.entries[0].txn.date if first and first.entries else txn.date
     else:
         first_date = txn.date
@@ -151,10 +189,14 @@ def entries_from(weeks: tuple[tuple[str, int], ...], load: BucketLoader, from_da
 
 
 def find_entry(weeks: tuple[tuple[str, int], ...], load: BucketLoader, week: str, transaction_id: str) -> tuple[int, HistoryEntry] | None:
+    """The transaction's (seq, entry) in `week` (whichever of its parts holds it)."""
     seq = sum(count for m, count in weeks if m < week)
-    bucket = load(week)
-    for entry in bucket.entries if bucket else ():
-        if entry.txn.transaction_id == transaction_id:
-            return seq, entry
-        seq += 1
+    for m, _ in weeks:
+        if week_of_part(m) != week:
+            continue
+        bucket = load(m)
+        for entry in bucket.entries if bucket else ():
+            if entry.txn.transaction_id == transaction_id:
+                return seq, entry
+            seq += 1
     return None

@@ -145,8 +145,9 @@ class HistoryEntry:
 
 @dataclass(frozen=True, slots=True)
 class Bucket:
-    """One ISO week of a key's history (see `week_of`), with the holding it opened with,
-    so a recomputation can start at any week without reading earlier ones."""
+    """One ISO week of a key's history (see `week_of`), or a part of a busy one
+    (`domain.history.PART`), with the holding it opened with, so a recomputation can start
+    at any week without reading earlier ones."""
 
     week: str
     opening: Holding

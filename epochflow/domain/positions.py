@@ -115,8 +115,9 @@ def apply_transaction(
     if not opened:
         new_state = _revalue_day_if_completed(new_state, affected)
     start_week = week_of(affected)
+    # a new epoch needs every entry from the affected day sent under it: no append then
     rebuilt = _rebuild(new_state, load, start_week, affected, reference, insert=txn,
-                       remove_id=txn.transaction_id if ref else None, remove_week=remove_week)
+                       remove_id=txn.transaction_id if ref else None, remove_week=remove_week, may_append=not opened)
     new_state = replace(_after_rebuild(new_state, rebuilt, reference, txn.trade_currency, start_week), changed_from=affected)
     outputs: list[Output] = []
     if opened:

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import BigInteger, Column, Date, DateTime, Identity, Index, Integer, MetaData, Numeric, Table, Text, func, text
+from sqlalchemy import BigInteger, Column, Date, DateTime, Identity, Index, Integer, MetaData, Numeric, Table, Text, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Deterministic constraint names keep future Alembic migrations diffable.
@@ -96,11 +96,7 @@ class PositionState(Base):
     """The key's current position and processing status (what reads show)."""
 
     __tablename__ = "position_state"
-    __table_args__ = (
-        Index("ix_position_state_status", "status"),
-        # the keys whose epoch a transaction opened, the latest first (the dashboard)
-        Index("ix_position_state_opened", "updated_at", postgresql_where=text("epoch_trigger IS NOT NULL")),
-    )
+    __table_args__ = (Index("ix_position_state_status", "status"),)
 
     portfolio_id: Mapped[str] = mapped_column(primary_key=True)
     security_id: Mapped[str] = mapped_column(primary_key=True)
@@ -313,7 +309,6 @@ position_timeseries = cast(Table, PositionTimeseries.__table__)
 portfolio_timeseries = cast(Table, PortfolioTimeseries.__table__)
 
 
-
 # -- versions: every row a read could have returned, with when it was current ------------------
 
 SYSTEM_COLUMNS = ("version_id", "system_from", "system_to")
@@ -338,7 +333,7 @@ def _versions_of(table: Table) -> Table:
         *(
             Index(index.name.replace(f"ix_{table.name}_", f"ix_{table.name}_versions_"), *index.columns.keys())
             for index in table.indexes
-            if isinstance(index.name, str) and index.dialect_options["postgresql"]["where"] is None
+            if isinstance(index.name, str)
         ),
     )
 

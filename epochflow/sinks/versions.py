@@ -23,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from epochflow.sinks.models import VERSIONS
 
-# the same forever: "epochsys" as ASCII
+# the same forever: "epochsys" as ASCII (migration 0006's epochflow_system_time() has it too)
 _SYSTEM_TIME_LOCK = 0x65706F6368737973
 AS_AT_SCHEMA = "as_at"
+READ_TIMEOUT_S = 30  # a read waits this long for the lock, and runs each statement this long, at most
 
 
 class AsAtInFuture(ValueError):
@@ -33,21 +34,19 @@ class AsAtInFuture(ValueError):
 
 
 async def stamp_write(conn: AsyncConnection) -> None:
-    """Start a write: wait for reads in flight, then fix the system time of its versions."""
-    await conn.execute(
-        text("SELECT pg_advisory_xact_lock(:key), set_config('epochflow.system_time', clock_timestamp()::text, true)"),
-        {"key": _SYSTEM_TIME_LOCK},
-    )
+    """Start a write: wait for reads in flight, then fix the system time of its versions
+    (`epochflow_system_time()`, migration 0006, takes the lock and reads the clock)."""
+    await conn.execute(text("SELECT epochflow_system_time()"))
 
 
 async def start_read(conn: AsyncConnection, as_at: datetime | None = None) -> datetime:
-    """Start a read in `conn`'s transaction: hold writes off until it ends and return its
-    time; with `as_at`, make the transaction's reads see the tables as they were then."""
-    now = (
-        await conn.execute(
-            text("SELECT pg_advisory_xact_lock_shared(:key), clock_timestamp()"), {"key": _SYSTEM_TIME_LOCK}
-        )
-    ).one()[1]
+    """Start a read in `conn`'s transaction (READ COMMITTED: each statement sees what was
+    committed when it started): hold writes off until it ends and return its time; with
+    `as_at`, make the transaction's reads see the tables as they were then."""
+    await conn.execute(text(f"SET LOCAL lock_timeout = '{READ_TIMEOUT_S}s'"))
+    await conn.execute(text(f"SET LOCAL statement_timeout = '{READ_TIMEOUT_S}s'"))
+    await conn.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": _SYSTEM_TIME_LOCK})
+    now = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
     if as_at is None:
         return now
     if as_at > now:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -106,6 +107,10 @@ def at_system_time(get: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
     @functools.wraps(get)
     async def read(self, request, *args: Any, **kwargs: Any) -> Any:
         as_at = params.optional_timestamp(request.query, "as_at")
+        keep = settings.versions_retention_days
+        if as_at is not None and keep and as_at < datetime.now(UTC) - timedelta(days=keep):
+            raise ApiError(400, f"as_at {as_at.isoformat()} is before the versions kept "
+                                f"(EPOCHFLOW_VERSIONS_RETENTION_DAYS={keep})")
         try:
             async with read_at(database, as_at) as reading:
                 response = await get(self, request, *args, **kwargs)

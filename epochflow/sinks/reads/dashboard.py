@@ -140,7 +140,7 @@ class DatabaseReading:
     open_reset_jobs: tuple[ResetJob, ...]
     finished_reset_jobs: tuple[ResetJob, ...]
     tables: Mapping[str, TableStats]
-    opened_epochs: tuple[OpenedEpoch, ...] = ()  # the latest first
+    opened_epochs: tuple[OpenedEpoch, ...] = ()  # keys in an epoch a transaction opened, latest updated first
 
 
 async def read_dashboard(engine: AsyncEngine, exact_count_max_rows: int = EXACT_COUNT_MAX_ROWS) -> DatabaseReading:

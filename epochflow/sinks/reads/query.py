@@ -36,6 +36,7 @@ class Reading:
     async def connection(self) -> AsyncConnection:
         if self._conn is None:
             conn = await self._stack.enter_async_context(self.engine().connect())
+            conn = await conn.execution_options(isolation_level="READ COMMITTED")  # see `versions.start_read`
             await self._stack.enter_async_context(conn.begin())
             self.at = await start_read(conn, self.as_at)
             self._conn = conn
@@ -90,8 +91,8 @@ async def scalar(engine: AsyncEngine, query: Select[Any]) -> Any:
 @asynccontextmanager
 async def consistent(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """One REPEATABLE READ transaction, so the figures of one answer all come from the
-    same moment even while the sink writes (inside `read_at`: its transaction, which the
-    sink cannot write during)."""
+    same moment even while the sink writes. Inside `read_at`: its READ COMMITTED
+    transaction, which holds the sink's writes off, so its statements all see the same."""
     reading = _reading.get()
     if reading is not None:
         yield await reading.connection()

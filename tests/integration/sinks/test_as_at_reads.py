@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from epochflow.sinks import versions
+from epochflow.sinks.models import VERSIONED
 from epochflow.sinks.reads import api as reads
 from epochflow.sinks.reads.query import read_at
 from epochflow.sinks.writer import ResultWriter
@@ -123,3 +124,36 @@ async def test_retention_drops_only_versions_superseded_long_enough_ago(clean_db
     assert await versions.prune(clean_db, timedelta(0)) == 1
     sizes = await versions.storage(clean_db)
     assert sizes["daily_position_snapshots"]["versions"] == 1  # the current one stays
+
+
+async def test_every_as_at_view_has_its_table_s_columns_and_types(clean_db: AsyncEngine) -> None:
+    """A read runs the same SQL against a table and against its as_at view (the prepared
+    statement is planned again for the other search_path): the rows must have one type."""
+    query = text(
+        "SELECT table_schema, table_name, column_name, data_type, numeric_precision, numeric_scale "
+        "FROM information_schema.columns WHERE table_schema IN ('as_at', current_schema()) "
+        "AND table_name = ANY(:names) ORDER BY table_name, table_schema, ordinal_position"
+    )
+    names = [table.name for table in VERSIONED]
+    async with clean_db.connect() as conn:
+        rows = (await conn.execute(query, {"names": names})).all()
+    by_schema: dict[str, dict[str, list]] = {}
+    for schema, table, *column in rows:
+        by_schema.setdefault("as_at" if schema == "as_at" else "tables", {}).setdefault(table, []).append(column)
+    assert set(by_schema["as_at"]) == set(names)
+    assert by_schema["as_at"] == by_schema["tables"]
+
+
+async def test_a_write_outside_the_sink_takes_the_lock_and_a_system_time(clean_db: AsyncEngine) -> None:
+    writer = ResultWriter(clean_db)
+    await writer.write([snap(D1), state()])
+    async with clean_db.connect() as conn:
+        async with conn.begin():
+            await conn.execute(text("UPDATE daily_position_snapshots SET quantity = 8"))  # no stamp_write first
+            reading = asyncio.create_task(_read_snapshots(clean_db))
+            await asyncio.sleep(0.3)
+            assert not reading.done()  # the trigger took the lock
+    at, quantities = await reading
+    assert quantities == [8]
+    async with read_at(lambda: clean_db, at):
+        assert [s.quantity for s in await reads.fetch_snapshots(clean_db, "P1", "S1")] == [8]

@@ -255,7 +255,7 @@ async def test_a_large_batch_is_one_transaction_with_one_statement_per_kind(
     finally:
         event.remove(clean_db.sync_engine, "before_cursor_execute", record)
 
-    assert "pg_advisory_xact_lock" in statements[0]  # the write's system time (sinks.versions)
+    assert "epochflow_system_time()" in statements[0]  # the write's system time (sinks.versions)
     tables = [statement.split(None, 3)[2] for statement in statements[1:]]
     assert tables == ["transactions", "position_history", "position_state", "pipeline_barriers"]
     async with clean_db.connect() as conn:

@@ -106,3 +106,29 @@ def test_rewrites_that_change_nothing_shown_are_not_versions() -> None:
 
 def test_a_day_never_valued_has_no_versions() -> None:
     assert day_changes(DAY, versions((0, state(0))), [], versions((0, txn("T1", 0)))) == []
+
+
+def test_a_day_carried_into_a_new_epoch_unchanged_is_not_a_change() -> None:
+    states = versions((0, state(0)), (5, state(1, "T9", date(2025, 1, 8))))  # rebuilt after the day
+    snaps = [*versions((1, snap(0))), *versions((5, snap(1)))]  # the carry-over copy, same figures
+    txns = [*versions((0, txn("T1", 0))), *versions((5, txn("T9", 1, date(2025, 1, 8))))]
+    assert kinds(day_changes(DAY, states, snaps, txns)) == [("first_valuation", 0, True)]
+
+
+def test_a_base_cost_that_moves_alone_is_an_fx_cause_not_a_trade() -> None:
+    before, after = snap(), {**snap(), "cost_basis": D("950")}
+    changes = day_changes(DAY, versions((0, state(0))), versions((1, before), (4, after)), versions((0, txn("T1", 0))))
+    assert [c.cause.kind for c in changes] == ["first_valuation", "fx_correction"]
+
+
+def test_the_trade_named_is_the_one_booked_since_the_previous_change_on_its_own_day() -> None:
+    # a trade booked at 23:30 at -05:00 counts on its own day, though stored in UTC (the next day)
+    late = {**txn("T3", 0, quantity="50"), "transaction_date": datetime(2025, 1, 7, 4, 30, tzinfo=UTC)}
+    txns = [*versions((0, txn("T1", 0))),
+            *versions((2, txn("T2", 0, date(2025, 1, 2)))),  # booked before the first valuation
+            *versions((3, late)),
+            *versions((3, txn("T1", 0)))]  # re-sent unchanged by the same step: not a new booking
+    snaps = versions((1, snap(quantity="100")), (4, snap(quantity="150")))
+    changes = day_changes(DAY, versions((0, state(0))), snaps, txns, position_dates={"T3": DAY})
+    assert (changes[1].cause.kind, changes[1].cause.transaction_id) == ("transaction", "T3")
+    assert "BUY T3 of 50 on 2025-01-06" in changes[1].cause.description

@@ -381,3 +381,20 @@ def test_in_order_delivery_matches_the_oracle(history: History) -> None:
     role = run(history, plan)
     assert_converged(history, role)
     assert all(role.committed_state(k).epoch == 0 for k in history.keys)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_weeks_kept_in_parts_converge_the_same(scenario) -> None:
+    """The same property with a week cut into parts of two entries (`history.PART`), so
+    appends start new parts, and inserts, amendments and replays cut weeks again."""
+    from unittest import mock
+
+    from epochflow.domain import history as history_module
+
+    history, plan = scenario
+    with mock.patch.object(history_module, "PART", 2):
+        role = run(history, plan)
+    assert_converged(history, role)
+    parts = max((sum("#" in m for m, _ in role.committed_state(k).weeks) for k in history.keys), default=0)
+    event(f"parts beyond the first in a week: {'yes' if parts else 'no'}")

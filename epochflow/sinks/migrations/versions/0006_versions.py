@@ -176,11 +176,22 @@ INDEXES: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
 
 AS_AT_SCHEMA = "as_at"
 
-# The system time of the write in progress: the sink's writer sets it (under its lock,
-# `sinks.versions`); any other writer gets its transaction's start time.
+# The system time of the write in progress, fixed on its first call: it takes the lock the
+# reads share (exclusively, until the transaction ends) and reads the clock once it holds
+# it (`sinks.versions`). The sink's writer calls it first; any other writer gets the same
+# rule from its first versioned statement.
 SYSTEM_TIME = """
-CREATE FUNCTION epochflow_system_time() RETURNS timestamptz LANGUAGE sql STABLE AS $$
-  SELECT coalesce(nullif(current_setting('epochflow.system_time', true), '')::timestamptz, now())
+CREATE FUNCTION epochflow_system_time() RETURNS timestamptz LANGUAGE plpgsql AS $$
+DECLARE
+  stamped text := current_setting('epochflow.system_time', true);
+BEGIN
+  IF stamped IS NULL OR stamped = '' THEN
+    PERFORM pg_advisory_xact_lock(7309464667967158643);
+    stamped := clock_timestamp()::text;
+    PERFORM set_config('epochflow.system_time', stamped, true);
+  END IF;
+  RETURN stamped::timestamptz;
+END
 $$
 """
 # The system time an as-at read reads at (set by the reader, `sinks.versions`).
@@ -236,8 +247,6 @@ def upgrade() -> None:
     op.add_column("transactions", sa.Column("version", sa.BigInteger(), nullable=True))
     op.add_column("position_history", sa.Column("version", sa.BigInteger(), nullable=True))
     op.add_column("daily_position_snapshots", sa.Column("job_version", sa.BigInteger(), nullable=True))
-    op.create_index("ix_position_state_opened", "position_state", ["updated_at"],
-                    postgresql_where=sa.text("epoch_trigger IS NOT NULL"))
     op.execute(SYSTEM_TIME)
     op.execute(READ_TIME)
     op.execute(f"CREATE SCHEMA {AS_AT_SCHEMA}")
@@ -277,7 +286,6 @@ def downgrade() -> None:
     op.execute(f"DROP SCHEMA {AS_AT_SCHEMA}")
     op.execute("DROP FUNCTION epochflow_read_time()")
     op.execute("DROP FUNCTION epochflow_system_time()")
-    op.drop_index("ix_position_state_opened", table_name="position_state")
     op.drop_column("daily_position_snapshots", "job_version")
     op.drop_column("position_history", "version")
     op.drop_column("transactions", "version")
