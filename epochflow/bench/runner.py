@@ -21,6 +21,7 @@ from epochflow.bench.workloads import (
     fanout_workload,
     ingest_workload,
     late_trade,
+    month_workload,
     replay_workload,
 )
 from epochflow.client import BARRIER_STAGES, Pipeline
@@ -103,6 +104,45 @@ async def bench_ingest(transactions: int, keys: int, echo: Callable[[str], None]
                 await pipeline.close()
     figures["ratio"] = round(figures["txn_per_s"] / figures["naive_txn_per_s"], 2)
     echo(f"  ratio batched / naive: {figures['ratio']:.2f}x (target >= 2.5)")
+    return figures
+
+
+HOT_KEY_TRADES = 5000  # one key's trades in one month
+SPREAD_TRADES = 50  # each key's, in the baseline of the same total
+
+
+async def bench_hot_key(echo: Callable[[str], None] = print, profile: bool = False) -> dict:
+    """The cost per trade of one key taking 5,000 trades in one month, against the same
+    5,000 trades spread over 100 keys taking 50 each, through positions and sink."""
+    from epochflow.devstack.stack import EmbeddedStack
+
+    echo(f"bench ingest --hot-key: {HOT_KEY_TRADES} trades in one month on one key, against "
+         f"{HOT_KEY_TRADES // SPREAD_TRADES} keys x {SPREAD_TRADES}, positions + sink on the embedded stack")
+    figures: dict = {}
+    with tempfile.TemporaryDirectory(prefix="epochflow-bench-") as directory:
+        async with EmbeddedStack(Path(directory), roles=("positions", "sink")) as stack:
+            pipeline = await Pipeline.connect(stack.settings)
+            profiler = Profiler(stack, profile)
+            try:
+                await pipeline.quiesce(180, BARRIER_STAGES)
+                for label, prefix, keys, per_key in (("spread", "HS", HOT_KEY_TRADES // SPREAD_TRADES, SPREAD_TRADES),
+                                                      ("hot", "HH", 1, HOT_KEY_TRADES)):
+                    reference, trades = month_workload(prefix, keys, per_key)
+                    await pipeline.publish(reference)
+                    await pipeline.quiesce(180, BARRIER_STAGES)
+                    if label == "hot":
+                        await profiler.start()
+                    seconds = await _timed_publish(pipeline, trades, None, BARRIER_STAGES)
+                    if label == "hot" and profiler.enabled:
+                        figures["profile"] = await profiler.stop(echo, "the hot key")
+                    us = seconds / len(trades) * 1e6
+                    figures[f"{label}_seconds"] = round(seconds, 3)
+                    figures[f"{label}_us_per_txn"] = round(us, 1)
+                    echo(f"  {label:<7} {keys:>4} keys x {per_key:>5} trades: {seconds:7.2f} s  {us:8.1f} us a trade")
+            finally:
+                await pipeline.close()
+    figures["hot_vs_spread"] = round(figures["hot_us_per_txn"] / figures["spread_us_per_txn"], 2)
+    echo(f"  cost per trade, hot / spread: {figures['hot_vs_spread']:.2f}x (target <= 1.5)")
     return figures
 
 

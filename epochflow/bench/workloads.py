@@ -46,6 +46,27 @@ def ingest_workload(prefix: str, transactions: int, keys: int) -> tuple[list, li
     return reference, trades
 
 
+def month_workload(prefix: str, keys: int, per_key: int) -> tuple[list, list]:
+    """Reference events and `per_key` trades on each of `keys` keys, all within one month
+    (the trades of a key in time order, many a day when `per_key` is large), interleaved
+    across keys as a live feed is."""
+    portfolios = max(1, (keys + SECURITIES_PER_PORTFOLIO - 1) // SECURITIES_PER_PORTFOLIO)
+    reference: list = [PortfolioEvent(portfolio_id=f"{prefix}P{p}", base_currency="USD") for p in range(portfolios)]
+    reference += [InstrumentEvent(security_id=f"S{s}", currency="USD") for s in range(SECURITIES_PER_PORTFOLIO)]
+    trades: list = []
+    for n in range(per_key):
+        stamp = datetime.combine(START + timedelta(days=n * 30 // per_key), dtime(9), tzinfo=UTC) + timedelta(seconds=n)
+        for key in range(keys):
+            selling = n % 4 == 3
+            trades.append(TransactionEvent(
+                transaction_id=f"{prefix}T{key}-{n}", portfolio_id=f"{prefix}P{key // SECURITIES_PER_PORTFOLIO}",
+                security_id=f"S{key % SECURITIES_PER_PORTFOLIO}", transaction_type="SELL" if selling else "BUY",
+                transaction_date=stamp, quantity=Decimal(5 if selling else 10), price=Decimal("101.25"),
+                gross_amount=Decimal("506.25") if selling else Decimal("1012.50"), trade_fee=Decimal("1"),
+                trade_currency="USD",
+            ))
+    return reference, trades
+
 
 def replay_workload(h: int, prefix: str = "RP") -> tuple[list, tuple[str, str]]:
     """One key with `h` trades, one a day over `h` days (date ranges match the history

@@ -23,12 +23,14 @@ def bench() -> None:
 @click.option("--keys", "k", default=200, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Last line: the figures as one JSON object.")
 @click.option("--profile", is_flag=True, help=PROFILE_HELP)
-def bench_ingest(n: int, k: int, as_json: bool, profile: bool) -> None:
+@click.option("--hot-key", is_flag=True, help="Instead: 5,000 trades in one month on one key against 100 keys x 50 "
+              "(the cost per trade of a busy key; --transactions and --keys do not apply).")
+def bench_ingest(n: int, k: int, as_json: bool, profile: bool, hot_key: bool) -> None:
     """N transactions over K keys through positions and sink, against a naive agent and
     against the floor (the same trades through the domain core in one process)."""
-    from epochflow.bench.runner import bench_ingest as run
+    from epochflow.bench.runner import bench_hot_key, bench_ingest
 
-    figures = run_interruptible(run(n, k, click.echo, profile))
+    figures = run_interruptible(bench_hot_key(click.echo, profile) if hot_key else bench_ingest(n, k, click.echo, profile))
     if as_json:
         click.echo(json.dumps(figures))
 
