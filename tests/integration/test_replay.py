@@ -343,14 +343,17 @@ async def test_replaying_the_fanout_from_earliest_rebuilds_the_same_results(stac
 
 async def test_replaying_positions_over_its_state_re_sends_the_same_results(stack: EmbeddedStack, pipeline: Pipeline) -> None:
     """--keep-state: every transaction is a duplicate of one it has applied, so it re-sends
-    the rows it sent; old commands are fenced off or change nothing. One difference: a
-    transaction dated before a back-dated trade keeps the epoch it was costed under in
-    PostgreSQL (the epoch bump re-sent only what followed the trade); re-sent, it carries
-    the key's current epoch, with the same figures."""
+    the rows it sent; old commands are fenced off or change nothing. The figures are the
+    same; what a re-send changes is when and by which step it was sent: a transaction or
+    history row re-sent carries the key's current state version (and a transaction the
+    time of the re-send), and a transaction dated before a back-dated trade, which kept the
+    epoch it was costed under in PostgreSQL (the epoch bump re-sent only what followed the
+    trade), carries the key's current epoch."""
     await book(pipeline, "RK")
     before = await results_before_replay(pipeline)
     await replay_role(stack, pipeline, ReplayRequest("positions", keep_state=True))
-    assert_same_results(before, await results(pipeline), {"transactions": {"epoch", "updated_at"}})
+    assert_same_results(before, await results(pipeline),
+                        {"transactions": {"epoch", "updated_at", "version"}, "position_history": {"version"}})
 
 
 async def test_replaying_the_sink_from_a_datetime_rewrites_what_came_after(stack: EmbeddedStack, pipeline: Pipeline) -> None:
