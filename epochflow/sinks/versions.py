@@ -3,7 +3,8 @@ by triggers, migration 0006), so any read can be answered again exactly as it wa
 
 The rule that makes "as at T" exact: the sink's writes and the API's reads take one
 PostgreSQL advisory lock, a write exclusively and a read shared. A write stamps its rows
-with `clock_timestamp()` taken once it holds the lock and keeps the lock until it
+with `clock_timestamp()` taken once it holds the lock (`epochflow_system_time()`, called
+by the sink first and by the triggers of any other writer) and keeps the lock until it
 commits; a read takes its time once it holds the lock and reads under it. So every write
 stamped at or before a read's time had committed before the read began, and every write
 stamped after it commits after the read ended: the versions current at a read's time are
@@ -11,7 +12,7 @@ exactly the rows that read saw. Reading "as at T" then means reading the `as_at`
 whose views (same names, same columns as the tables) show the versions current at T.
 
 Retention (`EPOCHFLOW_VERSIONS_RETENTION_DAYS`, default: keep everything) drops versions
-superseded longer ago than that; as-at reads of times before then see only what is left.
+superseded longer ago than that; the API refuses an as-at time before then.
 """
 
 from __future__ import annotations
