@@ -137,4 +137,3 @@ async def prune_versions() -> None:
     if dropped:
         log.info("sink.prune_versions dropped %d versions older than %d days", dropped,
                  settings.versions_retention_days)
-

@@ -42,5 +42,3 @@ async def key_day_changes(engine: AsyncEngine, portfolio_id: str, security_id: s
 
 def _version(row) -> Version:
     return Version(row["system_from"], row["system_to"], row)
-
-
