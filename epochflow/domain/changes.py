@@ -17,6 +17,7 @@ Its versions follow from the versions of the key's state and of that day's snaps
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -66,13 +67,15 @@ def day_changes(day: date, states: Sequence[Version], snapshots: Sequence[Versio
     transactions (what causes are named from), and `position_dates` the day each one
     counts on (its history row's: the date as booked, in its own offset)."""
     booked = _Booked(transactions, position_dates or {})
+    states = sorted(states, key=lambda v: v.since)  # one row's versions: they never overlap
+    state_since = [v.since for v in states]
     times = sorted({v.since for v in states} | {v.since for v in snapshots})
     changes: list[Change] = []
     shown: tuple[int, Mapping[str, Any] | None] | None = None  # what reads showed last (epoch, figures)
     last_figures: tuple[int, Mapping[str, Any]] | None = None  # the last figures they showed
     last_at: datetime | None = None
     for at in times:
-        state = _at(states, at)
+        state = _at(states, state_since, at)
         if state is None:
             continue
         epoch = state.row["epoch"]
@@ -101,8 +104,10 @@ def day_changes(day: date, states: Sequence[Version], snapshots: Sequence[Versio
     return changes
 
 
-def _at(versions: Sequence[Version], at: datetime) -> Version | None:
-    return next((v for v in versions if v.current_at(at)), None)
+def _at(versions: Sequence[Version], since: list[datetime], at: datetime) -> Version | None:
+    """The version current at `at` of a row whose versions are sorted by `since`."""
+    i = bisect.bisect_right(since, at) - 1
+    return versions[i] if i >= 0 and versions[i].current_at(at) else None
 
 
 class _Booked:
