@@ -23,12 +23,18 @@ START = date(2024, 1, 1)
 SECURITIES_PER_PORTFOLIO = 10
 
 
-def ingest_workload(prefix: str, transactions: int, keys: int) -> tuple[list, list]:
-    """Reference events and `transactions` trades over `keys` keys, interleaved across keys
-    as a live feed is, each key's trades one day apart (BUYs, every fourth a SELL)."""
+def _reference(prefix: str, keys: int) -> list:
+    """The portfolios (USD, `SECURITIES_PER_PORTFOLIO` keys each) and instruments of `keys` keys."""
     portfolios = max(1, (keys + SECURITIES_PER_PORTFOLIO - 1) // SECURITIES_PER_PORTFOLIO)
     reference: list = [PortfolioEvent(portfolio_id=f"{prefix}P{p}", base_currency="USD") for p in range(portfolios)]
     reference += [InstrumentEvent(security_id=f"S{s}", currency="USD") for s in range(SECURITIES_PER_PORTFOLIO)]
+    return reference
+
+
+def ingest_workload(prefix: str, transactions: int, keys: int) -> tuple[list, list]:
+    """Reference events and `transactions` trades over `keys` keys, interleaved across keys
+    as a live feed is, each key's trades one day apart (BUYs, every fourth a SELL)."""
+    reference = _reference(prefix, keys)
     trades: list = []
     for n in range(transactions):
         key, round_ = n % keys, n // keys
@@ -50,9 +56,7 @@ def month_workload(prefix: str, keys: int, per_key: int) -> tuple[list, list]:
     """Reference events and `per_key` trades on each of `keys` keys, all within one month
     (the trades of a key in time order, many a day when `per_key` is large), interleaved
     across keys as a live feed is."""
-    portfolios = max(1, (keys + SECURITIES_PER_PORTFOLIO - 1) // SECURITIES_PER_PORTFOLIO)
-    reference: list = [PortfolioEvent(portfolio_id=f"{prefix}P{p}", base_currency="USD") for p in range(portfolios)]
-    reference += [InstrumentEvent(security_id=f"S{s}", currency="USD") for s in range(SECURITIES_PER_PORTFOLIO)]
+    reference = _reference(prefix, keys)
     trades: list = []
     for n in range(per_key):
         stamp = datetime.combine(START + timedelta(days=n * 30 // per_key), dtime(9), tzinfo=UTC) + timedelta(seconds=n)
