@@ -96,7 +96,8 @@ def _take(holding: Holding, quantity: Decimal, method: CostMethod):
     return _take_fifo(holding.lots, quantity)
 
 
-def _acquired(holding: Holding, quantity: Decimal, cost_local: Decimal, cost_base: Decimal | None, day: date) -> tuple[Holding, Decimal, Decimal | None]:
+def _acquired(holding: Holding, quantity: Decimal, cost_local: Decimal, cost_base: Decimal | None, day: date,
+              origin: int | None) -> tuple[Holding, Decimal, Decimal | None]:
     """Add an acquisition; when the key was short (an oversold SELL waiting for its earlier
     trade), the acquisition first covers the short, and only the rest becomes a lot."""
     if holding.quantity < 0:
@@ -109,7 +110,7 @@ def _acquired(holding: Holding, quantity: Decimal, cost_local: Decimal, cost_bas
         quantity = left
         holding = Holding()
     held_since = holding.held_since if holding.quantity > 0 else day
-    lots = holding.lots + (Lot(quantity, cost_local, cost_base),)
+    lots = holding.lots + (Lot(quantity, cost_local, cost_base, origin),)
     new = Holding(
         holding.quantity + quantity,
         holding.cost_local + cost_local,
@@ -127,8 +128,11 @@ def _closed_if_flat(holding: Holding) -> Holding:
     return holding
 
 
-def cost_transaction(holding: Holding, txn: Transaction, ctx: CostContext, fx: FxLookup) -> tuple[Holding, HistoryEntry]:
-    """Apply one transaction; return the new holding and the history entry for it."""
+def cost_transaction(holding: Holding, txn: Transaction, ctx: CostContext, fx: FxLookup,
+                     origin: int | None = None) -> tuple[Holding, HistoryEntry]:
+    """Apply one transaction; return the new holding and the history entry for it. With an
+    `origin` (the entry's seq in the key's history), a lot it acquires carries it, and so
+    does the entry (`HistoryEntry.lot`)."""
     kind = txn.transaction_type
     day = txn.date
     rate = rate_to_base(fx, txn.trade_currency, ctx, day)
@@ -143,7 +147,7 @@ def cost_transaction(holding: Holding, txn: Transaction, ctx: CostContext, fx: F
             quantity, cost = txn.quantity, txn.gross_amount
         else:  # DEPOSIT: cash, quantity is the amount
             quantity, cost = txn.gross_amount, txn.gross_amount
-        new, net_local, net_base = _acquired(holding, quantity, cost, _times(cost, rate), day)
+        new, net_local, net_base = _acquired(holding, quantity, cost, _times(cost, rate), day, origin)
         if kind is TxnType.BUY:
             realized_local, realized_base = ZERO, ZERO
     elif kind in _DISPOSE_AT_LOT_COST:
@@ -197,5 +201,6 @@ def cost_transaction(holding: Holding, txn: Transaction, ctx: CostContext, fx: F
         fx_rate=rate,
         held_since=new.held_since,
         flags=tuple(flags),
+        lot=new.lots[-1] if origin is not None and kind in _ACQUIRE and new.lots else None,
     )
     return new, entry

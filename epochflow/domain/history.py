@@ -4,13 +4,17 @@ kept in week buckets so a change recomputes from its own week onward and no earl
 A week holds at most `PART` entries per bucket: a busy week is kept in parts (`week`,
 `week#0001`, ...; the ids sort in history order), so appending a trade rewrites one part
 of at most `PART` entries, however many trades the key has that week. A recomputation
-rewrites the weeks it touches whole and cuts them into parts again."""
+rewrites the weeks it touches whole and cuts them into parts again.
+
+A bucket's opening names its whole lots by the entries that acquired them instead of
+repeating them (`Bucket.lots_from`), so a bucket's size follows its own entries, not the
+key's open lots; a recomputation puts them back from the entries before it."""
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from epochflow.domain.cost import FxLookup, cost_transaction
@@ -102,13 +106,13 @@ def rebuild(
             part_opening = holding
             entries: list[HistoryEntry] = []
             for txn in txns[first:first + PART]:
-                holding, entry = cost_transaction(holding, txn, ctx, fx)
+                holding, entry = cost_transaction(holding, txn, ctx, fx, origin=seq)
                 entries.append(entry)
                 if txn.date >= emit_from:
                     emitted.append((seq, entry))
                 seq += 1
             m = part_id(w, number)
-            new_buckets.append(Bucket(m, part_opening, tuple(entries)))
+            new_buckets.append(_bucket(m, part_opening, tuple(entries)))
             index[m] = len(entries)
         written = {b.week for b in new_buckets}
         new_buckets.extend(Bucket(m, holding, ()) for m in parts_of[w] if m not in written)  # dropped: deleted
@@ -130,14 +134,14 @@ def _append(weeks, current: Holding, load: BucketLoader, emit_from: date, ctx: C
     bucket = load(last) if last is not None and week == week_of_part(last) else None
     if bucket is not None and bucket.entries and bucket.entries[-1].txn.sort_key >= txn.sort_key:
         return None
-    holding, entry = cost_transaction(current, txn, ctx, fx)
-    if bucket is None:
-        new_bucket = Bucket(week, current, (entry,))
-    elif len(bucket.entries) >= PART:
-        new_bucket = Bucket(part_id(week, _part_number(bucket.week) + 1), current, (entry,))
-    else:
-        new_bucket = Bucket(bucket.week, bucket.opening, bucket.entries + (entry,))
     seq = sum(count for _, count in weeks)
+    holding, entry = cost_transaction(current, txn, ctx, fx, origin=seq)
+    if bucket is None:
+        new_bucket = _bucket(week, current, (entry,))
+    elif len(bucket.entries) >= PART:
+        new_bucket = _bucket(part_id(week, _part_number(bucket.week) + 1), current, (entry,))
+    else:
+        new_bucket = replace(bucket, entries=bucket.entries + (entry,))
     emitted = ((seq, entry),) if txn.date >= emit_from else ()
     new_weeks = tuple((m, c) for m, c in weeks if m != new_bucket.week) + ((new_bucket.week, len(new_bucket.entries)),)
     if weeks:
@@ -148,16 +152,49 @@ def _append(weeks, current: Holding, load: BucketLoader, emit_from: date, ctx: C
     return Rebuilt((new_bucket,), new_weeks, holding, emitted, first_date, txn.date)
 
 
+def _bucket(bucket_id: str, opening: Holding, entries: tuple[HistoryEntry, ...]) -> Bucket:
+    """A bucket whose opening keeps only the lots no entry names: the whole lots at the end
+    that entries acquired are named by the first one's origin (see `Bucket`)."""
+    lots = opening.lots
+    first = len(lots)
+    while first > 0 and lots[first - 1].origin is not None:
+        first -= 1
+    if first == len(lots):
+        return Bucket(bucket_id, opening, entries)
+    return Bucket(bucket_id, replace(opening, lots=lots[:first]), entries, lots[first].origin)
+
+
 def _opening(weeks, start_week: str, current: Holding, loaded: dict, load: BucketLoader) -> Holding:
     """The holding the key had before `start_week`: the opening of the first existing
-    bucket at or after it (buckets store their opening), or the current holding when the
-    start is past every existing week."""
-    for m, _ in weeks:
+    bucket at or after it (buckets store their opening), with its named lots put back, or
+    the current holding when the start is past every existing week."""
+    seq = 0
+    for m, count in weeks:
         if m >= start_week:
             bucket = loaded.get(m) or load(m)
             if bucket is not None:
-                return bucket.opening
+                return _whole_opening(bucket, seq, weeks, load)
+        seq += count
     return current
+
+
+def _whole_opening(bucket: Bucket, start_seq: int, weeks, load: BucketLoader) -> Holding:
+    """The bucket's opening with every lot: the lots acquired by the entries from
+    `lots_from` to the bucket's first entry (`start_seq`) follow the ones it keeps."""
+    if bucket.lots_from is None:
+        return bucket.opening
+    named: list = []
+    seq = 0
+    for m, count in weeks:
+        if seq >= start_seq:
+            break
+        if seq + count > bucket.lots_from:
+            earlier = load(m)
+            for entry in earlier.entries if earlier else ():
+                if entry.lot is not None and bucket.lots_from <= entry.lot.origin < start_seq:
+                    named.append(entry.lot)
+        seq += count
+    return replace(bucket.opening, lots=bucket.opening.lots + tuple(named))
 
 
 def _ends(weeks, rebuilt: Iterable[Bucket], load: BucketLoader) -> tuple[date | None, date | None]:

@@ -105,6 +105,9 @@ class Lot:
     quantity: Decimal
     cost_local: Decimal
     cost_base: Decimal | None
+    # the seq of the history entry that acquired it, while it is whole (None: a lot that is
+    # what remains of one after a sale, or kept before lots had origins)
+    origin: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,17 +144,25 @@ class HistoryEntry:
     fx_rate: Decimal | None
     held_since: date | None
     flags: tuple[Flag, ...] = ()
+    lot: Lot | None = None  # the lot this entry acquired, with its origin
 
 
 @dataclass(frozen=True, slots=True)
 class Bucket:
     """One ISO week of a key's history (see `week_of`), or a part of a busy one
     (`domain.history.PART`), with the holding it opened with, so a recomputation can start
-    at any week without reading earlier ones."""
+    at any week without reading earlier ones.
+
+    The opening's lots are kept short: the whole lots at its end that a history entry
+    acquired are not repeated here (a key that only buys would otherwise store every lot in
+    every week, quadratic in its history). `opening.lots` holds the lots before them, and
+    `lots_from` names the first one by its origin: the lots of the entries from that seq up
+    to this bucket follow (`domain.history` puts them back)."""
 
     week: str
     opening: Holding
     entries: tuple[HistoryEntry, ...] = ()
+    lots_from: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

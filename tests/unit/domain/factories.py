@@ -130,11 +130,12 @@ def ctx(method: CostMethod | str = CostMethod.FIFO, base: str = BASE) -> CostCon
 
 def fold(txns: Iterable[Transaction], context: CostContext, fx: FxLookup,
          start: Holding | None = None) -> tuple[Holding, list[HistoryEntry]]:
-    """Cost transactions in the order given (the oracle for everything else)."""
+    """Cost transactions in the order given (the oracle for everything else), each entry's
+    origin its place in that order, as a key's history numbers them."""
     holding = start or Holding()
     entries: list[HistoryEntry] = []
     for t in txns:
-        holding, entry = cost_transaction(holding, t, context, fx)
+        holding, entry = cost_transaction(holding, t, context, fx, origin=len(entries))
         entries.append(entry)
     return holding, entries
 
