@@ -50,7 +50,7 @@ class LivePosition(ApiView):
             return self.json({"error": "this worker is still recovering its tables; try again shortly"}, status=503)
         key = position_key(portfolio_id, security_id)
         try:
-            return await app.router.route_req(tables.STATE.table.name, key.encode(), self.web, request)
+            return await app.router.route_req(tables.STATE.main.table.name, key.encode(), self.web, request)
         except SameNode:
             pass
         except Exception as error:  # no assignment yet (rebalancing) or the owner is unreachable

@@ -4,12 +4,15 @@
 `CachedStore` is a write-through view for one batch: steps within the batch see each
 other's writes, and each key is written to the table once at the end of the batch,
 through the redo journal (`journal_writes`, see epochflow.tables.journal).
+
+`SplitStore` keeps one value as two records in two tables, so a large part that rarely
+changes is not written again with every small change.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from time import perf_counter
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -18,6 +21,7 @@ from epochflow.tables.codec import decode, encode
 from epochflow.tables.journal import Write
 
 V = TypeVar("V")
+P = TypeVar("P")
 _MISSING = object()
 
 
@@ -114,6 +118,49 @@ class FaustStore(Generic[V]):
         return Write(self.table.name, raw_key, raw)
 
 
+class SplitStore(Generic[V, P]):
+    """One value kept as two records under the same key: `main` gets what `split` leaves
+    of it on every write, `part` the large rest, and only when that changed. A key whose
+    part was never kept apart (a value written whole before) reads as it was written."""
+
+    def __init__(self, main, part, split: Callable[[V], tuple[V, P]], join: Callable[[V, P], V]) -> None:
+        self.main = main
+        self.part = part
+        self.split = split
+        self.join = join
+
+    def get(self, key: str) -> V | None:
+        value = self.main.get(key)
+        if value is None:
+            return None
+        part = self.part.get(key)
+        return value if part is None else self.join(value, part)
+
+    def _apart(self, key: str, value: V) -> tuple[V, P | None]:
+        """The main record, and the part if it is not what the part table holds (a part
+        read and handed back unchanged is the same object: comparing it costs nothing)."""
+        main, part = self.split(value)
+        return main, None if self.part.get(key) == part else part
+
+    def put(self, key: str, value: V) -> None:
+        main, part = self._apart(key, value)
+        self.main.put(key, main)
+        if part is not None:
+            self.part.put(key, part)
+
+    def delete(self, key: str) -> None:
+        self.main.delete(key)
+        self.part.delete(key)
+
+    def writes(self, key: str, value: V | None) -> list[Write]:
+        """What the redo journal writes for `value`: the main record always, the part when
+        it changed (None: both deleted)."""
+        if value is None:
+            return [self.main.write(key, None), self.part.write(key, None)]
+        main, part = self._apart(key, value)
+        return [self.main.write(key, main)] + ([] if part is None else [self.part.write(key, part)])
+
+
 class CachedStore(Generic[V]):
     def __init__(self, backing: Store[V]) -> None:
         self.backing = backing
@@ -139,7 +186,10 @@ class CachedStore(Generic[V]):
         return iter(self.dirty.items())
 
     def journal_writes(self) -> list[Write]:
-        """The dirty keys as the redo journal writes them (the backing store encodes them)."""
+        """The dirty keys as the redo journal writes them (the backing store encodes them;
+        a `SplitStore` writes a key as one or two records)."""
+        if isinstance(self.backing, SplitStore):
+            return [w for key, value in self.dirty.items() for w in self.backing.writes(key, value)]
         return [self.backing.write(key, value) for key, value in self.dirty.items()]
 
     def flush(self, keys: set[str] | None = None) -> None:

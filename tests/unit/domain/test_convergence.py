@@ -35,6 +35,7 @@ from epochflow.domain.model import CostMethod, HistoryEntry, PositionState, Tran
 from epochflow.schemas.commands import AdvanceWatermark, ResetWatermark
 from epochflow.schemas.events import BusinessDateEvent, FxRateEvent, PortfolioEvent, TransactionEvent
 from epochflow.schemas.results import HistoryCarryOver, PositionHistoryRow, PositionStateRow, TransactionRow
+from epochflow.tables.position_state import state_store
 from epochflow.tables.reference import ReferenceData
 from epochflow.tables.store import CachedStore, MemoryStore
 
@@ -155,7 +156,8 @@ class PositionsRole:
     caches and the rows of the batch in flight, and its events are delivered again."""
 
     def __init__(self) -> None:
-        self.tables = [MemoryStore() for _ in range(9)]  # state, history, refs, key index, 5 reference stores
+        # state (kept as two records, as the role keeps it), history, refs, key index, 5 reference stores
+        self.tables = [state_store(MemoryStore(), MemoryStore()), *(MemoryStore() for _ in range(8))]
         self.sink = SinkModel()
         self.dropped = 0  # statistics only: stale commands fenced off, flags seen on the way
         self.flags_seen: set[str] = set()

@@ -22,11 +22,13 @@ from epochflow.agents.positions_handler import PositionsHandler
 from epochflow.domain.model import Bucket, PositionState, TxnRef
 from epochflow.domain.series import SeriesMonth
 from epochflow.tables.index import KeySet
+from epochflow.tables.position_state import PositionBook, state_store
 from epochflow.tables.reference import Instrument, Months, Portfolio, ReferenceData
+from epochflow.tables.store import CachedStore
 from tests.fixtures.faults import MemoryWorker, any_order
 from tests.fixtures.kills import Role, direct, play, sent, sink_view, stores, tables
 
-TABLES = [("position_state", PositionState), ("position_history", Bucket), ("position_txn_refs", TxnRef),
+TABLES = [("position_state", PositionState), ("position_book", PositionBook), ("position_history", Bucket), ("position_txn_refs", TxnRef),
           ("position_key_index", KeySet), ("portfolios", Portfolio), ("instruments", Instrument),
           ("series", SeriesMonth), ("series_index", Months), ("scalars", date)]
 
@@ -35,6 +37,9 @@ def _handler(worker: MemoryWorker, partition: int):
     caches = stores(worker, partition, TABLES)
     from datetime import UTC, datetime
 
+    # the key's state over its two records, as the role keeps it
+    state = CachedStore(state_store(caches[0].backing, caches[1].backing))
+    caches = [state, *caches[2:]]
     handler = PositionsHandler(*caches[:4], ReferenceData(*caches[4:]), clock=lambda: datetime(2025, 6, 1, tzinfo=UTC))
     return handler, caches
 
