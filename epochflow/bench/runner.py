@@ -13,6 +13,7 @@ from pathlib import Path
 
 from epochflow.bench.baseline import NAIVE, NAIVE_STAGES, NAIVE_TOPIC, topic_specs, worker_command
 from epochflow.bench.floor import decode_seconds, fanout_floor, ingest_floor, overhead, replay_floor
+from epochflow.bench.footprint import footprint, footprint_table
 from epochflow.bench.profile import Profiler
 from epochflow.bench.workloads import (
     FANOUT_SECURITY,
@@ -346,6 +347,7 @@ async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle
                     seconds = time.monotonic() - t0
                     done.set()
                     during = await during_task
+                    held = footprint(stack.describe(), n + LIVE_KEYS)
                     if profiler.enabled:
                         budget = await profiler.stop(echo, f"N={n}, the fan-out (and the live trades during it)")
                     await pipeline.settle(600)  # the engine's tail must not share the machine with the floor
@@ -368,6 +370,7 @@ async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle
         run.update(engine_s=run["seconds_to_current"], floor_s=round(floor.floor_s, 3),
                    floor_domain_s=round(floor.domain_s, 3), floor_write_s=round(floor.write_s, 3),
                    overhead=overhead(seconds, floor.floor_s))
+        run["footprint"] = held
         if budget is not None:
             run["profile"] = budget
         runs.append(run)
@@ -376,5 +379,8 @@ async def bench_fanout(sizes: tuple[int, ...], days: int, live_rate: float, idle
              f"{run['live_p50_fanout_ms']:.0f}/{run['live_p99_fanout_ms']:.0f} ms: p99 ratio {run['live_p99_ratio']:.2f} (target <= 2)")
         echo(f"  N={n:>6}: floor {floor.floor_s:.2f}s (domain core {floor.domain_s:.2f}s, PostgreSQL {floor.write_s:.2f}s): "
              f"overhead {run['overhead']:.2f}x (target <= 20)")
+        echo(f"  N={n:>6}: what each worker holds at the end of the fan-out ({n + LIVE_KEYS} keys):")
+        for line in footprint_table(held):
+            echo(line)
     largest = runs[-1]
     return {**largest, "runs": runs}
