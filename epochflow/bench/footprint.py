@@ -22,7 +22,16 @@ def peak_rss_bytes(pid: int | None) -> int | None:
 
 
 def disk_bytes(directory: str | Path) -> int:
-    return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
+    """Bytes of the files under `directory`; a file a running worker removes meanwhile
+    (RocksDB compacting) counts as gone."""
+    total = 0
+    for path in Path(directory).rglob("*"):
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except FileNotFoundError:
+            continue
+    return total
 
 
 def footprint(description: dict[str, Any], keys: int) -> dict[str, Any]:

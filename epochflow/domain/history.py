@@ -154,11 +154,12 @@ def _append(weeks, current: Holding, load: BucketLoader, emit_from: date, ctx: C
 
 def _bucket(bucket_id: str, opening: Holding, entries: tuple[HistoryEntry, ...]) -> Bucket:
     """A bucket whose opening keeps only the lots no entry names: the whole lots at the end
-    that entries acquired are named by the first one's origin (see `Bucket`)."""
+    that entries acquired are named by the first one's origin (see `Bucket`). Lots without
+    an origin only ever lead (what remains of a part-sold lot, AVCO's remainder, lots kept
+    before lots had origins: sales take from the front), so the first named lot is found
+    from the front in a step or two, not by walking every open lot."""
     lots = opening.lots
-    first = len(lots)
-    while first > 0 and lots[first - 1].origin is not None:
-        first -= 1
+    first = next((i for i, lot in enumerate(lots) if lot.origin is not None), len(lots))
     if first == len(lots):
         return Bucket(bucket_id, opening, entries)
     return Bucket(bucket_id, replace(opening, lots=lots[:first]), entries, lots[first].origin)
