@@ -68,13 +68,19 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """What one step on one partition writes and sends, in order."""
+    """What one step on one partition writes and sends, in order: its table writes, then
+    the offset of the last input it applied (`applied_write`), then its messages."""
 
     writes: tuple[Write, ...] = ()
     outputs: tuple[Output, ...] = ()
+    applied: Write | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.writes or self.outputs)
+        return bool(self.writes or self.outputs or self.applied)
+
+    @property
+    def all_writes(self) -> tuple[Write, ...]:
+        return self.writes if self.applied is None else (*self.writes, self.applied)
 
 
 def applied_key(topic: str, partition: int) -> bytes:
@@ -120,7 +126,7 @@ def records(partition: int, entry: Entry, chunk_bytes: int = CHUNK_BYTES) -> lis
     (each at most `chunk_bytes`, unless one item alone is larger), then the head."""
     chunks: list[bytes] = []
     current = bytearray()
-    for item in (*entry.writes, *entry.outputs):
+    for item in (*entry.all_writes, *entry.outputs):
         encoded = _item(item)
         if current and len(current) + len(encoded) > chunk_bytes:
             chunks.append(bytes(current))
@@ -204,11 +210,21 @@ class Committed:
 async def commit(io: StepIO, entries: Mapping[int, Entry], chunk_bytes: int = CHUNK_BYTES) -> Committed:
     """Make each partition's step durable as a whole (see the module's docstring). A step
     with writes is journalled first; one that only sends messages needs no journal (with no
-    state changed, its re-delivered input produces the same messages again)."""
+    state changed, its re-delivered input produces the same messages again).
+
+    A step that changed nothing and sent nothing (an input its role ignores, a tick with
+    no work) only moves its applied offset: that one record is written as it is, with no
+    journal and no wait. Lost in a kill, its inputs are delivered again only if their
+    offset was not committed either, and they change nothing again; any later step of the
+    partition that does change something journals an applied offset past them."""
     done = Committed()
     journalled: dict[int, list[bytes]] = {}
     for partition, entry in entries.items():
-        if not entry.writes:
+        if not entry.writes and not entry.outputs:
+            if entry.applied is not None:
+                io.put_journal(partition, entry.applied.key, entry.applied.value)
+            continue
+        if not entry.all_writes:
             continue
         keys = []
         for key, value in records(partition, entry, chunk_bytes):
@@ -218,8 +234,8 @@ async def commit(io: StepIO, entries: Mapping[int, Entry], chunk_bytes: int = CH
         done.journal_records += len(keys)
     if journalled:
         await io.delivered()
-    _apply(io, entries, done)
-    await io.delivered()
+    if _apply(io, {p: entry for p, entry in entries.items() if entry.writes or entry.outputs}, done):
+        await io.delivered()
     for partition, keys in journalled.items():
         for key in reversed(keys):  # the head goes first: a partial delete is no journal
             io.put_journal(partition, key, None)
@@ -244,12 +260,14 @@ async def redo(io: StepIO, partitions: Iterable[int]) -> Committed:
     return done
 
 
-def _apply(io: StepIO, entries: Mapping[int, Entry], done: Committed) -> None:
+def _apply(io: StepIO, entries: Mapping[int, Entry], done: Committed) -> bool:
+    """Apply and send the entries; whether there was any."""
     for partition, entry in entries.items():
-        for write in entry.writes:
+        for write in entry.all_writes:
             io.apply(partition, write)
         for output in entry.outputs:
             io.send(output)
         done.writes += len(entry.writes)
         done.outputs += len(entry.outputs)
         done.partitions.append(partition)
+    return bool(entries)
