@@ -1,4 +1,4 @@
-"""`epochflow bench ingest | replay | fanout | timeseries | versions`."""
+"""`epochflow bench ingest | replay | fanout | timeseries | versions | broker`."""
 
 from __future__ import annotations
 
@@ -104,5 +104,21 @@ def bench_versions(keys: int, days: int, rounds: int, as_json: bool) -> None:
     if days < 2:
         raise click.BadParameter("must be at least 2", param_hint="--days")
     figures = run(keys, days, rounds, click.echo)
+    if as_json:
+        click.echo(json.dumps(figures))
+
+
+@bench.command("broker")
+@click.option("--batches", default=120000, show_default=True, help="Batches the partition grows to.")
+@click.option("--step", default=20000, show_default=True, help="Batches added between two measurements.")
+@click.option("--json", "as_json", is_flag=True, help="Last line: the figures as one JSON object.")
+def bench_broker(batches: int, step: int, as_json: bool) -> None:
+    """What a message costs the embedded broker as a partition's log grows: latency and
+    broker CPU per message after each growth step, against the first."""
+    from epochflow.bench.broker import run
+
+    if step < 1 or batches < 2 * step:
+        raise click.BadParameter("must be at least twice --step, and --step at least 1", param_hint="--batches")
+    figures = run(batches, step, click.echo)
     if as_json:
         click.echo(json.dumps(figures))

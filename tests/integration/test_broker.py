@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from epochflow.bench import broker as bench_broker
 from epochflow.devstack.broker import BrokerHandle, start_broker
 from epochflow.devstack.ports import port_open
 from epochflow.devstack.process import pid_alive
@@ -81,6 +83,27 @@ def test_broker_start_and_stop_leaves_no_process() -> None:
     assert not pid_alive(handle.pid)
     assert not port_open(handle.port)
     handle.stop()  # idempotent
+
+
+def test_bench_broker_measures_each_growth_step_and_stops_its_broker() -> None:
+    lines: list[str] = []
+    before = _tansu_pids()
+    figures = bench_broker.run(600, 300, lines.append)
+    assert [row["batches"] for row in figures["rows"]] == [300, 600]
+    assert all(row["latency_ms"] > 0 and row["broker_cpu_us_per_message"] >= 0 for row in figures["rows"])
+    assert "cpu_ratio_last_vs_first" in figures and len(lines) == 4
+    assert _tansu_pids() <= before, "bench broker left its broker running"
+
+
+def _tansu_pids() -> set[str]:
+    found = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if b"tansu" in (proc / "cmdline").read_bytes():
+                found.add(proc.name)
+        except OSError:
+            continue
+    return found
 
 
 async def test_create_topics_with_partition_counts(broker: BrokerHandle, topic_prefix: str) -> None:
