@@ -28,8 +28,9 @@ Whatever prefix of a step's records reached the broker, the tables after `redo` 
 all of the step or none of it. A step also records the offset of the last input it applied
 (`applied_key`), in its own writes: an input delivered again after that step (a kill before
 the offset commit, a rebalance) is skipped, so at-least-once delivery has an exactly-once
-effect on the tables and on what is sent. The fault-injection tests check this for every
-role (tests/unit/faults/).
+effect on the tables and on what is sent. A step that changed nothing and sent nothing
+writes nothing at all: its inputs, delivered again, change nothing again (see `commit`).
+The fault-injection tests check this for every role (tests/unit/faults/).
 """
 
 from __future__ import annotations
@@ -213,16 +214,14 @@ async def commit(io: StepIO, entries: Mapping[int, Entry], chunk_bytes: int = CH
     state changed, its re-delivered input produces the same messages again).
 
     A step that changed nothing and sent nothing (an input its role ignores, a tick with
-    no work) only moves its applied offset: that one record is written as it is, with no
-    journal and no wait. Lost in a kill, its inputs are delivered again only if their
-    offset was not committed either, and they change nothing again; any later step of the
-    partition that does change something journals an applied offset past them."""
+    no work) writes nothing, not even its applied offset. Its inputs are delivered again
+    only if their offset was not committed; they then meet the state they met the first
+    time (any later step of the partition that did change something was journalled with
+    an applied offset past them, and is finished by `redo` first) and change nothing again."""
     done = Committed()
     journalled: dict[int, list[bytes]] = {}
     for partition, entry in entries.items():
         if not entry.writes and not entry.outputs:
-            if entry.applied is not None:
-                io.put_journal(partition, entry.applied.key, entry.applied.value)
             continue
         if not entry.all_writes:
             continue

@@ -45,13 +45,11 @@ def test_no_head_is_no_journal_and_a_head_without_its_chunk_is_an_error():
         journal.read(recs.get, 0)
 
 
-def test_a_step_that_changed_nothing_writes_its_applied_offset_alone_and_does_not_wait():
+def test_a_step_that_changed_nothing_writes_nothing_and_does_not_wait():
     worker = MemoryWorker()
     mark = journal.applied_write(JOURNAL, "results", 2, 41)
     done = asyncio.run(journal.commit(worker, {2: Entry(applied=mark)}))
-    assert worker.pending == [Record(JOURNAL, 2, mark.key, b"41")]  # no journal, nothing awaited
-    assert worker.log == [] and done.journal_records == 0
-    assert journal.applied_offset(lambda key: worker.get_journal(2, key), "results", 2) == 41
+    assert worker.enqueued == 0 and done.journal_records == 0 and done.partitions == []
 
 
 def test_a_step_that_changed_something_journals_its_applied_offset_with_its_writes():
