@@ -28,6 +28,7 @@ from epochflow.streams.names import TopicSpec
 
 TOPIC = "bench-broker-log"
 PROBES = 200  # messages timed after each growth step
+WAIT_S = 30.0  # longest wait for the consumer: its group join, one message
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -52,7 +53,10 @@ async def _probe(producer: AIOKafkaProducer, received: list[int], broker_pid: in
     for _ in range(PROBES):
         seen = received[0]
         await producer.send_and_wait(TOPIC, b"y", partition=0)
+        deadline = time.monotonic() + WAIT_S
         while received[0] == seen:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bench broker: a message sent was not received within {WAIT_S:.0f} s")
             await asyncio.sleep(0.0005)
     elapsed = time.perf_counter() - started
     return elapsed / PROBES * 1e3, (cpu_seconds(broker_pid) - cpu) / PROBES * 1e6
@@ -77,6 +81,11 @@ async def _run(total: int, step: int, echo: Callable[[str], None]) -> dict:
         follower = asyncio.create_task(follow())
         rows = []
         try:
+            deadline = time.monotonic() + WAIT_S
+            while not consumer.assignment():  # joined, and at the end of the log, before timing
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"bench broker: the consumer was not assigned its partition within {WAIT_S:.0f} s")
+                await asyncio.sleep(0.05)
             for batches in range(step, total + 1, step):
                 await _grow(producer, step)
                 latency_ms, cpu_us = await _probe(producer, received, broker.pid)
