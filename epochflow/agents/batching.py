@@ -209,7 +209,7 @@ def partition_step(stage: str, events: list[Any], journal_table: str, get_journa
     run_partition(stage, fresh, lambda message, p: handle(handler, message, p), outcome)
     entry = partition_entry(partition, outcome, caches, source)
     mark = journal.applied_write(journal_table, topic, partition, fresh[-1].message.offset)
-    return Entry(entry.writes, entry.outputs, mark)
+    return Entry(entry.writes + (mark,), entry.outputs)
 
 
 def die(stage: str) -> None:

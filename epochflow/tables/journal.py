@@ -28,9 +28,8 @@ Whatever prefix of a step's records reached the broker, the tables after `redo` 
 all of the step or none of it. A step also records the offset of the last input it applied
 (`applied_key`), in its own writes: an input delivered again after that step (a kill before
 the offset commit, a rebalance) is skipped, so at-least-once delivery has an exactly-once
-effect on the tables and on what is sent. A step that changed nothing and sent nothing
-writes nothing at all: its inputs, delivered again, change nothing again (see `commit`).
-The fault-injection tests check this for every role (tests/unit/faults/).
+effect on the tables and on what is sent. The fault-injection tests check this for every
+role (tests/unit/faults/).
 """
 
 from __future__ import annotations
@@ -69,19 +68,13 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """What one step on one partition writes and sends, in order: its table writes, then
-    the offset of the last input it applied (`applied_write`), then its messages."""
+    """What one step on one partition writes and sends, in order."""
 
     writes: tuple[Write, ...] = ()
     outputs: tuple[Output, ...] = ()
-    applied: Write | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.writes or self.outputs or self.applied)
-
-    @property
-    def all_writes(self) -> tuple[Write, ...]:
-        return self.writes if self.applied is None else (*self.writes, self.applied)
+        return bool(self.writes or self.outputs)
 
 
 def applied_key(topic: str, partition: int) -> bytes:
@@ -127,7 +120,7 @@ def records(partition: int, entry: Entry, chunk_bytes: int = CHUNK_BYTES) -> lis
     (each at most `chunk_bytes`, unless one item alone is larger), then the head."""
     chunks: list[bytes] = []
     current = bytearray()
-    for item in (*entry.all_writes, *entry.outputs):
+    for item in (*entry.writes, *entry.outputs):
         encoded = _item(item)
         if current and len(current) + len(encoded) > chunk_bytes:
             chunks.append(bytes(current))
@@ -211,19 +204,11 @@ class Committed:
 async def commit(io: StepIO, entries: Mapping[int, Entry], chunk_bytes: int = CHUNK_BYTES) -> Committed:
     """Make each partition's step durable as a whole (see the module's docstring). A step
     with writes is journalled first; one that only sends messages needs no journal (with no
-    state changed, its re-delivered input produces the same messages again).
-
-    A step that changed nothing and sent nothing (an input its role ignores, a tick with
-    no work) writes nothing, not even its applied offset. Its inputs are delivered again
-    only if their offset was not committed; they then meet the state they met the first
-    time (any later step of the partition that did change something was journalled with
-    an applied offset past them, and is finished by `redo` first) and change nothing again."""
+    state changed, its re-delivered input produces the same messages again)."""
     done = Committed()
     journalled: dict[int, list[bytes]] = {}
     for partition, entry in entries.items():
-        if not entry.writes and not entry.outputs:
-            continue
-        if not entry.all_writes:
+        if not entry.writes:
             continue
         keys = []
         for key, value in records(partition, entry, chunk_bytes):
@@ -233,8 +218,8 @@ async def commit(io: StepIO, entries: Mapping[int, Entry], chunk_bytes: int = CH
         done.journal_records += len(keys)
     if journalled:
         await io.delivered()
-    if _apply(io, {p: entry for p, entry in entries.items() if entry.writes or entry.outputs}, done):
-        await io.delivered()
+    _apply(io, entries, done)
+    await io.delivered()
     for partition, keys in journalled.items():
         for key in reversed(keys):  # the head goes first: a partial delete is no journal
             io.put_journal(partition, key, None)
@@ -259,14 +244,12 @@ async def redo(io: StepIO, partitions: Iterable[int]) -> Committed:
     return done
 
 
-def _apply(io: StepIO, entries: Mapping[int, Entry], done: Committed) -> bool:
-    """Apply and send the entries; whether there was any."""
+def _apply(io: StepIO, entries: Mapping[int, Entry], done: Committed) -> None:
     for partition, entry in entries.items():
-        for write in entry.all_writes:
+        for write in entry.writes:
             io.apply(partition, write)
         for output in entry.outputs:
             io.send(output)
         done.writes += len(entry.writes)
         done.outputs += len(entry.outputs)
         done.partitions.append(partition)
-    return bool(entries)

@@ -91,13 +91,14 @@ def records_in(inputs, sizes, commit=None) -> int:
 
 @pytest.mark.parametrize("keep_local", [False, True], ids=["restored_from_changelog", "local_state_kept"])
 @pytest.mark.parametrize("sizes", [[1], [2, 3], [100]], ids=["one_by_one", "small_batches", "one_batch_per_topic"])
-def test_the_story_killed_at_every_record_ends_like_the_undisturbed_run(keep_local, sizes):
+@pytest.mark.parametrize("uncommitted", [0, 3], ids=["committed_on_return", "last_3_returned_not_committed"])
+def test_the_story_killed_at_every_record_ends_like_the_undisturbed_run(keep_local, sizes, uncommitted):
     inputs = inputs_of(STORY)
     undisturbed = play(POSITIONS, inputs, sizes)
     expected_tables, expected_rows = tables(undisturbed), sink_view(undisturbed)
     assert expected_rows, "the story sends rows"
     for k in range(records_in(inputs, sizes) + 1):
-        killed = play(POSITIONS, inputs, sizes, kill_at=k, keep_local=keep_local)
+        killed = play(POSITIONS, inputs, sizes, kill_at=k, keep_local=keep_local, uncommitted=uncommitted)
         assert tables(killed) == expected_tables, f"tables differ after a kill at record {k}"
         assert sink_view(killed) == expected_rows, f"rows differ after a kill at record {k}"
         assert set(sent(undisturbed)) <= set(sent(killed)), f"a message was lost after a kill at record {k}"

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from epochflow.tables import journal
 from epochflow.tables.journal import Entry, Output, Write
-from tests.fixtures.faults import JOURNAL, Killed, MemoryWorker, Record
+from tests.fixtures.faults import Killed, MemoryWorker
 
 blobs = st.binary(max_size=40)
 writes = st.builds(Write, table=st.sampled_from(["state", "refs"]), key=blobs, value=st.none() | blobs)
@@ -43,24 +43,6 @@ def test_no_head_is_no_journal_and_a_head_without_its_chunk_is_an_error():
     del recs[journal.chunk_key(0, 0)]
     with pytest.raises(RuntimeError, match="without its chunk"):
         journal.read(recs.get, 0)
-
-
-def test_a_step_that_changed_nothing_writes_nothing_and_does_not_wait():
-    worker = MemoryWorker()
-    mark = journal.applied_write(JOURNAL, "results", 2, 41)
-    done = asyncio.run(journal.commit(worker, {2: Entry(applied=mark)}))
-    assert worker.enqueued == 0 and done.journal_records == 0 and done.partitions == []
-
-
-def test_a_step_that_changed_something_journals_its_applied_offset_with_its_writes():
-    worker = MemoryWorker()
-    mark = journal.applied_write(JOURNAL, "results", 0, 7)
-    entry = Entry((Write("state", b"k", b"v"),), applied=mark)
-    stored = dict(journal.records(0, entry))
-    assert journal.read(stored.get, 0)[0] == Entry((Write("state", b"k", b"v"), mark))
-    asyncio.run(journal.commit(worker, {0: entry}))
-    assert [r.key for r in worker.log if r.table != JOURNAL] == [b"k"]
-    assert Record(JOURNAL, 0, mark.key, b"7") in worker.log  # landed before the step returned
 
 
 # -- a role in miniature: quantities summed once per transaction id ------------------------------
