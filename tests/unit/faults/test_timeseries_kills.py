@@ -102,12 +102,13 @@ def test_the_story_exercises_the_series():
 
 @pytest.mark.parametrize("keep_local", [False, True], ids=["restored_from_changelog", "local_state_kept"])
 @pytest.mark.parametrize("sizes", [[1], [2, 3], [100]], ids=["one_by_one", "small_batches", "one_batch_per_topic"])
-def test_the_story_killed_at_every_record_ends_like_the_undisturbed_run(keep_local, sizes):
+@pytest.mark.parametrize("uncommitted", [0, 3], ids=["committed_on_return", "last_3_returned_not_committed"])
+def test_the_story_killed_at_every_record_ends_like_the_undisturbed_run(keep_local, sizes, uncommitted):
     inputs = story()
     undisturbed = play(TIMESERIES, inputs, sizes)
     expected_tables, expected_rows, expected_sent = tables(undisturbed), sink_view(undisturbed), set(sent(undisturbed))
     for k in range(undisturbed.enqueued + 1):
-        killed = play(TIMESERIES, inputs, sizes, kill_at=k, keep_local=keep_local)
+        killed = play(TIMESERIES, inputs, sizes, kill_at=k, keep_local=keep_local, uncommitted=uncommitted)
         assert tables(killed) == expected_tables, f"tables differ after a kill at record {k}"
         assert sink_view(killed) == expected_rows, f"rows differ after a kill at record {k}"
         assert expected_sent <= set(sent(killed)), f"a message was lost after a kill at record {k}"
