@@ -22,10 +22,12 @@ from epochflow.config import Settings
 from epochflow.schemas.events import BusinessDateEvent
 from epochflow.sinks.reads.quiescence import barriers_seen, pipeline_activity
 from epochflow.sinks.schema import create_engine
+from epochflow.streams.admin import consumer_lag
+from epochflow.streams.names import topic_name
 from epochflow.streams.producer import Producer
 from epochflow.streams.publish import barrier_messages, check_partitions, publish
 from epochflow.streams.security import client_options
-from epochflow.topology import ROLE_NAMES, ROLES
+from epochflow.topology import ROLE_NAMES, ROLES, app_id
 
 # input topic (short name) -> the stage that forwards its barriers
 BARRIER_STAGES: dict[str, str] = {
@@ -131,8 +133,6 @@ class Pipeline:
         return count
 
     async def send_raw(self, short_topic: str, partition: int, key: bytes, value: bytes) -> None:
-        from epochflow.streams.names import topic_name
-
         await self.producer.send(topic_name(self.settings, short_topic), partition, key, value)
         await self.producer.flush()
 
@@ -158,9 +158,39 @@ class Pipeline:
             if not missing:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
-                raise NotQuiescent(_describe_missing(missing, timeout))
+                raise NotQuiescent(_describe_missing(missing, timeout) + await self._where_stuck(missing))
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
+
+    async def _where_stuck(self, missing: set[tuple[str, int]]) -> str:
+        """What the consumer groups on a missing barrier's way have left to read there: a
+        lag shows a role behind (or stopped), none a barrier read and not passed on."""
+        hops = sorted({hop for stage, partition in missing for hop in _barrier_hops(stage, partition)})
+        try:
+            lags = {(role, topic): await consumer_lag(self.settings.kafka_bootstrap, app_id(self.settings, role),
+                                                      [topic_name(self.settings, topic)], timeout_s=5.0)
+                    for role, topic in {(role, topic) for role, topic, _ in hops}}
+        except Exception as error:  # noqa: BLE001 - a diagnosis must not hide the timeout
+            return f" (consumer lag not read: {error!r})"
+        found: dict[tuple[str, str], dict[int, int]] = {}
+        for role, topic, partition in hops:
+            lag = lags[role, topic].get(topic_name(self.settings, topic), {}).get(partition)
+            if lag is not None:
+                found.setdefault((role, topic), {})[partition] = lag
+        described = ", ".join(f"{role} on {topic} {by_partition}" for (role, topic), by_partition in found.items())
+        return f"; consumer lag on its way (partition: messages not committed): {described}" if found else ""
+
+
+def _barrier_hops(stage: str, partition: int) -> list[tuple[str, str, int]]:
+    """(role, input topic, partition) a stage's barrier passes through before the sink
+    records it: `positions.apply` is read from transactions, `valuation<-positions.apply`
+    from the results topic, `valuation.reference` from reference; the sink reads the
+    results topic."""
+    if "<-" in stage:
+        role, topic = stage.split("<-")[0], "results"
+    else:
+        role, topic = stage.split(".")[0], {v: k for k, v in BARRIER_STAGES.items()}.get(stage, "reference")
+    return [(role, topic, partition), ("sink", "results", partition)]
 
 
 def _describe_activity(activity: dict | None) -> str:

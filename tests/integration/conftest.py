@@ -9,6 +9,7 @@ import pytest
 
 from epochflow.client import Pipeline
 from epochflow.devstack.stack import EmbeddedStack
+from tests.fixtures.stack import LIVE, stack_logs
 
 
 @pytest.fixture
@@ -19,3 +20,14 @@ async def pipeline(stack: EmbeddedStack) -> AsyncIterator[Pipeline]:
         yield pipeline
     finally:
         await pipeline.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failing test's report shows the logs of the stacks running at that moment (a
+    module's shared stack outlives the test, so its logs would otherwise be lost)."""
+    report = yield
+    if report.failed and LIVE:
+        for n, stack in enumerate(LIVE):
+            report.sections.append((f"stack logs {n + 1} ({stack.data_dir})", stack_logs(stack)))
+    return report

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pprint
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import select
 
-from epochflow.client import Pipeline
+from epochflow.client import NotQuiescent, Pipeline
 from epochflow.devstack.broker import BrokerHandle
 from epochflow.devstack.ports import port_open
 from epochflow.devstack.process import terminate
@@ -63,6 +64,7 @@ from epochflow.streams.admin import (
 )
 from epochflow.streams.highwater import fetch_highwaters
 from epochflow.streams.names import TopicSpec, topic_name
+from epochflow.streams.partitioning import partition_for
 from epochflow.tables.journal import JOURNAL_TABLE
 from epochflow.topology import ROLE_NAMES, ROLES, app_id
 from tests.fixtures.stack import log_tail, running_stack, transaction
@@ -386,6 +388,30 @@ async def test_replaying_the_sink_from_a_datetime_rewrites_what_came_after(stack
     assert plan.targets == {tp: first_after.get(tp, ends[tp]) for tp in plan.targets}
     assert any(offset > 0 for offset in plan.targets.values())
     assert_same_results(before, await results(pipeline))
+
+
+async def test_a_barrier_held_up_by_a_stopped_role_is_named_with_the_lag_in_its_way(
+        stack: EmbeddedStack, pipeline: Pipeline) -> None:
+    """When quiescence times out, the message says which stage and partition a barrier is
+    missing at, and how far behind the consumers on its way are: here the valuation role,
+    stopped, has the positions role's rows (and the barrier) left to read."""
+    w = WINDOWS.take()
+    name = worker_of(stack, "valuation")
+    stop_worker(stack, name)
+    try:
+        await pipeline.publish([transaction("RQ-1", "RQ_P", "RQ_S", "BUY", w, 5, "10")])
+        partition = partition_for("RQ_P|RQ_S", stack.settings.partitions)
+        with pytest.raises(NotQuiescent) as raised:
+            await pipeline.quiesce(10.0)
+        message = str(raised.value)
+        assert f"valuation<-positions.apply partitions [{', '.join(map(str, range(stack.settings.partitions)))}]" \
+            in message, message
+        lag = re.search(rf"valuation on results {{[^}}]*\b{partition}: (\d+)", message)
+        assert lag and int(lag.group(1)) >= 2, message  # the transaction's rows and the barrier, at least
+        assert re.search(rf"sink on results {{[^}}]*\b{partition}: \d+", message), message
+    finally:
+        await start_worker(stack, name)
+    await pipeline.quiesce(SETTLE_S)
 
 
 # -- the admin operations underneath, on a bare broker ---------------------------------------
