@@ -102,6 +102,7 @@ def rebuild(
         for m in parts_of[w]:
             del index[m]
         txns = txns_by_week[w]
+        written: set[str] = set()  # this week's parts that still have entries
         for number, first in enumerate(range(0, len(txns), PART)):
             part_opening = holding
             entries: list[HistoryEntry] = []
@@ -114,7 +115,7 @@ def rebuild(
             m = part_id(w, number)
             new_buckets.append(_bucket(m, part_opening, tuple(entries)))
             index[m] = len(entries)
-        written = {b.week for b in new_buckets}
+            written.add(m)
         new_buckets.extend(Bucket(m, holding, ()) for m in parts_of[w] if m not in written)  # dropped: deleted
 
     new_weeks = tuple((m, c) for m, c in sorted(index.items()) if c > 0)
