@@ -36,7 +36,10 @@ class Settings:
     commit_interval_s: float = 0.5
     batch_size: int = 1000
     batch_within_s: float = 0.1
-    follow_within_s: float = 0.03  # scheduler, valuation, sink: latency of the valuation loop
+    # the roles that follow other roles' output (scheduler, valuation, fan-out, timeseries):
+    # a wider window makes fewer, larger steps, so fewer records for the broker
+    follow_within_s: float = 0.1
+    sink_within_s: float = 0.03  # the sink: the last hop of every result's latency
     log_level: str = "WARNING"
     retry_backoff_s: float = 60.0
     max_attempts: int = 5
@@ -129,6 +132,7 @@ class _Environment(BaseModel):
     batch_size: int | None = _var("EPOCHFLOW_BATCH_SIZE", WHOLE_1, ge=1)
     batch_within_s: float | None = _var("EPOCHFLOW_BATCH_WITHIN_S", SECONDS, gt=0)
     follow_within_s: float | None = _var("EPOCHFLOW_FOLLOW_WITHIN_S", SECONDS, gt=0)
+    sink_within_s: float | None = _var("EPOCHFLOW_SINK_WITHIN_S", SECONDS, gt=0)
     log_level: Annotated[Literal[LOG_LEVELS], _upper] | None = _var(  # type: ignore[valid-type]
         "EPOCHFLOW_LOG_LEVEL", ", ".join(LOG_LEVELS) + " (any case)"
     )

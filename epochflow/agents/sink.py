@@ -91,7 +91,7 @@ def _dead_letter_row(refusal: Refusal, event: Any) -> None:
 async def write_results(stream):
     writer = ResultWriter(settings.database_url)
     try:
-        async for events in stream.take_events(SINK_BATCH, settings.follow_within_s):
+        async for events in stream.take_events(SINK_BATCH, settings.sink_within_s):
             started = time.perf_counter()
             rows: list = []
             sources: list = []  # the event of each row
