@@ -158,20 +158,25 @@ class Pipeline:
             if not missing:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
-                raise NotQuiescent(_describe_missing(missing, timeout) + await self._where_stuck(missing))
+                raise NotQuiescent(_describe_missing(missing, timeout) + await self._where_stuck(missing, stages))
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
 
-    async def _where_stuck(self, missing: set[tuple[str, int]]) -> str:
+    async def _where_stuck(self, missing: set[tuple[str, int]], stages: dict[str, str | list[str]]) -> str:
         """What the consumer groups on a missing barrier's way have left to read there: a
         lag shows a role behind (or stopped), none a barrier read and not passed on."""
-        hops = sorted({hop for stage, partition in missing for hop in _barrier_hops(stage, partition)})
+        topic_of = {stage: topic for topic, named in stages.items()
+                    for stage in ([named] if isinstance(named, str) else named)}
+        hops = sorted({hop for stage, partition in missing
+                       for hop in barrier_hops(stage, partition, topic_of, self.settings.partitions)})
+        pairs = sorted({(role, topic) for role, topic, _ in hops})
         try:
-            lags = {(role, topic): await consumer_lag(self.settings.kafka_bootstrap, app_id(self.settings, role),
-                                                      [topic_name(self.settings, topic)], timeout_s=5.0)
-                    for role, topic in {(role, topic) for role, topic, _ in hops}}
+            read = await asyncio.wait_for(asyncio.gather(*(
+                consumer_lag(self.settings.kafka_bootstrap, app_id(self.settings, role),
+                             [topic_name(self.settings, topic)], timeout_s=5.0) for role, topic in pairs)), 15.0)
         except Exception as error:  # noqa: BLE001 - a diagnosis must not hide the timeout
             return f" (consumer lag not read: {error!r})"
+        lags = dict(zip(pairs, read, strict=True))
         found: dict[tuple[str, str], dict[int, int]] = {}
         for role, topic, partition in hops:
             lag = lags[role, topic].get(topic_name(self.settings, topic), {}).get(partition)
@@ -181,16 +186,20 @@ class Pipeline:
         return f"; consumer lag on its way (partition: messages not committed): {described}" if found else ""
 
 
-def _barrier_hops(stage: str, partition: int) -> list[tuple[str, str, int]]:
-    """(role, input topic, partition) a stage's barrier passes through before the sink
-    records it: `positions.apply` is read from transactions, `valuation<-positions.apply`
-    from the results topic, `valuation.reference` from reference; the sink reads the
-    results topic."""
+def barrier_hops(stage: str, partition: int, topic_of: dict[str, str], partitions: int) -> list[tuple[str, str, int]]:
+    """(role, input topic, partition) a stage's barrier for `partition` passes through
+    before the sink records it (the sink reads the results topic). A stage of its own
+    (`positions.apply`, `valuation.reference`) is read from its input topic (`topic_of`:
+    stage -> the topic its barrier is sent into); `valuation<-positions.apply` from the
+    results topic. The timeseries role passes a results barrier on only once it has come
+    from every results partition, through its portfolio-changes partition."""
+    sink = ("sink", "results", partition)
+    if stage.startswith("timeseries<-"):
+        return [("timeseries", "results", q) for q in range(partitions)] + [
+            ("timeseries", "portfolio-changes", partition), sink]
     if "<-" in stage:
-        role, topic = stage.split("<-")[0], "results"
-    else:
-        role, topic = stage.split(".")[0], {v: k for k, v in BARRIER_STAGES.items()}.get(stage, "reference")
-    return [(role, topic, partition), ("sink", "results", partition)]
+        return [(stage.split("<-")[0], "results", partition), sink]
+    return [(stage.split(".")[0], topic_of.get(stage, "reference"), partition), sink]
 
 
 def _describe_activity(activity: dict | None) -> str:

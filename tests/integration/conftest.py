@@ -29,5 +29,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if report.failed and LIVE:
         for n, stack in enumerate(LIVE):
-            report.sections.append((f"stack logs {n + 1} ({stack.data_dir})", stack_logs(stack)))
+            try:
+                logs = stack_logs(stack)
+            except Exception as error:  # noqa: BLE001 - the report must not end the session
+                logs = f"logs not read: {error!r}"
+            report.sections.append((f"stack logs {n + 1} ({stack.data_dir})", logs))
     return report

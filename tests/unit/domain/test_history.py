@@ -38,7 +38,9 @@ def test_a_bucket_keeps_only_the_lots_no_entry_names(method) -> None:
     h = harness(method)
     h.send(*txns)
     _assert_matches_the_oracle(h, txns, method)
-    # FIFO keeps every unsold lot; AVCO pools them into one at the average cost
+    # FIFO keeps every unsold lot; AVCO pools what it holds into one lot at each sale,
+    # and the last trade here is a sale
+    assert txns[-1].transaction_type == "SELL"
     assert len(h.state.holding.lots) > 100 if method is CostMethod.FIFO else len(h.state.holding.lots) == 1
     sizes = [len(encode(b, Bucket)) for b in h.buckets.values()]
     # a week of seven entries, whatever the key holds: the first week's size, give or take
