@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -88,6 +90,21 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    """The command starts with SIGINT as a terminal's foreground job has it, whatever this
+    process was started with: a job a non-interactive shell puts in the background (`cmd
+    &`, as some CI runners do) ignores SIGINT, a child inherits that across exec, and a
+    Python started so never turns Ctrl-C into KeyboardInterrupt."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a handler is reset to the default at exec
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 SCENARIO_RUN = ("scenario", "run", "{cases}")
 CHAOS = ("chaos", "{cases}", "--kill-every", "1", "2")  # workers restarted all the time
 
@@ -105,10 +122,11 @@ def test_a_command_stopped_by_a_signal_leaves_nothing_running(tmp_path: Path, co
     cases.write_text(json.dumps(CASES))
     env = {k: v for k, v in os.environ.items() if k not in ("EPOCHFLOW_KAFKA_URL", "DATABASE_URL")}
     env["TMPDIR"] = str(tmp_path)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "epochflow", *(part.format(cases=cases) for part in command)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    with _sigint_not_ignored():
+        process = subprocess.Popen(
+            [sys.executable, "-m", "epochflow", *(part.format(cases=cases) for part in command)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
     pids: dict[str, int] = {}
     try:
         run = _wait_for_run_file(tmp_path, process)
