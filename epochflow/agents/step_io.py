@@ -4,6 +4,9 @@ its other tables and its producer, seen as a `StepIO`.
 Faust picks a table's changelog partition (and local RocksDB partition store) from the
 current event, so every table access for partition N runs in the context of one of the
 batch's events of partition N.
+
+"Delivered" means acknowledged by the broker: every changelog record a write sent (its
+table keeps the send, see epochflow.tables.sent_table) and every message, each awaited.
 """
 
 from __future__ import annotations
@@ -31,10 +34,15 @@ class FaustStepIO:
     def _set(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         started = perf_counter()
         with event_context(self.events[partition]):
+            sent = None
             if value is not None:
                 table[key] = value
+                sent = table.last_sent
             elif key in table:
                 del table[key]
+                sent = table.last_sent
+        if sent is not None:
+            self.futures.append(sent)
         BUDGET.add("table_write", perf_counter() - started)
         BUDGET.changelog_bytes += len(key) + (len(value) if value is not None else 0)
 
@@ -55,7 +63,8 @@ class FaustStepIO:
         BUDGET.add("produce", perf_counter() - started)
 
     async def delivered(self) -> None:
-        """Everything enqueued so far, table changelogs included, is on the broker."""
+        """Everything enqueued so far, table changelogs included, is on the broker: each
+        send's own acknowledgement (a flush alone may return with sends still buffered)."""
         started = perf_counter()
         futures, self.futures = self.futures, []
         if futures:

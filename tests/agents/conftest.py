@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.agents import FakeTopic, FakeTopics, load_app
+from tests.fixtures.agents import FakeTopic, FakeTopics, changelog_recorder, load_app
 
 _app = load_app("positions")  # before any test module imports epochflow.app
 
@@ -24,13 +24,16 @@ def agent_app():
 @pytest.fixture
 def fake_topics(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTopics]:
     """`streams.topics.results` and `.dead_letter` replaced by recorders (the agents look
-    them up on the module at send time)."""
+    them up on the module at send time), and the tables' changelog sends too."""
+    import faust
+
     from epochflow.app import app
     from epochflow.streams import topics
 
     fakes = FakeTopics(FakeTopic("results"), FakeTopic("dead-letter"))
     monkeypatch.setattr(topics, "results", fakes.results)
     monkeypatch.setattr(topics, "dead_letter", fakes.dead_letter)
+    monkeypatch.setattr(faust.Table, "send_changelog", changelog_recorder(fakes.changelog))
 
     async def flushed() -> None:  # nothing was produced: the fakes recorded it
         return None

@@ -1,0 +1,74 @@
+"""The Faust side of the redo journal: "delivered" means every changelog record of a
+step's writes is acknowledged by the broker, not only flushed (Faust's flush gives up on
+its buffer after 0.1 s without a send)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import pytest
+
+from epochflow.agents.step_io import FaustStepIO
+from epochflow.tables.journal import Write
+
+pytestmark = pytest.mark.asyncio
+
+
+class _Unsent(asyncio.Future):
+    """A changelog send the broker has not acknowledged yet."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__()
+        self.message = SimpleNamespace(partition=partition)
+
+
+class _Event:
+    """One of a batch's events, as the step IO sets it current for the table writes."""
+
+    message = SimpleNamespace(partition=0, topic="transactions", offset=0)
+
+
+class _FlushedAtOnce:
+    async def flush(self) -> None:
+        return None
+
+
+def _io(app: Any, monkeypatch: pytest.MonkeyPatch, unsent: list[_Unsent]) -> FaustStepIO:
+    def send_changelog(table: Any, partition: int, *args: Any, **kwargs: Any) -> _Unsent:
+        unsent.append(_Unsent(partition))
+        return unsent[-1]
+
+    monkeypatch.setattr(faust.Table, "send_changelog", send_changelog)
+    from epochflow.tables.declare import journal_table
+
+    return FaustStepIO(app.tables, journal_table(), {0: _Event()}, lambda name: None, _FlushedAtOnce())
+
+
+async def _not_before(io: FaustStepIO, unsent: list[_Unsent]) -> None:
+    delivered = asyncio.ensure_future(io.delivered())
+    await asyncio.sleep(0.2)
+    assert not delivered.done(), "delivered before the broker acknowledged the changelog records"
+    for sent in unsent:
+        sent.set_result(None)
+    await asyncio.wait_for(delivered, 1.0)
+
+
+async def test_a_journal_record_is_delivered_only_once_the_broker_has_it(agent_app, monkeypatch) -> None:
+    unsent: list[_Unsent] = []
+    io = _io(agent_app, monkeypatch, unsent)
+    io.put_journal(0, b"head|p0", b'{"chunks": 0}')
+    assert len(unsent) == 1
+    await _not_before(io, unsent)
+
+
+async def test_a_table_write_and_a_delete_are_delivered_only_once_the_broker_has_them(agent_app, monkeypatch) -> None:
+    unsent: list[_Unsent] = []
+    io = _io(agent_app, monkeypatch, unsent)
+    io.apply(0, Write("step_journal", b"applied|transactions|p0", b"7"))
+    io.apply(0, Write("step_journal", b"applied|transactions|p0", None))
+    io.apply(0, Write("step_journal", b"never|written", None))  # nothing to delete: nothing sent
+    assert len(unsent) == 2
+    await _not_before(io, unsent)
