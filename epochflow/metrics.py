@@ -27,6 +27,18 @@ STEPS_REDONE = Counter(
     ["stage"],
     registry=REGISTRY,
 )
+INPUT_HOLES = Counter(
+    "epochflow_input_holes_total",
+    "Input offsets a step found missing before later ones arrived; the consumer read them again, by stage",
+    ["stage"],
+    registry=REGISTRY,
+)
+INPUT_HOLES_SKIPPED = Counter(
+    "epochflow_input_holes_skipped_total",
+    "Input holes still there after repeated seeks back (inputs gone from the broker), taken as they are, by stage",
+    ["stage"],
+    registry=REGISTRY,
+)
 PARTITIONS_RESUMED = Counter(
     "epochflow_partitions_resumed_total",
     "Input partitions found paused after recovery ended and resumed by the worker's watchdog",

@@ -23,6 +23,7 @@ from typing import Any
 from faust.streams import _current_event
 
 from epochflow import metrics
+from epochflow.agents.holes import Hole, Holes
 from epochflow.schemas.events import InvalidEvent
 from epochflow.schemas.results import Barrier
 from epochflow.tables import journal
@@ -191,17 +192,46 @@ def partition_entry(partition: int, outcome: BatchOutcome, caches: Sequence[Any]
     return Entry(tuple(writes), tuple(outputs))
 
 
+def continuing(events: list[Any], applied: int) -> tuple[list[Any], Hole | None]:
+    """The events that continue a partition from its last applied input offset without a
+    hole (inputs at or below it left out: repeats of what a step applied), and the hole
+    after them, if an input beyond it arrived (see epochflow.agents.holes). With nothing
+    applied yet, the first event starts the run."""
+    expected = applied + 1 if applied >= 0 else events[0].message.offset
+    taken: list[Any] = []
+    for event in events:
+        if event.message.offset == expected:
+            taken.append(event)
+            expected += 1
+    beyond = [event.message.offset for event in events if event.message.offset >= expected]
+    if not beyond:
+        return taken, None
+    first = events[0].message
+    return taken, Hole(first.topic, first.partition, expected, min(beyond))
+
+
 def partition_step(stage: str, events: list[Any], journal_table: str, get_journal: Callable[[bytes], bytes | None],
                    make_handler: Callable[[], tuple[Any, Sequence[Any]]], handle: Callable[[Any, Any, int], list[Any]],
-                   source: bytes) -> Entry | None:
+                   source: bytes, holes: Holes | None) -> Entry | None:
     """One partition's step, as the batch runner takes it (and the fault-injection tests
-    replay it): the inputs at or below the offset the journal says was applied are skipped
-    (delivered again after a step that applied them), the rest handled over a fresh handler
-    and caches; the entry holds the step's writes, the new applied offset and its messages.
-    None when every input was applied already."""
+    replay it): the inputs that continue from the offset the journal says was applied
+    (those at or below it were delivered again after a step that applied them; those
+    after a hole wait for it, unless `holes` says the broker no longer has it; with
+    `holes` None the events are a sample, such as a clock's latest tick, and every one
+    after it is taken),
+    handled over a fresh handler and caches; the entry holds the step's writes, the new
+    applied offset and its messages. None when no input is to be taken."""
     partition, topic = events[0].message.partition, events[0].message.topic
     applied = journal.applied_offset(get_journal, topic, partition)
-    fresh = [event for event in events if event.message.offset > applied]
+    fresh, hole = continuing(events, applied)
+    if holes is None:
+        fresh = [event for event in events if event.message.offset > applied]
+    elif hole is None:
+        holes.filled(topic, partition)
+    else:
+        resume = holes.resume_at(stage, hole)
+        if resume is not None:
+            fresh += continuing(events, resume - 1)[0]
     if not fresh:
         return None
     handler, caches = make_handler()

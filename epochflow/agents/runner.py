@@ -1,7 +1,8 @@
 """The batch runner every role's agents share: for each partition of a batch, a handler
 over write-through caches; each message decoded and handed to it; then the step's table
 writes and messages made durable together through the redo journal
-(epochflow.tables.journal), before the batch's input offsets can be committed.
+(epochflow.tables.journal), before the batch's input offsets can be committed; then the
+consumer is sent back to any hole a step found in its input (epochflow.agents.holes).
 
 A worker's agents run their steps one at a time (`STEP_LOCK`): a step reads the tables,
 computes, and its writes reach the local tables only after its journal is delivered, so
@@ -13,18 +14,24 @@ and reference agents once raced into).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from faust.types import TP
+
 from epochflow import metrics
 from epochflow.agents.batching import by_partition, die, partition_step
+from epochflow.agents.holes import Holes
 from epochflow.agents.step_io import FaustStepIO
 from epochflow.app import app
 from epochflow.streams import topics
 from epochflow.tables import journal
 from epochflow.tables.declare import journal_table
+
+log = logging.getLogger("epochflow.agents")
 
 H = TypeVar("H")
 
@@ -33,6 +40,8 @@ H = TypeVar("H")
 Handle = Callable[[H, Any, int, float], list]
 
 STEP_LOCK = asyncio.Lock()
+# the holes in this worker's input partitions (epochflow.agents.holes), across its agents
+HOLES = Holes()
 # for epochflow.streams.watchdog: the step running now (stage, start), and per input topic
 # when a step last took its messages
 STEP: dict = {}
@@ -45,12 +54,14 @@ class BatchRunner(Generic[H]):
     make_handler: Callable[[], tuple[H, list[Any]]]  # a handler and the caches it writes through
     journal_table: Any = field(default_factory=journal_table)
 
-    async def __call__(self, stage: str, events, handle: Handle) -> None:
+    async def __call__(self, stage: str, events, handle: Handle, sampled: bool = False) -> None:
+        """`sampled`: the events are a sample of their partitions' inputs (a clock's latest
+        tick of each), so the inputs between them are meant to be left out, not a hole."""
         try:
             async with STEP_LOCK:
                 STEP.update(stage=stage, since=time.monotonic())
                 try:
-                    await self._step(stage, events, handle)
+                    await self._step(stage, events, handle, None if sampled else HOLES)
                 finally:
                     STEP.clear()
                     if events:
@@ -58,7 +69,7 @@ class BatchRunner(Generic[H]):
         except Exception:
             die(stage)
 
-    async def _step(self, stage: str, events, handle: Handle) -> None:
+    async def _step(self, stage: str, events, handle: Handle, holes: Holes | None) -> None:
         now = time.time()
         metrics.BUDGET.begin()
         groups = by_partition(events)
@@ -73,7 +84,7 @@ class BatchRunner(Generic[H]):
         for partition, partition_events in groups.items():
             entry = partition_step(stage, partition_events, self.journal_table.name,
                                    lambda key, p=partition: io.get_journal(p, key), self.make_handler,
-                                   lambda h, message, p: handle(h, message, p, now), self.source)
+                                   lambda h, message, p: handle(h, message, p, now), self.source, holes)
             if entry is not None:
                 entries[partition] = entry
         computed = time.perf_counter()
@@ -81,4 +92,22 @@ class BatchRunner(Generic[H]):
         metrics.BUDGET.computed(computed - started)
         await journal.commit(io, entries)
         metrics.COMMIT_SECONDS.labels(stage).observe(time.perf_counter() - computed)
+        await seek_back(stage, HOLES.take_due())
         metrics.BUDGET.observe(stage)
+
+
+async def seek_back(stage: str, due: dict[tuple[str, int], int]) -> None:
+    """Send the consumer back to the first input of each hole: what follows it comes again.
+    A hole that starts before the broker's first offset is gone on from (see
+    epochflow.agents.holes). A partition this worker no longer holds is left alone (its
+    new holder's steps find the hole themselves); the hole, if still open, is sought again
+    when a step meets it."""
+    for (topic, partition), offset in due.items():
+        tp = TP(topic, partition)
+        try:
+            earliest = (await app.consumer.earliest_offsets(tp)).get(tp)
+            if earliest is not None and HOLES.gone(stage, topic, partition, earliest):
+                offset = earliest
+            await app.consumer.seek_wait({tp: offset})
+        except Exception as error:  # noqa: BLE001 - a lost assignment, a stopping consumer
+            log.warning("seek back to %s[%d]@%d failed: %r", topic, partition, offset, error)

@@ -19,7 +19,7 @@ def tick_agent(topic, stage: str, run: BatchRunner, handle: Handle):
         async for events in stream.take_events(settings.partitions * 4, 0.01):
             # several ticks of one partition in a batch do the work once
             latest = {event.message.partition: event for event in events}
-            await run(stage, list(latest.values()), handle)
+            await run(stage, list(latest.values()), handle, sampled=True)
 
     @app.timer(interval=settings.tick_s, name=f"{stage}.send")
     async def send_ticks() -> None:

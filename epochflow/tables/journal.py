@@ -28,7 +28,8 @@ Whatever prefix of a step's records reached the broker, the tables after `redo` 
 all of the step or none of it. A step also records the offset of the last input it applied
 (`applied_key`), in its own writes: an input delivered again after that step (a kill before
 the offset commit, a rebalance) is skipped, so at-least-once delivery has an exactly-once
-effect on the tables and on what is sent. The fault-injection tests check this for every
+effect on the tables and on what is sent; and inputs that do not continue from it show a
+hole, which is read again instead of stepped over (epochflow.agents.holes). The fault-injection tests check this for every
 role (tests/unit/faults/).
 """
 
