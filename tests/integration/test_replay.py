@@ -54,6 +54,7 @@ from epochflow.sinks.models import (
     reprocessing_triggers,
     transactions,
 )
+from epochflow.sinks.reads.query import position
 from epochflow.streams.admin import (
     changelog_topics,
     commit_group_offsets,
@@ -413,6 +414,37 @@ async def test_a_barrier_held_up_by_a_stopped_role_is_named_with_the_lag_in_its_
     finally:
         await start_worker(stack, name)
     await pipeline.quiesce(SETTLE_S)
+
+
+async def test_an_input_the_consumer_skipped_is_read_again_not_stepped_over(
+        stack: EmbeddedStack, pipeline: Pipeline) -> None:
+    """The positions worker stopped, and its group's offset on a transactions partition moved
+    one input past where it stopped: what a consumer that dropped a fetched record and
+    committed past it leaves. Restarted, the worker finds the hole (its journal records
+    the last input it applied), reads the skipped trade again and applies every trade."""
+    w = WINDOWS.take()
+    settings = stack.settings
+    await pipeline.publish([instrument("HL_S"), portfolio("HL_P", w - 5 * DAY),
+                            transaction("HL-1", "HL_P", "HL_S", "BUY", w, 5, "10")])
+    await pipeline.settle(SETTLE_S)
+    name = worker_of(stack, "positions")
+    tp = TopicPartition(topic_name(settings, "transactions"),
+                        partition_for(position_key("HL_P", "HL_S"), settings.partitions))
+    stop_worker(stack, name)
+    try:
+        skipped = (await fetch_highwaters(settings.kafka_bootstrap, [tp]))[tp]
+        await pipeline.publish([transaction("HL-2", "HL_P", "HL_S", "BUY", w + DAY, 7, "11"),
+                                transaction("HL-3", "HL_P", "HL_S", "BUY", w + 2 * DAY, 11, "12")])
+        assert (await fetch_highwaters(settings.kafka_bootstrap, [tp]))[tp] == skipped + 2
+        await commit_group_offsets(settings.kafka_bootstrap, app_id(settings, "positions"), {tp: skipped + 1})
+    finally:
+        await start_worker(stack, name)
+    await pipeline.settle(SETTLE_S)
+    state = await position(pipeline.engine, "HL_P", "HL_S")
+    assert state is not None and state["quantity"] == Decimal(23), (state, log_tail(stack, name))
+    log = stack.supervisor.status(name).log_path.read_text(errors="replace")
+    assert f"positions.apply: {tp.topic}[{tp.partition}]: input {skipped} did not arrive before input {skipped + 1}; " \
+        f"reading again from {skipped}" in log, log_tail(stack, name)
 
 
 # -- the admin operations underneath, on a bare broker ---------------------------------------
