@@ -16,6 +16,7 @@ import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
+from operator import itemgetter
 
 from epochflow.domain.cost import FxLookup, cost_transaction
 from epochflow.domain.evolve import evolve
@@ -136,7 +137,7 @@ def _append(weeks, current: Holding, load: BucketLoader, emit_from: date, ctx: C
     bucket = load(last) if last is not None and week == week_of_part(last) else None
     if bucket is not None and bucket.entries and bucket.entries[-1].txn.sort_key >= txn.sort_key:
         return None
-    seq = sum(count for _, count in weeks)
+    seq = entry_count(weeks)
     holding, entry = cost_transaction(current, txn, ctx, fx, origin=seq)
     if bucket is None:
         new_bucket = _bucket(week, current, (entry,))
@@ -145,13 +146,20 @@ def _append(weeks, current: Holding, load: BucketLoader, emit_from: date, ctx: C
     else:
         new_bucket = evolve(bucket, entries=bucket.entries + (entry,))
     emitted = ((seq, entry),) if txn.date >= emit_from else ()
-    new_weeks = tuple((m, c) for m, c in weeks if m != new_bucket.week) + ((new_bucket.week, len(new_bucket.entries)),)
+    # weeks are in order, so only the last can be the appended-to part
+    kept = weeks[:-1] if weeks and weeks[-1][0] == new_bucket.week else weeks
+    new_weeks = kept + ((new_bucket.week, len(new_bucket.entries)),)
     if weeks:
         first = load(weeks[0][0]) if weeks[0][0] != new_bucket.week else new_bucket
         first_date = first.entries[0].txn.date if first and first.entries else txn.date
     else:
         first_date = txn.date
     return Rebuilt((new_bucket,), new_weeks, holding, emitted, first_date, txn.date)
+
+
+def entry_count(weeks: tuple[tuple[str, int], ...]) -> int:
+    """How many entries a key's history holds, from its index of (part, count)."""
+    return sum(map(itemgetter(1), weeks))
 
 
 def _bucket(bucket_id: str, opening: Holding, entries: tuple[HistoryEntry, ...]) -> Bucket:

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from epochflow.domain.cost import FxLookup
 from epochflow.domain.evolve import evolve
 from epochflow.domain.fencing import advance_fenced, reset_fenced
-from epochflow.domain.history import BucketLoader, Rebuilt, entries_from, find_entry, rebuild
+from epochflow.domain.history import BucketLoader, Rebuilt, entries_from, entry_count, find_entry, rebuild
 from epochflow.domain.model import (
     Bucket,
     CostContext,
@@ -205,7 +205,7 @@ def _after_rebuild(state: PositionState, rebuilt: Rebuilt, reference: Reference,
         state,
         holding=rebuilt.holding,
         weeks=rebuilt.weeks,
-        txn_count=sum(c for _, c in rebuilt.weeks),
+        txn_count=entry_count(rebuilt.weeks),
         first_open_date=rebuilt.first_date,
         last_transaction_date=rebuilt.last_date,
         waiting_for=waiting,
