@@ -67,7 +67,11 @@ class FaustStepIO:
         send's own acknowledgement (a flush alone may return with sends still buffered)."""
         started = perf_counter()
         futures, self.futures = self.futures, []
-        if futures:
-            await asyncio.gather(*futures)
         await self.producer.flush()
+        if futures:
+            # `wait`, not `gather`: a step cancelled here (a worker stopping) must not cancel
+            # the sends, which Faust's producer still completes
+            await asyncio.wait(futures)
+            for future in futures:
+                future.result()  # a failed send fails the step
         BUDGET.add("produce", perf_counter() - started)

@@ -72,3 +72,27 @@ async def test_a_table_write_and_a_delete_are_delivered_only_once_the_broker_has
     io.apply(0, Write("step_journal", b"never|written", None))  # nothing to delete: nothing sent
     assert len(unsent) == 2
     await _not_before(io, unsent)
+
+
+async def test_a_step_cancelled_while_waiting_leaves_the_sends_to_complete(agent_app, monkeypatch) -> None:
+    """A worker stopping cancels its step; the producer still completes the sends (Faust
+    sets their results), so they must not be cancelled with it."""
+    unsent: list[_Unsent] = []
+    io = _io(agent_app, monkeypatch, unsent)
+    io.put_journal(0, b"head|p0", b'{"chunks": 0}')
+    delivered = asyncio.ensure_future(io.delivered())
+    await asyncio.sleep(0.05)
+    delivered.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await delivered
+    assert not unsent[0].cancelled()
+    unsent[0].set_result(None)
+
+
+async def test_a_failed_send_fails_the_step(agent_app, monkeypatch) -> None:
+    unsent: list[_Unsent] = []
+    io = _io(agent_app, monkeypatch, unsent)
+    io.put_journal(0, b"head|p0", b'{"chunks": 0}')
+    unsent[0].set_exception(RuntimeError("broker said no"))
+    with pytest.raises(RuntimeError, match="broker said no"):
+        await io.delivered()
