@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
-
-from epochflow.domain.evolve import evolve
 
 FIGURES = ("quantity", "cost_basis", "cost_basis_local", "market_price", "market_value", "market_value_local",
            "unrealized_gain_loss", "unrealized_gain_loss_local", "fx_rate", "valuation_status", "price_date")
@@ -91,7 +89,7 @@ def day_changes(day: date, states: Sequence[Version], snapshots: Sequence[Versio
             if last_figures[0] == epoch or shown == (epoch, None):
                 continue  # momentarily unvalued in the same epoch, or already shown
             cause = _epoch_cause(state, booked, at)
-            cause = evolve(cause, description=f"{cause.description}; {day} not valued again yet")
+            cause = replace(cause, description=f"{cause.description}; {day} not valued again yet")
         elif figures == last_figures[1] and shown is not None and shown[1] is not None:
             shown, last_figures = (epoch, figures), (epoch, figures)
             continue  # the same figures (a new epoch that carried the day over, a row written again)

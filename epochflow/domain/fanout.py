@@ -18,11 +18,10 @@ key and has no effect.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from enum import StrEnum
 
-from epochflow.domain.evolve import evolve
 from epochflow.domain.keys import reset_job_id
 
 DAY = timedelta(days=1)
@@ -110,7 +109,7 @@ def on_correction(state: SubjectState, day: date, ref_offset: int, now: float) -
         trigger = Trigger(day, ref_offset, now)
     else:
         trigger = Trigger(min(t.earliest, day), max(t.ref_offset, ref_offset), t.created_at, t.corrections + 1)
-    return evolve(state, trigger=trigger, version=state.version + 1)
+    return replace(state, trigger=trigger, version=state.version + 1)
 
 
 def queue(state: SubjectState, now: float) -> SubjectState:
@@ -121,13 +120,13 @@ def queue(state: SubjectState, now: float) -> SubjectState:
     if t is None:
         return state
     if job is not None and job.status is ResetJobStatus.PENDING:
-        job = evolve(job, earliest=min(job.earliest, t.earliest), ref_offset=max(job.ref_offset, t.ref_offset))
-        return evolve(state, trigger=None, job=job, version=state.version + 1)
+        job = replace(job, earliest=min(job.earliest, t.earliest), ref_offset=max(job.ref_offset, t.ref_offset))
+        return replace(state, trigger=None, job=job, version=state.version + 1)
     if job is not None and job.status is ResetJobStatus.PROCESSING:
         return state
     number = state.jobs_created + 1
     job = ResetJob(reset_job_id(state.subject, state.partition, number), t.earliest, t.ref_offset, now)
-    return evolve(state, trigger=None, job=job, jobs_created=number, version=state.version + 1)
+    return replace(state, trigger=None, job=job, jobs_created=number, version=state.version + 1)
 
 
 def claim_waits(state: SubjectState, processing: int, cfg: FanoutConfig) -> bool:
@@ -150,17 +149,17 @@ def claim(state: SubjectState, now: float, cfg: FanoutConfig, interrupted: bool 
     if job is None:
         return state
     if job.status is ResetJobStatus.PENDING:
-        job = evolve(job, status=ResetJobStatus.PROCESSING, attempt_count=job.attempt_count + 1, last_attempted_at=now)
+        job = replace(job, status=ResetJobStatus.PROCESSING, attempt_count=job.attempt_count + 1, last_attempted_at=now)
     elif job.status is ResetJobStatus.PROCESSING and interrupted:
         if job.attempt_count >= cfg.max_attempts:
-            job = evolve(job, status=ResetJobStatus.FAILED, finished_at=now,
+            job = replace(job, status=ResetJobStatus.FAILED, finished_at=now,
                           failure_reason=f"interrupted {job.attempt_count} times; {job.cursor} keys reset")
         else:
-            job = evolve(job, attempt_count=job.attempt_count + 1, last_attempted_at=now,
+            job = replace(job, attempt_count=job.attempt_count + 1, last_attempted_at=now,
                           failure_reason=f"resumed after an interruption at key {job.cursor}")
     else:
         return state
-    return evolve(state, job=job, version=state.version + 1)
+    return replace(state, job=job, version=state.version + 1)
 
 
 def take(state: SubjectState, holders: int, budget: int, now: float) -> tuple[SubjectState, range]:
@@ -173,12 +172,12 @@ def take(state: SubjectState, holders: int, budget: int, now: float) -> tuple[Su
     end = min(holders, job.cursor + max(budget, 0))
     batch = range(job.cursor, end)
     if end >= holders:
-        job = evolve(job, cursor=end, status=ResetJobStatus.COMPLETE, last_attempted_at=now, finished_at=now)
+        job = replace(job, cursor=end, status=ResetJobStatus.COMPLETE, last_attempted_at=now, finished_at=now)
     elif batch:
-        job = evolve(job, cursor=end, last_attempted_at=now)
+        job = replace(job, cursor=end, last_attempted_at=now)
     else:
         return state, batch
-    return evolve(state, job=job, version=state.version + 1), batch
+    return replace(state, job=job, version=state.version + 1), batch
 
 
 def resets_wanted(holders: int, cursor: int, room: int | None, cfg: FanoutConfig) -> int:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from operator import itemgetter
 
 from epochflow.domain.cost import FxLookup, cost_transaction
-from epochflow.domain.evolve import evolve
 from epochflow.domain.model import Bucket, CostContext, HistoryEntry, Holding, Transaction, week_of
 
 BucketLoader = Callable[[str], Bucket | None]
@@ -144,7 +143,7 @@ def _append(weeks, current: Holding, load: BucketLoader, emit_from: date, ctx: C
     elif len(bucket.entries) >= PART:
         new_bucket = _bucket(part_id(week, _part_number(bucket.week) + 1), current, (entry,))
     else:
-        new_bucket = evolve(bucket, entries=bucket.entries + (entry,))
+        new_bucket = replace(bucket, entries=bucket.entries + (entry,))
     emitted = ((seq, entry),) if txn.date >= emit_from else ()
     # weeks are in order, so only the last can be the appended-to part
     kept = weeks[:-1] if weeks and weeks[-1][0] == new_bucket.week else weeks
@@ -172,7 +171,7 @@ def _bucket(bucket_id: str, opening: Holding, entries: tuple[HistoryEntry, ...])
     first = next((i for i, lot in enumerate(lots) if lot.origin is not None), len(lots))
     if first == len(lots):
         return Bucket(bucket_id, opening, entries)
-    return Bucket(bucket_id, evolve(opening, lots=lots[:first]), entries, lots[first].origin)
+    return Bucket(bucket_id, replace(opening, lots=lots[:first]), entries, lots[first].origin)
 
 
 def _opening(weeks, start_week: str, current: Holding, loaded: dict, load: BucketLoader) -> Holding:
@@ -205,7 +204,7 @@ def _whole_opening(bucket: Bucket, start_seq: int, weeks, load: BucketLoader) ->
                 if entry.lot is not None and bucket.lots_from <= entry.lot.origin < start_seq:
                     named.append(entry.lot)
         seq += count
-    return evolve(bucket.opening, lots=bucket.opening.lots + tuple(named))
+    return replace(bucket.opening, lots=bucket.opening.lots + tuple(named))
 
 
 def _ends(weeks, rebuilt: Iterable[Bucket], load: BucketLoader) -> tuple[date | None, date | None]:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 
 from epochflow.domain import fencing
-from epochflow.domain.evolve import evolve
 from epochflow.domain.valuation import DailyPosition
 
 CHUNK = 256  # history entries per cache chunk, by position in the history
@@ -89,7 +88,7 @@ def on_carry_over(cached: CachedKey, to_epoch: int, before_date: date, load: Chu
         return CopyStep()
     chunks = _Chunks(load)
     keep = _length_before(cached, before_date, chunks)
-    return chunks.step(_truncate(evolve(cached, epoch=to_epoch), keep, chunks))
+    return chunks.step(_truncate(replace(cached, epoch=to_epoch), keep, chunks))
 
 
 def on_history_row(cached: CachedKey, epoch: int, entry: CachedEntry, load: ChunkLoader) -> CopyStep:
@@ -98,7 +97,7 @@ def on_history_row(cached: CachedKey, epoch: int, entry: CachedEntry, load: Chun
         return CopyStep(stale=True)
     chunks = _Chunks(load)
     if fencing.opens_epoch(epoch, cached.epoch):
-        cached = evolve(_truncate(cached, 0, chunks), epoch=epoch)
+        cached = replace(_truncate(cached, 0, chunks), epoch=epoch)
     number = chunk_of(entry.seq)
     chunk = chunks.get(number) or HistoryChunk(number)
     entries = [e for e in chunk.entries if e.seq != entry.seq]
@@ -106,7 +105,7 @@ def on_history_row(cached: CachedKey, epoch: int, entry: CachedEntry, load: Chun
     chunks.put(number, HistoryChunk(number, tuple(entries)))
     firsts = dict(cached.chunk_first_dates)
     firsts[number] = entries[0].day
-    return chunks.step(evolve(cached, length=max(cached.length, entry.seq + 1),
+    return chunks.step(replace(cached, length=max(cached.length, entry.seq + 1),
                                chunk_first_dates=tuple(sorted(firsts.items()))))
 
 
@@ -117,9 +116,9 @@ def on_state_row(cached: CachedKey, epoch: int, version: int, txn_count: int, lo
         return CopyStep()
     chunks = _Chunks(load)
     if fencing.opens_epoch(epoch, cached.epoch):
-        cached = evolve(_truncate(cached, 0, chunks), epoch=epoch)
+        cached = replace(_truncate(cached, 0, chunks), epoch=epoch)
     cached = _truncate(cached, txn_count, chunks)
-    return chunks.step(evolve(cached, state_version=max(cached.state_version, version)))
+    return chunks.step(replace(cached, state_version=max(cached.state_version, version)))
 
 
 def _length_before(cached: CachedKey, day: date, chunks: _Chunks) -> int:
@@ -149,7 +148,7 @@ def _truncate(cached: CachedKey, length: int, chunks: _Chunks) -> CachedKey:
             if chunk is not None:
                 chunks.put(number, HistoryChunk(number, tuple(e for e in chunk.entries if e.seq < length)))
         kept.append((number, first))
-    return evolve(cached, length=length, chunk_first_dates=tuple(kept))
+    return replace(cached, length=length, chunk_first_dates=tuple(kept))
 
 
 # ---- reading the copy --------------------------------------------------------------------

@@ -8,11 +8,10 @@ the same step, so a crash either repeats the whole step or finds it done.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from epochflow.domain.cost import FxLookup
-from epochflow.domain.evolve import evolve
 from epochflow.domain.fencing import advance_fenced, reset_fenced
 from epochflow.domain.history import BucketLoader, Rebuilt, entries_from, entry_count, find_entry, rebuild
 from epochflow.domain.model import (
@@ -119,7 +118,7 @@ def apply_transaction(
     # a new epoch needs every entry from the affected day sent under it: no append then
     rebuilt = _rebuild(new_state, load, start_week, affected, reference, insert=txn,
                        remove_id=txn.transaction_id if ref else None, remove_week=remove_week, may_append=not opened)
-    new_state = evolve(_after_rebuild(new_state, rebuilt, reference, txn.trade_currency, start_week), changed_from=affected)
+    new_state = replace(_after_rebuild(new_state, rebuilt, reference, txn.trade_currency, start_week), changed_from=affected)
     outputs: list[Output] = []
     if opened:
         outputs.append(EpochOpened(state.epoch, new_state.epoch, affected))
@@ -155,7 +154,7 @@ def _open_epoch_if_backdated(state: PositionState, affected: date, trigger: str)
     if not detect_backdated(state, affected):
         return state, False
     return (
-        evolve(
+        replace(
             state,
             epoch=state.epoch + 1,
             status=KeyStatus.REPROCESSING,
@@ -181,7 +180,7 @@ def _revalue_day_if_completed(state: PositionState, affected: date) -> PositionS
 def _moved_back(state: PositionState, to: date) -> PositionState:
     watermark = state.watermark_date if state.watermark_date is None else min(state.watermark_date, to)
     snapshot = state.latest_snapshot_date if state.latest_snapshot_date is None else min(state.latest_snapshot_date, to)
-    return evolve(
+    return replace(
         state,
         watermark_date=watermark,
         latest_snapshot_date=snapshot,
@@ -201,7 +200,7 @@ def _after_rebuild(state: PositionState, rebuilt: Rebuilt, reference: Reference,
     currencies = set(state.fx_currencies)
     if currency and (reference.ctx is None or currency != reference.ctx.base_currency):
         currencies.add(currency)
-    return evolve(
+    return replace(
         state,
         holding=rebuilt.holding,
         weeks=rebuilt.weeks,
@@ -257,7 +256,7 @@ def apply_reference_change(state: PositionState, since: date, load: BucketLoader
     new_state = _revalue_day_if_completed(state, since) if state.effective_completed_date and since <= state.effective_completed_date else state
     start_week = week_of(since)
     rebuilt = _rebuild(new_state, load, start_week, since, reference)
-    new_state = evolve(_after_rebuild(new_state, rebuilt, reference, None, start_week), changed_from=since)
+    new_state = replace(_after_rebuild(new_state, rebuilt, reference, None, start_week), changed_from=since)
     return Step(new_state, rebuilt.buckets, (), (HistoryWritten(new_state.epoch, rebuilt.emitted), StateChanged(new_state)))
 
 
@@ -277,9 +276,9 @@ def apply_advance(state: PositionState, epoch: int, generation: int, to_date: da
     status = state.status
     if business_date is not None and watermark >= business_date:
         status = KeyStatus.CURRENT
-    new_state = evolve(state, watermark_date=watermark, latest_snapshot_date=snapshot, status=status,
+    new_state = replace(state, watermark_date=watermark, latest_snapshot_date=snapshot, status=status,
                         version=state.version + 1, changed_from=None)
-    if new_state == evolve(state, version=new_state.version):
+    if new_state == replace(state, version=new_state.version):
         return Step(state, changed=False)
     return Step(new_state, outputs=(StateChanged(new_state),))
 
@@ -305,12 +304,12 @@ def apply_reset(state: PositionState, epoch: int | None, to_date: date, job_id: 
     if job_id is None:
         if not moved:
             return unchanged
-        new_state = evolve(_moved_back(state, to_date), version=state.version + 1, changed_from=None)
+        new_state = replace(_moved_back(state, to_date), version=state.version + 1, changed_from=None)
         return Step(new_state, outputs=(StateChanged(new_state),))
     if job_id in state.reset_jobs:
         return unchanged
     new_state = _moved_back(state, to_date) if moved else state
-    new_state = evolve(new_state, version=state.version + 1, changed_from=to_date + DAY,
+    new_state = replace(new_state, version=state.version + 1, changed_from=to_date + DAY,
                         ref_floor=max(state.ref_floor, ref_floor), reset_jobs=(*state.reset_jobs, job_id)[-RESET_JOBS_KEPT:])
     return Step(new_state, outputs=(StateChanged(new_state),))
 
@@ -318,6 +317,6 @@ def apply_reset(state: PositionState, epoch: int | None, to_date: date, job_id: 
 def apply_business_date(state: PositionState, business_date: date) -> Step:
     """A key already valued up to a new business date becomes CURRENT."""
     if state.status is KeyStatus.REPROCESSING and state.watermark_date is not None and state.watermark_date >= business_date:
-        new_state = evolve(state, status=KeyStatus.CURRENT, version=state.version + 1)
+        new_state = replace(state, status=KeyStatus.CURRENT, version=state.version + 1)
         return Step(new_state, outputs=(StateChanged(new_state),))
     return Step(state, changed=False)

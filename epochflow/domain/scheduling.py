@@ -9,12 +9,11 @@ data goes back to PENDING with attempt_count + 1 and waits for the data or the b
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from enum import StrEnum
 
 from epochflow.domain import fencing
-from epochflow.domain.evolve import evolve
 from epochflow.domain.keys import position_key, price_subject
 
 DAY = timedelta(days=1)
@@ -153,7 +152,7 @@ class _Clock:
 
     def bump(self, job: Job, **changes) -> Job:
         self.value += 1
-        return evolve(job, version=self.value, **changes)
+        return replace(job, version=self.value, **changes)
 
 
 def on_position_state(sk: ScheduleKey, epoch: int, generation: int, version: int, watermark: date | None,
@@ -194,8 +193,8 @@ def on_position_state(sk: ScheduleKey, epoch: int, generation: int, version: int
                 outputs.append(JobChanged(j))
             superseded.append(j)
         jobs = tuple(superseded)
-    jobs = tuple(evolve(j, not_before=0.0) if j.status is JobStatus.PENDING and j.waiting_on else j for j in jobs)
-    return evolve(sk, epoch=epoch, generation=generation, state_version=version, watermark=watermark,
+    jobs = tuple(replace(j, not_before=0.0) if j.status is JobStatus.PENDING and j.waiting_on else j for j in jobs)
+    return replace(sk, epoch=epoch, generation=generation, state_version=version, watermark=watermark,
                    first_open_date=first_open_date, jobs=jobs, job_clock=clock.value,
                    ref_floor=max(sk.ref_floor, ref_floor)), outputs
 
@@ -218,7 +217,7 @@ def plan(sk: ScheduleKey, business_date: date | None, cfg: SchedulerConfig) -> t
     if not new:
         return sk, []
     jobs = tuple(sorted(sk.jobs + tuple(new), key=lambda j: j.day))
-    return evolve(sk, jobs=jobs, job_clock=clock.value), [JobChanged(j) for j in new]
+    return replace(sk, jobs=jobs, job_clock=clock.value), [JobChanged(j) for j in new]
 
 
 def dispatch(sk: ScheduleKey, now: float, limit: int, ref_offset: int) -> tuple[ScheduleKey, list[Output]]:
@@ -232,7 +231,7 @@ def dispatch(sk: ScheduleKey, now: float, limit: int, ref_offset: int) -> tuple[
                              ref_offset=max(ref_offset, sk.ref_floor))
             outputs += [Dispatch(job), JobChanged(job)]
         jobs.append(job)
-    return (evolve(sk, jobs=tuple(jobs), job_clock=clock.value), outputs) if outputs else (sk, [])
+    return (replace(sk, jobs=tuple(jobs), job_clock=clock.value), outputs) if outputs else (sk, [])
 
 
 def reclaim(sk: ScheduleKey, now: float, cfg: SchedulerConfig) -> tuple[ScheduleKey, list[Output]]:
@@ -246,7 +245,7 @@ def reclaim(sk: ScheduleKey, now: float, cfg: SchedulerConfig) -> tuple[Schedule
                         not_before=0.0, dispatched_at=None)
             outputs.append(JobChanged(job))
         jobs.append(job)
-    return (evolve(sk, jobs=tuple(jobs), job_clock=clock.value), outputs) if outputs else (sk, [])
+    return (replace(sk, jobs=tuple(jobs), job_clock=clock.value), outputs) if outputs else (sk, [])
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +303,7 @@ def on_outcomes(sk: ScheduleKey, outcomes: list[Outcome], now: float, cfg: Sched
         outputs.append(JobChanged(job))
     if not outputs:
         return sk, []
-    sk = evolve(sk, jobs=tuple(by_day[j.day] for j in sk.jobs), job_clock=clock.value)
+    sk = replace(sk, jobs=tuple(by_day[j.day] for j in sk.jobs), job_clock=clock.value)
     sk, advanced = _advance(sk)
     if advanced:
         outputs.append(Advance(sk.watermark))
@@ -330,15 +329,15 @@ def _advance(sk: ScheduleKey) -> tuple[ScheduleKey, bool]:
     if new_watermark is None:
         return sk, False
     jobs = tuple(j for j in sk.jobs if j.day > new_watermark)
-    return evolve(sk, watermark=new_watermark, jobs=jobs), True
+    return replace(sk, watermark=new_watermark, jobs=jobs), True
 
 
 def on_data_arrived(sk: ScheduleKey, what: str) -> ScheduleKey:
     """The price or rate a blocked job waits on arrived: retry it now, not after the backoff."""
     if not any(j.waiting_on == what and j.status is JobStatus.PENDING for j in sk.jobs):
         return sk
-    return evolve(sk, jobs=tuple(
-        evolve(j, not_before=0.0) if j.waiting_on == what and j.status is JobStatus.PENDING else j for j in sk.jobs
+    return replace(sk, jobs=tuple(
+        replace(j, not_before=0.0) if j.waiting_on == what and j.status is JobStatus.PENDING else j for j in sk.jobs
     ))
 
 
@@ -362,7 +361,7 @@ def on_price_for_valued_days(sk: ScheduleKey, day: date) -> tuple[ScheduleKey, l
         outputs.append(Reset(day - DAY))
     if jobs == sk.jobs and not outputs:
         return sk, []
-    return evolve(sk, jobs=jobs), outputs
+    return replace(sk, jobs=jobs), outputs
 
 
 def over_attempts(sk: ScheduleKey, cfg: SchedulerConfig) -> int:

@@ -25,13 +25,12 @@ records, never from the history.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Context, Decimal
 from typing import Any, Protocol
 
 from epochflow.domain.cashflows import Cashflow, Timing, replaces
-from epochflow.domain.evolve import evolve
 from epochflow.domain.keys import position_key, record_key
 from epochflow.domain.returns import ZERO, average_cost, daily_return
 
@@ -76,11 +75,11 @@ class FlowSums:
         bod = flow.timing is Timing.BOD
         s = self
         if flow.is_position_flow:
-            s = evolve(s, bod_position=_SUM.add(s.bod_position, amount)) if bod else \
-                evolve(s, eod_position=_SUM.add(s.eod_position, amount))
+            s = replace(s, bod_position=_SUM.add(s.bod_position, amount)) if bod else \
+                replace(s, eod_position=_SUM.add(s.eod_position, amount))
         if flow.is_portfolio_flow:
-            s = evolve(s, bod_portfolio=_SUM.add(s.bod_portfolio, amount)) if bod else \
-                evolve(s, eod_portfolio=_SUM.add(s.eod_portfolio, amount))
+            s = replace(s, bod_portfolio=_SUM.add(s.bod_portfolio, amount)) if bod else \
+                replace(s, eod_portfolio=_SUM.add(s.eod_portfolio, amount))
         return s
 
 
@@ -96,7 +95,7 @@ class KeyTrack:
     def spanning(self, day: date) -> KeyTrack:
         first = day if self.first_day is None else min(self.first_day, day)
         last = day if self.last_day is None else max(self.last_day, day)
-        return evolve(self, first_day=first, last_day=last)
+        return replace(self, first_day=first, last_day=last)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,18 +138,18 @@ class PortfolioDay:
         return self.keys_held == 0 and self.flow_count == 0 and self.market_value == 0
 
     def with_value(self, value: DayValue, sign: int) -> PortfolioDay:
-        return evolve(self, market_value=_SUM.add(self.market_value, value.market_value if sign > 0 else -value.market_value),
+        return replace(self, market_value=_SUM.add(self.market_value, value.market_value if sign > 0 else -value.market_value),
                        keys_held=self.keys_held + sign, keys_unvalued=self.keys_unvalued + (0 if value.valued else sign))
 
     def with_flow(self, flow: Cashflow, sign: int) -> PortfolioDay:
         amount = flow.amount if sign > 0 else -flow.amount
-        d = evolve(self, flow_count=self.flow_count + sign)
+        d = replace(self, flow_count=self.flow_count + sign)
         if flow.timing is Timing.BOD:
-            d = evolve(d, bod_flows=_add(d.bod_flows, flow.currency, amount))
+            d = replace(d, bod_flows=_add(d.bod_flows, flow.currency, amount))
         else:
-            d = evolve(d, eod_flows=_add(d.eod_flows, flow.currency, amount))
+            d = replace(d, eod_flows=_add(d.eod_flows, flow.currency, amount))
         if flow.is_expense:
-            d = evolve(d, fees=_add(d.fees, flow.currency, abs(flow.amount) if sign > 0 else -abs(flow.amount)))
+            d = replace(d, fees=_add(d.fees, flow.currency, abs(flow.amount) if sign > 0 else -abs(flow.amount)))
         return d
 
 
@@ -299,7 +298,7 @@ class SeriesBook:
                     d = d.with_value(old, -1)
                 return d.with_value(value, +1) if value is not None else d
             self._change_day(portfolio_id, day, swap)
-        self._put_key_day(portfolio_id, security_id, day, evolve(kd, epoch=epoch, version=version, value=value))
+        self._put_key_day(portfolio_id, security_id, day, replace(kd, epoch=epoch, version=version, value=value))
         if value is not None:
             self.keys.put(position_key(portfolio_id, security_id), track.spanning(day))
         return True
@@ -316,13 +315,13 @@ class SeriesBook:
             kd = self.key_day(portfolio_id, security_id, day)
             if kd is not None and kd.value is not None:
                 if keep and day < before and kd.epoch == from_epoch:
-                    self._put_key_day(portfolio_id, security_id, day, evolve(kd, epoch=to_epoch))
+                    self._put_key_day(portfolio_id, security_id, day, replace(kd, epoch=to_epoch))
                 else:
                     value = kd.value
                     self._change_day(portfolio_id, day, lambda d, v=value: d.with_value(v, -1))
-                    self._put_key_day(portfolio_id, security_id, day, evolve(kd, epoch=-1, version=-1, value=None))
+                    self._put_key_day(portfolio_id, security_id, day, replace(kd, epoch=-1, version=-1, value=None))
             day += DAY
-        self.keys.put(position_key(portfolio_id, security_id), evolve(track, epoch=to_epoch))
+        self.keys.put(position_key(portfolio_id, security_id), replace(track, epoch=to_epoch))
         return True
 
     def on_cashflow(self, flow: Cashflow) -> bool:
@@ -341,7 +340,7 @@ class SeriesBook:
     def _apply_flow(self, flow: Cashflow, sign: int) -> None:
         kd = self.key_day(flow.portfolio_id, flow.security_id, flow.cashflow_date) or KeyDay()
         self._put_key_day(flow.portfolio_id, flow.security_id, flow.cashflow_date,
-                          evolve(kd, flows=kd.flows.plus(flow, sign), flow_count=kd.flow_count + sign))
+                          replace(kd, flows=kd.flows.plus(flow, sign), flow_count=kd.flow_count + sign))
         if flow.is_portfolio_flow:
             self._change_day(flow.portfolio_id, flow.cashflow_date, lambda d: d.with_flow(flow, sign))
 
