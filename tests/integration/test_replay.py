@@ -163,17 +163,20 @@ async def results(pipeline: Pipeline) -> dict[str, dict[tuple, dict[str, Any]]]:
     return found
 
 
-def differences(before: dict[str, dict[tuple, dict]], after: dict[str, dict[tuple, dict]]) -> dict[str, Any]:
-    """Per table: rows only before, only after, and the columns that changed."""
+def differences(before: dict[str, dict[tuple, dict]], after: dict[str, dict[tuple, dict]],
+                ignored: dict[str, set[str]] | None = None, shown: int = 5) -> dict[str, Any]:
+    """Per table: rows only before, only after, and the columns that changed (but for the
+    `ignored` columns of a table); the first `shown` of each."""
     diff: dict[str, Any] = {}
     for name in before:
-        b, a = before[name], after[name]
-        changed = {key: {c: (b[key][c], a[key][c]) for c in b[key] if b[key][c] != a[key][c]}
+        b, a, skip = before[name], after[name], (ignored or {}).get(name, set())
+        changed = {key: {c: (b[key][c], a[key][c]) for c in b[key] if c not in skip and b[key][c] != a[key][c]}
                    for key in b.keys() & a.keys() if b[key] != a[key]}
+        changed = {key: columns for key, columns in changed.items() if columns}
         gone, new = sorted(b.keys() - a.keys()), sorted(a.keys() - b.keys())
         if gone or new or changed:
-            diff[name] = {"before only": gone[:5], "after only": new[:5], "changed": dict(list(changed.items())[:5]),
-                          "counts": (len(b), len(a))}
+            diff[name] = {"before only": gone[:shown], "after only": new[:shown],
+                          "changed": dict(list(changed.items())[:shown]), "counts": (len(b), len(a))}
     return diff
 
 
@@ -252,14 +255,7 @@ async def replay_role(stack: EmbeddedStack, pipeline: Pipeline, request: ReplayR
 
 def assert_same_results(before: dict, after: dict, ignored: dict[str, set[str]] | None = None) -> None:
     """Every row of every table the same, but for the `ignored` columns of a table."""
-    diff = differences(before, after)
-    for table, columns in (ignored or {}).items():
-        if table in diff and not diff[table]["before only"] and not diff[table]["after only"]:
-            rows = {k: v for k, v in diff[table]["changed"].items() if set(v) - columns}
-            if rows:
-                diff[table]["changed"] = rows
-            else:
-                del diff[table]
+    diff = differences(before, after, ignored)
     assert not diff, pprint.pformat(diff, width=160)
 
 
@@ -285,14 +281,19 @@ async def test_rebuilding_the_scheduler_by_replay_leaves_phantom_processing_jobs
             before = await results_before_replay(pipeline)
             await replay_role(own, pipeline, ReplayRequest("scheduler"), settle=False)  # what --force runs
             after = await results(pipeline)
-    # the figures: the same (a job valued again may move a key's reset generation on)
+    # the figures: the same (a job valued again may move a key's reset generation on, and
+    # records itself as the job that valued the day: see below)
     figures = {name: rows for name, rows in after.items() if name != "portfolio_valuation_jobs"}
     assert_same_results({n: before[n] for n in figures}, figures,
-                        {"position_state": {"version", "generation", "changed_from"}})
+                        {"position_state": {"version", "generation", "changed_from"},
+                         "daily_position_snapshots": {"job_version"}})
     jobs = differences({"jobs": before["portfolio_valuation_jobs"]}, {"jobs": after["portfolio_valuation_jobs"]})
-    if not jobs:
+    revalued = differences({"snapshots": before["daily_position_snapshots"]},
+                           {"snapshots": after["daily_position_snapshots"]})
+    if not jobs and not revalued:
         return
-    pytest.xfail(f"the scheduler rebuilt by replay leaves jobs PROCESSING (known, hence --force): {jobs}")
+    pytest.xfail("the scheduler rebuilt by replay dispatches jobs again (known, hence --force): some stay PROCESSING, "
+                 f"some value again a day a new epoch carried over (the same figures, by a job now): {jobs} {revalued}")
 
 
 # -- the shared stack ------------------------------------------------------------------------
