@@ -223,14 +223,13 @@ def partition_step(stage: str, events: list[Any], journal_table: str, get_journa
     applied offset and its messages. None when no input is to be taken."""
     partition, topic = events[0].message.partition, events[0].message.topic
     applied = journal.applied_offset(get_journal, topic, partition)
-    fresh, hole = continuing(events, applied)
     if holes is None:
         fresh = [event for event in events if event.message.offset > applied]
-    elif hole is None:
-        holes.filled(topic, partition)
     else:
-        resume = holes.resume_at(stage, hole)
-        if resume is not None:
+        fresh, hole = continuing(events, applied)
+        if hole is None:
+            holes.filled(topic, partition)
+        elif (resume := holes.resume_at(stage, hole)) is not None:
             fresh += continuing(events, resume - 1)[0]
     if not fresh:
         return None

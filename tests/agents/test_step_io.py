@@ -13,16 +13,9 @@ import pytest
 
 from epochflow.agents.step_io import FaustStepIO
 from epochflow.tables.journal import Write
+from tests.fixtures.agents import ChangelogSend
 
 pytestmark = pytest.mark.asyncio
-
-
-class _Unsent(asyncio.Future):
-    """A changelog send the broker has not acknowledged yet."""
-
-    def __init__(self, partition: int) -> None:
-        super().__init__()
-        self.message = SimpleNamespace(partition=partition)
 
 
 class _Event:
@@ -36,9 +29,9 @@ class _FlushedAtOnce:
         return None
 
 
-def _io(app: Any, monkeypatch: pytest.MonkeyPatch, unsent: list[_Unsent]) -> FaustStepIO:
-    def send_changelog(table: Any, partition: int, *args: Any, **kwargs: Any) -> _Unsent:
-        unsent.append(_Unsent(partition))
+def _io(app: Any, monkeypatch: pytest.MonkeyPatch, unsent: list[ChangelogSend]) -> FaustStepIO:
+    def send_changelog(table: Any, partition: int, *args: Any, **kwargs: Any) -> ChangelogSend:
+        unsent.append(ChangelogSend(partition, acknowledged=False))
         return unsent[-1]
 
     monkeypatch.setattr(faust.Table, "send_changelog", send_changelog)
@@ -47,7 +40,7 @@ def _io(app: Any, monkeypatch: pytest.MonkeyPatch, unsent: list[_Unsent]) -> Fau
     return FaustStepIO(app.tables, journal_table(), {0: _Event()}, lambda name: None, _FlushedAtOnce())
 
 
-async def _not_before(io: FaustStepIO, unsent: list[_Unsent]) -> None:
+async def _not_before(io: FaustStepIO, unsent: list[ChangelogSend]) -> None:
     delivered = asyncio.ensure_future(io.delivered())
     await asyncio.sleep(0.2)
     assert not delivered.done(), "delivered before the broker acknowledged the changelog records"
@@ -57,7 +50,7 @@ async def _not_before(io: FaustStepIO, unsent: list[_Unsent]) -> None:
 
 
 async def test_a_journal_record_is_delivered_only_once_the_broker_has_it(agent_app, monkeypatch) -> None:
-    unsent: list[_Unsent] = []
+    unsent: list[ChangelogSend] = []
     io = _io(agent_app, monkeypatch, unsent)
     io.put_journal(0, b"head|p0", b'{"chunks": 0}')
     assert len(unsent) == 1
@@ -65,7 +58,7 @@ async def test_a_journal_record_is_delivered_only_once_the_broker_has_it(agent_a
 
 
 async def test_a_table_write_and_a_delete_are_delivered_only_once_the_broker_has_them(agent_app, monkeypatch) -> None:
-    unsent: list[_Unsent] = []
+    unsent: list[ChangelogSend] = []
     io = _io(agent_app, monkeypatch, unsent)
     io.apply(0, Write("step_journal", b"applied|transactions|p0", b"7"))
     io.apply(0, Write("step_journal", b"applied|transactions|p0", None))
@@ -77,7 +70,7 @@ async def test_a_table_write_and_a_delete_are_delivered_only_once_the_broker_has
 async def test_a_step_cancelled_while_waiting_leaves_the_sends_to_complete(agent_app, monkeypatch) -> None:
     """A worker stopping cancels its step; the producer still completes the sends (Faust
     sets their results), so they must not be cancelled with it."""
-    unsent: list[_Unsent] = []
+    unsent: list[ChangelogSend] = []
     io = _io(agent_app, monkeypatch, unsent)
     io.put_journal(0, b"head|p0", b'{"chunks": 0}')
     delivered = asyncio.ensure_future(io.delivered())
@@ -90,7 +83,7 @@ async def test_a_step_cancelled_while_waiting_leaves_the_sends_to_complete(agent
 
 
 async def test_a_failed_send_fails_the_step(agent_app, monkeypatch) -> None:
-    unsent: list[_Unsent] = []
+    unsent: list[ChangelogSend] = []
     io = _io(agent_app, monkeypatch, unsent)
     io.put_journal(0, b"head|p0", b'{"chunks": 0}')
     unsent[0].set_exception(RuntimeError("broker said no"))
