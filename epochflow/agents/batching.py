@@ -210,6 +210,19 @@ def continuing(events: list[Any], applied: int) -> tuple[list[Any], Hole | None]
     return taken, Hole(first.topic, first.partition, expected, min(beyond))
 
 
+def taken_up_to_a_hole(stage: str, events: list[Any], applied: int, holes: Holes) -> list[Any]:
+    """The events of one partition to take now: those that continue from `applied` (see
+    `continuing`); a hole after them is handed to `holes`, which sends the consumer back to
+    it, or says where to go on from when the broker no longer has its inputs."""
+    first = events[0].message
+    fresh, hole = continuing(events, applied)
+    if hole is None:
+        holes.filled(first.topic, first.partition)
+    elif (resume := holes.resume_at(stage, hole)) is not None:
+        fresh += continuing(events, resume - 1)[0]
+    return fresh
+
+
 def partition_step(stage: str, events: list[Any], journal_table: str, get_journal: Callable[[bytes], bytes | None],
                    make_handler: Callable[[], tuple[Any, Sequence[Any]]], handle: Callable[[Any, Any, int], list[Any]],
                    source: bytes, holes: Holes | None) -> Entry | None:
@@ -226,11 +239,7 @@ def partition_step(stage: str, events: list[Any], journal_table: str, get_journa
     if holes is None:
         fresh = [event for event in events if event.message.offset > applied]
     else:
-        fresh, hole = continuing(events, applied)
-        if hole is None:
-            holes.filled(topic, partition)
-        elif (resume := holes.resume_at(stage, hole)) is not None:
-            fresh += continuing(events, resume - 1)[0]
+        fresh = taken_up_to_a_hole(stage, events, applied, holes)
     if not fresh:
         return None
     handler, caches = make_handler()

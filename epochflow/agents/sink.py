@@ -4,6 +4,12 @@ A database outage stalls this agent (with retries and a metric) instead of dropp
 the results topic keeps them until PostgreSQL is back. A row PostgreSQL refuses (a value
 it cannot store, a violated constraint) would fail the same way forever: it goes to the
 dead-letter topic with PostgreSQL's reason and the rest of its batch is written.
+
+Nothing is skipped: the sink stores the last results message it wrote of each partition
+in the transaction of its rows (`sink_offsets`), and a batch that does not continue from
+it shows a message the consumer never handed over (Faust's consumer can drop what it
+fetched around a rebalance and commit past it): the consumer is sent back to that
+message, as every role's steps do (epochflow.agents.holes).
 """
 
 from __future__ import annotations
@@ -12,21 +18,22 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
 from epochflow import metrics
-from epochflow.agents.batching import dead_letter_record
+from epochflow.agents.batching import by_partition, dead_letter_record, taken_up_to_a_hole
+from epochflow.agents.runner import HOLES, seek_back
 from epochflow.app import app, settings
 from epochflow.schemas.events import describe
 from epochflow.schemas.results import ResultRow
 from epochflow.sinks import versions
 from epochflow.sinks.errors import ErrorKind, classify
 from epochflow.sinks.schema import create_engine
-from epochflow.sinks.writer import Refusal, ResultWriter
+from epochflow.sinks.writer import Offsets, Refusal, ResultWriter
 from epochflow.streams import topics
 
 log = logging.getLogger("epochflow.sink")
@@ -34,34 +41,61 @@ ROWS = TypeAdapter(list[ResultRow])
 SINK_BATCH = 2000
 STAGE = "sink.write"
 PRUNE_EVERY_S = 3600.0
+T = TypeVar("T")
 
 
-async def _write(writer: ResultWriter, rows: list, sources: Sequence[Any]) -> set[int]:
-    """Write `rows` (from the events `sources`, one per row), retrying while the database
-    is unreachable; returns the indexes of the rows it refused, dead-lettered."""
+async def _retrying(call: Callable[[], Awaitable[T]], retry_refused: bool = True) -> T:
+    """`call()`, again and again while the database is unreachable, restarting or busy (or
+    failing in a way no row is to blame for); with `retry_refused` False, an error that
+    names a refused row is raised instead."""
     delay = 0.2
-    isolate = False
     while True:
         try:
-            if not isolate:
-                await writer.write(rows)
-                return set()
-            refusals = await writer.write_refusing(rows)
-            for refusal in refusals:
-                _dead_letter_row(refusal, sources[refusal.index])
-            return {refusal.index for refusal in refusals}
+            return await call()
         except Exception as error:
             kind = classify(error)
-            if kind is ErrorKind.REFUSED_ROW and not isolate:
-                log.warning("%s: PostgreSQL refused the batch (%r); writing it without the rows it refuses", STAGE, error)
-                isolate = True
-                continue
-            # the database is down, restarting or busy (or failing in a way no row is to
-            # blame for): keep the batch and retry
+            if kind is ErrorKind.REFUSED_ROW and not retry_refused:
+                raise
             metrics.SINK_RETRIES.inc()
             log.error("%s failed (%s: %r); retrying in %.1fs", STAGE, kind.value, error, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+async def _write(writer: ResultWriter, rows: list, sources: Sequence[Any], offsets: Offsets) -> set[int]:
+    """Write `rows` (from the events `sources`, one per row) and the batch's `offsets`,
+    retrying while the database is unreachable; returns the indexes of the rows it
+    refused, dead-lettered."""
+    try:
+        await _retrying(lambda: writer.write(rows, offsets), retry_refused=False)
+        return set()
+    except Exception as error:  # a row PostgreSQL refuses: the only error not retried
+        log.warning("%s: PostgreSQL refused the batch (%r); writing it without the rows it refuses", STAGE, error)
+    refusals = await _retrying(lambda: writer.write_refusing(rows, offsets))
+    for refusal in refusals:
+        _dead_letter_row(refusal, sources[refusal.index])
+    return {refusal.index for refusal in refusals}
+
+
+async def _taken(writer: ResultWriter, events: list) -> tuple[list, Offsets]:
+    """The batch's events to write now, and the last offset of each partition among them.
+    A partition's events are taken from its first on when that first continues what the
+    sink wrote or comes before it (a repeat, a replay from earlier, a recreated broker:
+    written again, which changes nothing); when they start past the next message the sink
+    has to write, or skip one, the consumer never handed that message over: the events
+    after it wait, and the consumer is sent back to it (epochflow.agents.holes)."""
+    written = await _retrying(writer.last_offsets)
+    taken: set[int] = set()
+    offsets: Offsets = {}
+    for partition_events in by_partition(events).values():
+        first = partition_events[0].message
+        last = written.get((first.topic, first.partition))
+        applied = first.offset - 1 if last is None else min(last, first.offset - 1)
+        fresh = taken_up_to_a_hole(STAGE, partition_events, applied, HOLES)
+        if fresh:
+            taken.update(map(id, fresh))
+            offsets[(first.topic, first.partition)] = fresh[-1].message.offset
+    return [event for event in events if id(event) in taken], offsets  # in the batch's order
 
 
 def _dead_letter_row(refusal: Refusal, event: Any) -> None:
@@ -91,8 +125,9 @@ def _dead_letter_row(refusal: Refusal, event: Any) -> None:
 async def write_results(stream):
     writer = ResultWriter(settings.database_url)
     try:
-        async for events in stream.take_events(SINK_BATCH, settings.sink_within_s):
+        async for batch in stream.take_events(SINK_BATCH, settings.sink_within_s):
             started = time.perf_counter()
+            events, offsets = await _taken(writer, batch)
             rows: list = []
             sources: list = []  # the event of each row
             for event in events:
@@ -106,8 +141,8 @@ async def write_results(stream):
                 rows.extend(decoded)
                 sources.extend([event] * len(decoded))
             decoded_at = time.perf_counter()
-            if rows:
-                refused = await _write(writer, rows, sources)
+            if offsets:
+                refused = await _write(writer, rows, sources, offsets)
                 for index, row in enumerate(rows):
                     if index not in refused:
                         metrics.ROWS_WRITTEN.labels(row.kind).inc()
@@ -115,6 +150,7 @@ async def write_results(stream):
             metrics.BATCH_SECONDS.labels(STAGE).observe(written_at - started)
             metrics.PHASE_SECONDS.labels(STAGE, "decode").observe(decoded_at - started)
             metrics.PHASE_SECONDS.labels(STAGE, "sink").observe(written_at - decoded_at)
+            await seek_back(STAGE, HOLES.take_due())
     finally:
         await writer.close()
 

@@ -132,6 +132,18 @@ class PipelineBarrier(Base):
     seen_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class SinkOffset(Base):
+    """The last results message the sink wrote of a partition, in the transaction of its
+    rows (epochflow.agents.sink finds with it the messages its consumer never handed over)."""
+
+    __tablename__ = "sink_offsets"
+
+    topic: Mapped[str] = mapped_column(primary_key=True)
+    partition: Mapped[int] = mapped_column(primary_key=True)
+    last_offset: Mapped[int] = mapped_column(BigInteger)
+    written_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 class DailyPositionSnapshot(Base):
     """A key's end-of-day position and valuation, per epoch (the valuation role's output;
     a new epoch also gets the old epoch's days before its reset date copied in)."""
@@ -300,6 +312,7 @@ transactions = cast(Table, Transaction.__table__)
 position_history = cast(Table, PositionHistory.__table__)
 position_state = cast(Table, PositionState.__table__)
 pipeline_barriers = cast(Table, PipelineBarrier.__table__)
+sink_offsets = cast(Table, SinkOffset.__table__)
 daily_position_snapshots = cast(Table, DailyPositionSnapshot.__table__)
 portfolio_valuation_jobs = cast(Table, PortfolioValuationJob.__table__)
 reprocessing_triggers = cast(Table, ReprocessingTrigger.__table__)
@@ -356,6 +369,7 @@ ALL_TABLES = (
     position_history,
     position_state,
     pipeline_barriers,
+    sink_offsets,
     daily_position_snapshots,
     portfolio_valuation_jobs,
     reprocessing_triggers,

@@ -30,6 +30,9 @@ Guarantees (at-least-once delivery makes every batch a candidate for redelivery)
   have won when applied in order (the last one of the highest (epoch[, version])).
 * versioned: every write takes the system-time lock first (`sinks.versions`), so the
   versions its rows open and close carry one system time, ordered with every read's.
+* resumable: with `offsets`, each partition's last results message written is stored in
+  the batch's transaction (`sink_offsets`), so the sink knows what it wrote whatever its
+  consumer committed.
 * `JobOutcome` rows travel on the results topic for the scheduler; they are skipped here.
 * refused rows isolated: `write_refusing` stores a batch without the rows PostgreSQL
   refuses (see `epochflow.sinks.errors`) and names them; the sink dead-letters them.
@@ -93,6 +96,7 @@ from epochflow.sinks.models import (
     position_timeseries,
     reprocessing_jobs,
     reprocessing_triggers,
+    sink_offsets,
     transactions,
 )
 from epochflow.sinks.schema import create_engine
@@ -129,24 +133,57 @@ class ResultWriter:
         if self._owns_engine:
             await self.engine.dispose()
 
-    async def write(self, rows: Sequence[ResultRow]) -> None:
-        """Write the batch atomically: all of it is visible, or (on error) none of it."""
+    async def write(self, rows: Sequence[ResultRow], offsets: Offsets | None = None) -> None:
+        """Write the batch atomically: all of it is visible, or (on error) none of it; with
+        `offsets`, the last message of each partition it came from, in the same
+        transaction (`last_offsets`)."""
         batch = _Batch.of(rows)
-        if batch.empty:
+        if batch.empty and not offsets:
             return
         async with self.engine.begin() as conn:
-            await stamp_write(conn)
-            await batch.execute(conn)
+            if not batch.empty:
+                await stamp_write(conn)
+                await batch.execute(conn)
+            await _store_offsets(conn, offsets)
 
-    async def write_refusing(self, rows: Sequence[ResultRow]) -> list[Refusal]:
+    async def write_refusing(self, rows: Sequence[ResultRow], offsets: Offsets | None = None) -> list[Refusal]:
         """Write the batch in one transaction, leaving out the rows PostgreSQL refuses
         (`errors.ErrorKind.REFUSED_ROW`), and return those. The batch is bisected, each part
         under its own savepoint, down to the single rows that fail on their own; the parts
         run in order, so the rest is stored exactly as if the refused rows had never been in
-        the batch. Any other error propagates and nothing is written."""
+        the batch. Any other error propagates and nothing is written. `offsets` as in
+        `write`: the messages of refused rows were handled too (dead-lettered)."""
         async with self.engine.begin() as conn:
             await stamp_write(conn)
-            return await _write_isolating(conn, list(rows), 0)
+            refused = await _write_isolating(conn, list(rows), 0)
+            await _store_offsets(conn, offsets)
+            return refused
+
+    async def last_offsets(self) -> Offsets:
+        """(topic, partition) -> the offset of the last message written of it (`offsets`)."""
+        c = sink_offsets.c
+        async with self.engine.connect() as conn:
+            found = await conn.execute(select(c.topic, c.partition, c.last_offset))
+            return {(topic, partition): offset for topic, partition, offset in found}
+
+
+Offsets = dict[tuple[str, int], int]  # (topic, partition) -> the offset of the batch's last message
+
+
+async def _store_offsets(conn: AsyncConnection, offsets: Offsets | None) -> None:
+    """Set each partition's last written offset: set, not raised, so after a replay from
+    an earlier offset (or a broker recreated with its offsets from 0) it follows the
+    messages written now."""
+    if not offsets:
+        return
+    stmt = pg_insert(sink_offsets).values(
+        [{"topic": topic, "partition": partition, "last_offset": offset}
+         for (topic, partition), offset in sorted(offsets.items())]
+    )
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=["topic", "partition"],
+        set_={"last_offset": stmt.excluded.last_offset, "written_at": func.now()},
+    ))
 
 
 @dataclass(frozen=True, slots=True)

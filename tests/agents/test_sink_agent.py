@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from epochflow import metrics
 from epochflow.agents.batching import encode_rows
+from epochflow.agents.holes import Holes
 from epochflow.schemas.results import Barrier, JobOutcome
 from epochflow.sinks.writer import Refusal
 from tests.fixtures.agents import FakeTopics, eventually
@@ -24,11 +25,13 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 class FakeWriter:
-    """Stands in for ResultWriter: records the batches it is asked to write."""
+    """Stands in for ResultWriter: records the batches it is asked to write, and keeps the
+    offsets written with them like `sink_offsets` does."""
 
     instances: list[FakeWriter] = []
     failures: list[BaseException] = []  # raised by the next calls to write(), one each
     poison = "POISON"  # rows of a transaction id containing this are refused by PostgreSQL
+    offsets: dict[tuple[str, int], int] = {}  # the stored offsets, shared like the database
 
     def __init__(self, database) -> None:
         self.database = database
@@ -37,20 +40,25 @@ class FakeWriter:
         self.calls: list[str] = []
         FakeWriter.instances.append(self)
 
-    async def write(self, rows) -> None:
+    async def write(self, rows, offsets) -> None:
         self.calls.append("write")
         if FakeWriter.failures:
             raise FakeWriter.failures.pop(0)
         if any(self.poison in getattr(row, "transaction_id", "") for row in rows):
             raise _refused()
         self.batches.append(list(rows))
+        FakeWriter.offsets.update(offsets)
 
-    async def write_refusing(self, rows) -> list[Refusal]:
+    async def write_refusing(self, rows, offsets) -> list[Refusal]:
         self.calls.append("write_refusing")
         refused = [Refusal(i, row, "invalid byte sequence", "22021") for i, row in enumerate(rows)
                    if self.poison in getattr(row, "transaction_id", "")]
         self.batches.append([row for i, row in enumerate(rows) if i not in {r.index for r in refused}])
+        FakeWriter.offsets.update(offsets)
         return refused
+
+    async def last_offsets(self) -> dict[tuple[str, int], int]:
+        return dict(FakeWriter.offsets)
 
     async def close(self) -> None:
         self.closed = True
@@ -66,7 +74,17 @@ def sink(agent_app, monkeypatch: pytest.MonkeyPatch):
 
     FakeWriter.instances = []
     FakeWriter.failures = []
+    FakeWriter.offsets = {}
     monkeypatch.setattr(sink, "ResultWriter", FakeWriter)
+    monkeypatch.setattr(sink, "HOLES", Holes())
+    seeks: list[dict] = []
+
+    async def seek_back(stage: str, due: dict) -> None:
+        if due:
+            seeks.append(due)
+
+    monkeypatch.setattr(sink, "seek_back", seek_back)
+    sink.seeks = seeks
     return sink
 
 
@@ -153,3 +171,62 @@ async def test_a_lost_connection_is_retried_with_the_whole_batch(sink, fake_topi
     assert FakeWriter.instances[0].calls == ["write", "write", "write"]
     assert metrics.SINK_RETRIES._value.get() == retries_before + 2
     assert fake_topics.dead_letter.sent == []
+
+
+async def _put(agent, value: bytes, partition: int, offset: int, key: bytes = b"positions") -> None:
+    """A results message at `offset` of `partition` (a test agent numbers its messages
+    across partitions)."""
+    agent.sent_offset = offset
+    await agent.put(value, key=key, partition=partition)
+
+
+async def test_each_batch_is_written_with_the_last_offset_of_each_partition(sink, fake_topics: FakeTopics) -> None:
+    outcome = JobOutcome(portfolio_id="P1", security_id="S1", valuation_date=date(2025, 8, 1), epoch=0,
+                         outcome="COMPLETE")
+    async with sink.write_results.test_context() as agent:
+        topic = agent.original_channel.get_topic_name()
+        await _put(agent, encode_rows([tx("T1")]), partition=1, offset=0)
+        await _put(agent, encode_rows([tx("T2")]), partition=2, offset=0)
+        await _put(agent, b"not json", partition=2, offset=1)  # dead-lettered: still written past
+        await _put(agent, encode_rows([outcome]), partition=1, offset=1, key=b"valuation")
+        await eventually(lambda: FakeWriter.offsets == {(topic, 1): 1, (topic, 2): 1})
+
+    assert FakeWriter.instances[0].rows == [tx("T1"), tx("T2"), outcome]
+    assert sink.seeks == []
+
+
+async def test_a_message_the_consumer_never_handed_over_is_read_again_before_the_ones_after_it(
+    sink, fake_topics: FakeTopics
+) -> None:
+    holes_before = metrics.INPUT_HOLES.labels("sink.write")._value.get()
+    async with sink.write_results.test_context() as agent:
+        topic = agent.original_channel.get_topic_name()
+        FakeWriter.offsets = {(topic, 0): 4}  # written up to offset 4 before a restart
+        # the consumer hands over 6 and 7: offset 5 never came
+        await _put(agent, encode_rows([tx("T6")]), partition=0, offset=6)
+        await _put(agent, encode_rows([tx("T7")]), partition=0, offset=7)
+        await eventually(lambda: sink.seeks)
+        assert FakeWriter.instances[0].rows == []  # nothing after the hole is written before it
+        assert sink.seeks == [{(topic, 0): 5}]
+        assert FakeWriter.offsets == {(topic, 0): 4}
+
+        for number in (5, 6, 7):  # the consumer, sent back, hands over 5, 6 and 7
+            await _put(agent, encode_rows([tx(f"T{number}")]), partition=0, offset=number)
+        await eventually(lambda: FakeWriter.offsets == {(topic, 0): 7})
+
+    assert FakeWriter.instances[0].rows == [tx("T5"), tx("T6"), tx("T7")]
+    assert metrics.INPUT_HOLES.labels("sink.write")._value.get() == holes_before + 1
+
+
+async def test_messages_at_or_before_the_last_written_are_written_again(sink, fake_topics: FakeTopics) -> None:
+    """A repeat after a restart, a replay from the first offset, a broker recreated under a
+    kept database: none of them is a hole, and none is skipped."""
+    async with sink.write_results.test_context() as agent:
+        topic = agent.original_channel.get_topic_name()
+        FakeWriter.offsets = {(topic, 0): 900}
+        await _put(agent, encode_rows([tx("T0")]), partition=0, offset=0)
+        await _put(agent, encode_rows([tx("T1")]), partition=0, offset=1)
+        await eventually(lambda: FakeWriter.offsets == {(topic, 0): 1})
+
+    assert FakeWriter.instances[0].rows == [tx("T0"), tx("T1")]
+    assert sink.seeks == []

@@ -162,7 +162,7 @@ async def test_migrate_twice_and_concurrently(postgres_url: str) -> None:
 
     from epochflow.sinks.schema import alembic_config
 
-    assert versions == [ScriptDirectory.from_config(alembic_config()).get_current_head()] == ["0006"]
+    assert versions == [ScriptDirectory.from_config(alembic_config()).get_current_head()] == ["0007"]
 
 
 async def test_migrations_match_the_models(postgres_url: str) -> None:

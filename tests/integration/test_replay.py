@@ -448,6 +448,60 @@ async def test_an_input_the_consumer_skipped_is_read_again_not_stepped_over(
         f"reading again from {skipped}" in log, log_tail(stack, name)
 
 
+async def test_a_results_message_the_sink_s_consumer_skipped_is_written_not_stepped_over(
+        stack: EmbeddedStack, pipeline: Pipeline) -> None:
+    """The sink stopped, a trade's results sent meanwhile, and the sink group's offset moved
+    just past them: what a consumer that dropped fetched records and committed past them
+    leaves. Restarted, the sink finds the hole (`sink_offsets` holds the last message it
+    wrote of each partition), reads the skipped messages again and writes their rows."""
+    w = WINDOWS.take()
+    settings = stack.settings
+    await pipeline.publish([instrument("HS_S"), portfolio("HS_P", w - 5 * DAY),
+                            transaction("HS-1", "HS_P", "HS_S", "BUY", w, 5, "10")])
+    await pipeline.settle(SETTLE_S)
+    name = worker_of(stack, "sink")
+    results_topic = topic_name(settings, "results")
+    tps = [TopicPartition(results_topic, p) for p in range(settings.partitions)]
+    stop_worker(stack, name)
+    try:
+        before = await fetch_highwaters(settings.kafka_bootstrap, tps)
+        await pipeline.publish([transaction("HS-2", "HS_P", "HS_S", "BUY", w + DAY, 7, "11")])
+        tp, offset = await _first_message_with(settings.kafka_bootstrap, before, b'"HS-2"')
+        await commit_group_offsets(settings.kafka_bootstrap, app_id(settings, "sink"), {tp: offset + 1})
+    finally:
+        await start_worker(stack, name)
+    await pipeline.settle(SETTLE_S)
+    async with pipeline.engine.connect() as conn:
+        booked = (await conn.execute(select(transactions.c.quantity).where(
+            transactions.c.transaction_id == "HS-2"))).scalar()
+    assert booked == Decimal(7), log_tail(stack, name)
+    state = await position(pipeline.engine, "HS_P", "HS_S")
+    assert state is not None and state["quantity"] == Decimal(12), (state, log_tail(stack, name))
+    log = stack.supervisor.status(name).log_path.read_text(errors="replace")
+    assert re.search(rf"sink\.write: {re.escape(tp.topic)}\[{tp.partition}\]: input \d+ did not arrive before input "
+                     rf"{offset + 1}; reading again", log), log_tail(stack, name)
+
+
+async def _first_message_with(bootstrap: str, start: dict[TopicPartition, int], text: bytes,
+                              timeout_s: float = 60.0) -> tuple[TopicPartition, int]:
+    """The partition and offset of the first message from `start` that holds `text`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(start))
+        for tp, offset in start.items():
+            consumer.seek(tp, offset)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                for record in records:
+                    if text in record.value:
+                        return tp, record.offset
+        raise AssertionError(f"no message with {text!r} after {start}")
+    finally:
+        await consumer.stop()
+
+
 # -- the admin operations underneath, on a bare broker ---------------------------------------
 
 async def test_offsets_for_a_time_are_the_first_records_stamped_at_or_after_it(broker: BrokerHandle, topic_prefix: str) -> None:

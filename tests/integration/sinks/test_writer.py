@@ -281,6 +281,28 @@ async def test_a_failing_batch_writes_nothing(writer: ResultWriter, clean_db: As
     assert await count_position_history(clean_db) == 0
 
 
+async def test_the_last_offset_of_each_partition_is_stored_with_the_batch(writer: ResultWriter) -> None:
+    await writer.write([tx("T1")], {("results", 0): 7, ("results", 2): 3})
+    await writer.write([], {("results", 2): 4})  # a batch of nothing to store (job outcomes only)
+    assert await writer.last_offsets() == {("results", 0): 7, ("results", 2): 4}
+    # set, not raised: after a replay from earlier (or a recreated broker) it follows what is written now
+    await writer.write([tx("T1")], {("results", 0): 1})
+    assert await writer.last_offsets() == {("results", 0): 1, ("results", 2): 4}
+
+
+async def test_a_batch_that_fails_stores_no_offset_and_one_written_without_refused_rows_does(
+    writer: ResultWriter, clean_db: AsyncEngine
+) -> None:
+    refused = [tx("T1"), Barrier(token="t\x00", stage="s", partition=0)]
+    with pytest.raises(DBAPIError):
+        await writer.write(refused, {("results", 1): 5})
+    assert await writer.last_offsets() == {}
+    [refusal] = await writer.write_refusing(refused, {("results", 1): 5})
+    assert refusal.index == 1
+    assert await writer.last_offsets() == {("results", 1): 5}
+    assert [t.transaction_id for t in await fetch_transactions(clean_db)] == ["T1"]
+
+
 async def test_barriers_are_recorded_once(writer: ResultWriter, clean_db: AsyncEngine) -> None:
     await writer.write([Barrier(token="tok", stage="positions.apply", partition=p) for p in (0, 1, 1)])
     await writer.write([Barrier(token="tok", stage="positions.reference", partition=0)])
