@@ -48,6 +48,7 @@ class Rebuilt:
     emitted: tuple[tuple[int, HistoryEntry], ...]  # (seq, entry) for entries dated >= from_date
     first_date: date | None
     last_date: date | None
+    count: int  # entries in the key's whole history (the sum of `weeks`' counts)
 
 
 def _insert_sorted(entries: list[Transaction], txn: Transaction) -> None:
@@ -121,7 +122,7 @@ def rebuild(
 
     new_weeks = tuple((m, c) for m, c in sorted(index.items()) if c > 0)
     first_date, last_date = _ends(new_weeks, new_buckets, load)
-    return Rebuilt(tuple(new_buckets), new_weeks, holding, tuple(emitted), first_date, last_date)
+    return Rebuilt(tuple(new_buckets), new_weeks, holding, tuple(emitted), first_date, last_date, entry_count(new_weeks))
 
 
 def _append(weeks, current: Holding, load: BucketLoader, emit_from: date, ctx: CostContext, fx: FxLookup,
@@ -153,7 +154,7 @@ def _append(weeks, current: Holding, load: BucketLoader, emit_from: date, ctx: C
         first_date = first.entries[0].txn.date if first and first.entries else txn.date
     else:
         first_date = txn.date
-    return Rebuilt((new_bucket,), new_weeks, holding, emitted, first_date, txn.date)
+    return Rebuilt((new_bucket,), new_weeks, holding, emitted, first_date, txn.date, seq + 1)
 
 
 def entry_count(weeks: tuple[tuple[str, int], ...]) -> int:

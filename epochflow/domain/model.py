@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 
 from epochflow.domain.keys import position_key
 
@@ -219,9 +220,11 @@ class PositionState:
         return max(dates) if dates else None
 
 
+@lru_cache(maxsize=8192)
 def week_of(day: date) -> str:
     """The history bucket a day belongs to: its ISO week, named by its Monday (sortable).
-    A week keeps the bucket an append rewrites small, whatever the history's length."""
+    A week keeps the bucket an append rewrites small, whatever the history's length.
+    (Cached: every step asks for the weeks of a few days, always the same few.)"""
     return (day - timedelta(days=day.weekday())).isoformat()
 
 

@@ -13,7 +13,7 @@ from datetime import date, timedelta
 
 from epochflow.domain.cost import FxLookup
 from epochflow.domain.fencing import advance_fenced, reset_fenced
-from epochflow.domain.history import BucketLoader, Rebuilt, entries_from, entry_count, find_entry, rebuild
+from epochflow.domain.history import BucketLoader, Rebuilt, entries_from, find_entry, rebuild
 from epochflow.domain.model import (
     Bucket,
     CostContext,
@@ -118,7 +118,7 @@ def apply_transaction(
     # a new epoch needs every entry from the affected day sent under it: no append then
     rebuilt = _rebuild(new_state, load, start_week, affected, reference, insert=txn,
                        remove_id=txn.transaction_id if ref else None, remove_week=remove_week, may_append=not opened)
-    new_state = replace(_after_rebuild(new_state, rebuilt, reference, txn.trade_currency, start_week), changed_from=affected)
+    new_state = _after_rebuild(new_state, rebuilt, reference, txn.trade_currency, start_week, affected)
     outputs: list[Output] = []
     if opened:
         outputs.append(EpochOpened(state.epoch, new_state.epoch, affected))
@@ -195,7 +195,9 @@ def _rebuild(state: PositionState, load: BucketLoader, start_week: str, emit_fro
     return rebuild(state.weeks, state.holding, load, start_week, emit_from, ctx, fx, **edit)
 
 
-def _after_rebuild(state: PositionState, rebuilt: Rebuilt, reference: Reference, currency: str | None, start_week: str) -> PositionState:
+def _after_rebuild(state: PositionState, rebuilt: Rebuilt, reference: Reference, currency: str | None, start_week: str,
+                   changed_from: date) -> PositionState:
+    """The key's state after a rebuild whose first changed day is `changed_from`."""
     waiting, missing_from = _waiting_for(rebuilt, state, reference, start_week)
     currencies = set(state.fx_currencies)
     if currency and (reference.ctx is None or currency != reference.ctx.base_currency):
@@ -204,13 +206,14 @@ def _after_rebuild(state: PositionState, rebuilt: Rebuilt, reference: Reference,
         state,
         holding=rebuilt.holding,
         weeks=rebuilt.weeks,
-        txn_count=entry_count(rebuilt.weeks),
+        txn_count=rebuilt.count,
         first_open_date=rebuilt.first_date,
         last_transaction_date=rebuilt.last_date,
         waiting_for=waiting,
         fx_missing_from=missing_from,
         fx_currencies=tuple(sorted(currencies)),
         version=state.version + 1,
+        changed_from=changed_from,
     )
 
 
@@ -256,7 +259,7 @@ def apply_reference_change(state: PositionState, since: date, load: BucketLoader
     new_state = _revalue_day_if_completed(state, since) if state.effective_completed_date and since <= state.effective_completed_date else state
     start_week = week_of(since)
     rebuilt = _rebuild(new_state, load, start_week, since, reference)
-    new_state = replace(_after_rebuild(new_state, rebuilt, reference, None, start_week), changed_from=since)
+    new_state = _after_rebuild(new_state, rebuilt, reference, None, start_week, since)
     return Step(new_state, rebuilt.buckets, (), (HistoryWritten(new_state.epoch, rebuilt.emitted), StateChanged(new_state)))
 
 
