@@ -10,6 +10,10 @@ steps over a single missing offset). A step takes its inputs only up to such a h
 offset: the inputs after it come again, in order, and are taken then. While the hole
 stays, the consumer is sent back again every `wait_s`.
 
+A hole with no input after it yet (the consumer stands past inputs no step applied, and
+nothing newer comes) is found by the worker's watchdog instead (`passed_over`): a partition
+whose read offset stands still is compared with the last input applied.
+
 Inputs are never skipped while the broker still has them. Only a hole that starts before
 the first offset the broker keeps (retention removed the inputs while the role was
 stopped) is gone for good: the worker says so, counts it
@@ -40,6 +44,16 @@ class Hole:
 
     def describe(self) -> str:
         return f"{self.topic}[{self.partition}]: input {self.offset} did not arrive before input {self.seen}"
+
+
+def passed_over(topic: str, partition: int, applied: int, position: int | None) -> Hole | None:
+    """The hole of a partition whose consumer stands at `position` (the next offset it
+    reads) while the last input applied is `applied`: the inputs in between were handed
+    over to no step. None when they were all applied, or when nothing is known (no input
+    applied yet: -1)."""
+    if applied < 0 or position is None or position <= applied + 1:
+        return None
+    return Hole(topic, partition, applied + 1, position)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -29,7 +29,7 @@ from epochflow.agents.step_io import FaustStepIO
 from epochflow.app import app
 from epochflow.streams import topics
 from epochflow.tables import journal
-from epochflow.tables.declare import journal_table
+from epochflow.tables.declare import declared_journal, journal_table
 
 log = logging.getLogger("epochflow.agents")
 
@@ -46,6 +46,11 @@ HOLES = Holes()
 # when a step last took its messages
 STEP: dict = {}
 STEPPED: dict[str, float] = {}
+# input topics whose inputs are samples (a clock's ticks): no hole in them is one
+SAMPLED_TOPICS: set[str] = set()
+# where a role without a journal records the last input it applied of each (topic,
+# partition): the sink, in PostgreSQL (epochflow.agents.sink)
+WRITTEN_SOURCE: list[Callable[[], Awaitable[dict[tuple[str, int], int]]]] = []
 
 
 @dataclass
@@ -94,6 +99,20 @@ class BatchRunner(Generic[H]):
         metrics.COMMIT_SECONDS.labels(stage).observe(time.perf_counter() - computed)
         await seek_back(stage, HOLES.take_due())
         metrics.BUDGET.observe(stage)
+
+
+async def applied_offsets(tps: list[TP]) -> dict[TP, int]:
+    """The offset of the last input of each of `tps` that this worker's role applied (its
+    redo journal's record, or the sink's in PostgreSQL); -1 when none is recorded."""
+    table = declared_journal()
+    if table is not None:
+        # no event here: Faust finds the key in whichever partition's store has it (each
+        # partition's record has its own key)
+        return {tp: journal.applied_offset(table.get, tp.topic, tp.partition) for tp in tps}
+    if WRITTEN_SOURCE:
+        written = await WRITTEN_SOURCE[0]()
+        return {tp: written.get((tp.topic, tp.partition), -1) for tp in tps}
+    return {}
 
 
 async def seek_back(stage: str, due: dict[tuple[str, int], int]) -> None:

@@ -26,7 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from epochflow import metrics
 from epochflow.agents.batching import by_partition, dead_letter_record, taken_up_to_a_hole
-from epochflow.agents.runner import HOLES, seek_back
+from epochflow.agents.runner import HOLES, WRITTEN_SOURCE, seek_back
 from epochflow.app import app, settings
 from epochflow.schemas.events import describe
 from epochflow.schemas.results import ResultRow
@@ -153,6 +153,19 @@ async def write_results(stream):
             await seek_back(STAGE, HOLES.take_due())
     finally:
         await writer.close()
+
+
+async def written_offsets() -> Offsets:
+    """The last results message written of each partition (for the watchdog's look at
+    partitions that stand still, epochflow.streams.watchdog)."""
+    writer = ResultWriter(settings.database_url, pool_size=1)
+    try:
+        return await writer.last_offsets()
+    finally:
+        await writer.close()
+
+
+WRITTEN_SOURCE.append(written_offsets)
 
 
 @app.timer(interval=PRUNE_EVERY_S, on_leader=False)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import time
 
-from epochflow.agents.runner import BatchRunner, Handle
+from epochflow.agents.runner import SAMPLED_TOPICS, BatchRunner, Handle
 from epochflow.app import app, settings
 from epochflow.schemas.jobs import Tick
 
 
 def tick_agent(topic, stage: str, run: BatchRunner, handle: Handle):
     """Declare the agent `stage` over `topic` and the timer that feeds it."""
+    SAMPLED_TOPICS.add(topic.get_topic_name())
 
     @app.agent(topic, name=stage)
     async def on_ticks(stream):

@@ -9,6 +9,10 @@
   broker goes further: the client has stopped fetching it. Sought to its committed offset
   (the client fetches it again), logged and counted (`epochflow_stalls_total`, kind
   position).
+- An input partition whose read offset has not moved for STALL_S while its consumer stands
+  past inputs no step applied (the role's record of the last input applied says so): a
+  hole with nothing after it, which no step would meet. Sent back to the hole's first input
+  (epochflow.agents.holes), logged and counted (`epochflow_input_holes_total`).
 - A step that runs for longer than STALL_S, or a message taken from the broker and not
   processed after STALL_S while no step took messages of its topic for as long: logged
   once with the chain of awaits of every task, and counted (kinds step, input). A restart
@@ -23,6 +27,7 @@ import logging
 import time
 
 from epochflow.agents import runner
+from epochflow.agents.holes import passed_over
 from epochflow.app import app
 from epochflow.metrics import PARTITIONS_RESUMED, STALLS
 
@@ -165,14 +170,16 @@ async def _check_positions(now: float) -> None:
             _still[tp] = (read, now)  # looked at: the next look is STALL_S later
     if not still:
         return
+    sought = await _seek_to_passed_over(still)
+    still = [tp for tp in still if tp not in sought]
+    if not still:
+        return
     ends = await fetch_highwaters(settings.kafka_bootstrap, [TopicPartition(tp.topic, tp.partition) for tp in still],
                                   timeout_s=10.0, **client_options(settings))
     for tp in still:
-        # from its committed offset: after a seek, the read offset is the next one to read,
-        # not the last one read, so read + 1 could skip one; anything read since that
-        # offset and applied is recognised by the journal (epochflow.tables.journal)
-        read, committed = consumer._read_offset.get(tp), consumer._committed_offset.get(tp)
-        position = committed if committed is not None else None if read is None else read + 1
+        # from its committed offset (`_position`): anything read since that offset and
+        # applied is recognised by the journal (epochflow.tables.journal)
+        position = _position(tp)
         end = ends.get(TopicPartition(tp.topic, tp.partition))
         if position is None or end is None or end <= position:
             continue  # idle: nothing newer on the broker
@@ -180,6 +187,39 @@ async def _check_positions(now: float) -> None:
         log.warning("input %s[%d] stood at %d for %.0fs while its log ends at %d, fetching it again from there: %s",
                     tp.topic, tp.partition, position, STALL_S, end, _partition_state(tp))
         await consumer.seek(tp, position)
+
+
+def _position(tp) -> int | None:
+    """The next offset the consumer reads of an input partition: its committed offset
+    (after a seek, the read offset is the next one to read, not the last one read)."""
+    consumer = app.consumer
+    read, committed = consumer._read_offset.get(tp), consumer._committed_offset.get(tp)
+    return committed if committed is not None else None if read is None else read + 1
+
+
+async def _seek_to_passed_over(still: list) -> set:
+    """Of the input partitions standing still, those whose consumer stands past inputs no
+    step applied (a hole with nothing after it, so no step meets it: see
+    epochflow.agents.holes) are sent back to the first of them. Returns those."""
+    quiet = app.tables.recovery.completed.is_set() and not app.rebalancing
+    candidates = [tp for tp in still if tp.topic not in runner.SAMPLED_TOPICS]
+    if not quiet or not candidates:
+        return set()
+    applied = await runner.applied_offsets(candidates)
+    sought: set = set()
+    for tp in candidates:
+        position = _position(tp)
+        hole = passed_over(tp.topic, tp.partition, applied.get(tp, -1), position)
+        if hole is None:
+            continue
+        stage = next((agent.name for agent in app.agents.values()
+                      if tp.topic in getattr(agent.channel, "topics", ())), tp.topic)
+        log.warning("input %s[%d] stands at %d for %.0fs, but the last input applied is %d: inputs from %d were "
+                    "handed to no step", tp.topic, tp.partition, position, STALL_S, hole.offset - 1, hole.offset)
+        runner.HOLES.resume_at(stage, hole)
+        await runner.seek_back(stage, runner.HOLES.take_due())
+        sought.add(tp)
+    return sought
 
 
 @app.timer(interval=INTERVAL_S)

@@ -26,6 +26,11 @@ def role_table(name: str):
 _JOURNAL: list[Any] = []
 
 
+def declared_journal():
+    """The role's redo journal if a batch runner declared it (the sink has none), else None."""
+    return _JOURNAL[0] if _JOURNAL else None
+
+
 def journal_table():
     """The role's redo journal (epochflow.tables.journal): one table per app, declared by
     the first batch runner."""

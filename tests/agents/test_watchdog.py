@@ -139,3 +139,46 @@ async def test_an_input_partition_left_behind_its_log_is_fetched_again_from_its_
     assert metrics.STALLS.labels("position")._value.get() == before + 1
     [record] = caplog.records
     assert f"input {TOPIC}[0] stood at 5" in record.getMessage() and "ends at 9" in record.getMessage()
+
+
+async def test_an_input_partition_standing_past_inputs_no_step_applied_is_sent_back_to_them(
+        worker, caplog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hole with nothing after it: the consumer stands at 12 (committed), the role's
+    record says 9 was the last input applied, and nothing newer comes. Ticks are samples:
+    left alone."""
+    from epochflow.agents.holes import Holes
+
+    passed, done, ticks = TP(TOPIC, 0), TP(TOPIC, 1), TP("epochflow.scheduler-ticks", 0)
+    consumer = FakeConsumer({passed, done, ticks}, set(), [])
+    consumer._committed_offset.update({passed: 12, done: 12, ticks: 40})
+    worker(consumer)
+    watchdog.app.agents = {"positions.apply": SimpleNamespace(name="positions.apply",
+                                                              channel=SimpleNamespace(topics=(TOPIC,)))}
+    monkeypatch.setattr(runner, "SAMPLED_TOPICS", {ticks.topic})
+    monkeypatch.setattr(runner, "HOLES", Holes())
+    asked: list = []
+
+    async def applied_offsets(tps):
+        asked.extend(tps)
+        return {passed: 9, done: 11, ticks: 3}
+
+    sought: list = []
+
+    async def seek_back(stage, due):
+        sought.append((stage, due))
+
+    monkeypatch.setattr(runner, "applied_offsets", applied_offsets)
+    monkeypatch.setattr(runner, "seek_back", seek_back)
+    holes = metrics.INPUT_HOLES.labels("positions.apply")._value.get()
+    with caplog.at_level(logging.WARNING):
+        assert await watchdog._seek_to_passed_over([passed, done, ticks]) == {passed}
+    assert ticks not in asked
+    assert sought == [("positions.apply", {(TOPIC, 0): 10})]
+    assert metrics.INPUT_HOLES.labels("positions.apply")._value.get() == holes + 1
+    assert any(f"input {TOPIC}[0] stands at 12" in r.getMessage() and "inputs from 10 were handed to no step"
+               in r.getMessage() for r in caplog.records)
+
+    worker(consumer, rebalancing=True)  # not while partitions move
+    sought.clear()
+    assert await watchdog._seek_to_passed_over([passed]) == set()
+    assert sought == []

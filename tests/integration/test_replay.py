@@ -448,6 +448,37 @@ async def test_an_input_the_consumer_skipped_is_read_again_not_stepped_over(
         f"reading again from {skipped}" in log, log_tail(stack, name)
 
 
+async def test_inputs_the_consumer_skipped_with_nothing_after_them_are_read_again(
+        stack: EmbeddedStack, pipeline: Pipeline) -> None:
+    """As above, but the group's offset moved past the last inputs of the partition, and
+    nothing is published after them (no barrier either): no step meets the hole. The
+    worker's watchdog finds the partition standing past inputs its journal never applied,
+    and sends the consumer back to them."""
+    w = WINDOWS.take()
+    settings = stack.settings
+    await pipeline.publish([instrument("HT_S"), portfolio("HT_P", w - 5 * DAY),
+                            transaction("HT-1", "HT_P", "HT_S", "BUY", w, 5, "10")])
+    await pipeline.settle(SETTLE_S)
+    name = worker_of(stack, "positions")
+    tp = TopicPartition(topic_name(settings, "transactions"),
+                        partition_for(position_key("HT_P", "HT_S"), settings.partitions))
+    stop_worker(stack, name)
+    try:
+        skipped = (await fetch_highwaters(settings.kafka_bootstrap, [tp]))[tp]
+        await pipeline.publish([transaction("HT-2", "HT_P", "HT_S", "BUY", w + DAY, 7, "11"),
+                                transaction("HT-3", "HT_P", "HT_S", "BUY", w + 2 * DAY, 11, "12")])
+        await commit_group_offsets(settings.kafka_bootstrap, app_id(settings, "positions"), {tp: skipped + 2})
+    finally:
+        await start_worker(stack, name)
+    deadline = time.monotonic() + 150  # the watchdog looks at a partition standing still for 30 s
+    while (state := await position(pipeline.engine, "HT_P", "HT_S")) is None or state["quantity"] != Decimal(23):
+        assert time.monotonic() < deadline, (state, log_tail(stack, name))
+        await asyncio.sleep(1.0)
+    log = stack.supervisor.status(name).log_path.read_text(errors="replace")
+    assert f"input {tp.topic}[{tp.partition}] stands at {skipped + 2} for 30s, but the last input applied is " \
+        f"{skipped - 1}: inputs from {skipped} were handed to no step" in log, log_tail(stack, name)
+
+
 async def test_a_results_message_the_sink_s_consumer_skipped_is_written_not_stepped_over(
         stack: EmbeddedStack, pipeline: Pipeline) -> None:
     """The sink stopped, a trade's results sent meanwhile, and the sink group's offset moved

@@ -10,7 +10,7 @@ import pytest
 
 from epochflow import metrics
 from epochflow.agents.batching import continuing, partition_step
-from epochflow.agents.holes import Hole, Holes
+from epochflow.agents.holes import Hole, Holes, passed_over
 from epochflow.tables import journal
 from tests.fixtures.kills import Event, Message
 
@@ -42,6 +42,22 @@ def test_the_inputs_a_step_takes_continue_from_the_last_applied_offset(applied, 
     got, found = continuing(events(*arrived), applied)
     assert offsets(got) == taken
     assert found == (None if hole is None else Hole(TOPIC, 1, *hole))
+
+
+@pytest.mark.parametrize(
+    ("applied", "position", "hole"),
+    [
+        (9, 10, None),  # every input read was applied
+        (9, 9, None),  # sent back, not read again yet
+        (9, None, None),  # the consumer has no position yet
+        (-1, 10, None),  # nothing applied yet (a new role, or a replay that forgot the offsets)
+        (9, 12, (10, 12)),  # stands past 10 and 11, which no step applied
+        (0, 1, None),
+        (0, 2, (1, 2)),
+    ],
+)
+def test_a_partition_standing_past_inputs_no_step_applied_has_a_hole(applied, position, hole) -> None:
+    assert passed_over(TOPIC, 3, applied, position) == (None if hole is None else Hole(TOPIC, 3, *hole))
 
 
 class Clock:
