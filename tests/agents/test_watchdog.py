@@ -51,7 +51,13 @@ def worker(agent_app, monkeypatch: pytest.MonkeyPatch):
     fake_app = SimpleNamespace(
         tables=SimpleNamespace(recovery=recovery, _changelogs={"positions-position_state-changelog": None}),
         flow_control=SimpleNamespace(is_active=lambda: True),
+        agents={},
     )
+
+    async def nothing_applied(tps) -> dict:  # the role's record of the last inputs applied: none
+        return {}
+
+    monkeypatch.setattr(runner, "applied_offsets", nothing_applied)
     monkeypatch.setattr(watchdog, "app", fake_app)
     monkeypatch.setattr(watchdog, "_paused", Since())
     monkeypatch.setattr(watchdog, "_unprocessed", Since())
