@@ -12,7 +12,8 @@ stays, the consumer is sent back again every `wait_s`.
 
 A hole with no input after it yet (the consumer stands past inputs no step applied, and
 nothing newer comes) is found by the worker's watchdog instead (`passed_over`): a partition
-whose read offset stands still is compared with the last input applied.
+whose read offset stands still for its STALL_S is compared with the last input applied, and
+sent back the same way (looked at again only after another STALL_S).
 
 Inputs are never skipped while the broker still has them. Only a hole that starts before
 the first offset the broker keeps (retention removed the inputs while the role was
@@ -47,10 +48,11 @@ class Hole:
 
 
 def passed_over(topic: str, partition: int, applied: int, position: int | None) -> Hole | None:
-    """The hole of a partition whose consumer stands at `position` (the next offset it
-    reads) while the last input applied is `applied`: the inputs in between were handed
-    over to no step. None when they were all applied, or when nothing is known (no input
-    applied yet: -1)."""
+    """The hole of a partition whose consumer stands at `position` (its committed offset:
+    the next offset it reads) while the last input applied is `applied`: the inputs in
+    between were handed over to no step (the hole's `seen` is `position`, which no input
+    need have reached yet). None when they were all applied, or when nothing is known (no
+    committed offset, or no input applied yet: -1)."""
     if applied < 0 or position is None or position <= applied + 1:
         return None
     return Hole(topic, partition, applied + 1, position)

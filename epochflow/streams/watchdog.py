@@ -36,6 +36,7 @@ log = logging.getLogger("epochflow.watchdog")
 INTERVAL_S = 2.0
 PAUSED_S = 10.0  # a partition paused this long after recovery is resumed
 STALL_S = 30.0  # a step, or an unprocessed message, this old is reported
+APPLIED_WAIT_S = 10.0  # at most this long to read a role's last applied inputs
 
 
 class Since:
@@ -202,22 +203,30 @@ async def _seek_to_passed_over(still: list) -> set:
     step applied (a hole with nothing after it, so no step meets it: see
     epochflow.agents.holes) are sent back to the first of them. Returns those."""
     quiet = app.tables.recovery.completed.is_set() and not app.rebalancing
-    candidates = [tp for tp in still if tp.topic not in runner.SAMPLED_TOPICS]
-    if not quiet or not candidates:
+    # where each consumer stands, taken before the applied offsets are read: a committed
+    # offset only grows, so a step that ends meanwhile cannot make a hole appear
+    committed = {tp: app.consumer._committed_offset.get(tp) for tp in still if tp.topic not in runner.SAMPLED_TOPICS}
+    if not quiet or not committed:
         return set()
-    applied = await runner.applied_offsets(candidates)
+    try:
+        applied = await asyncio.wait_for(runner.applied_offsets(list(committed)), APPLIED_WAIT_S)
+    except Exception as error:  # the sink's database down or slow: the next look tries again
+        log.warning("watchdog: could not read the last inputs applied: %r", error)
+        return set()
     sought: set = set()
-    for tp in candidates:
-        position = _position(tp)
+    for tp, position in committed.items():
         hole = passed_over(tp.topic, tp.partition, applied.get(tp, -1), position)
         if hole is None:
             continue
         stage = next((agent.name for agent in app.agents.values()
                       if tp.topic in getattr(agent.channel, "topics", ())), tp.topic)
+        runner.HOLES.resume_at(stage, hole)
+        due = runner.HOLES.take_due()
+        if (tp.topic, tp.partition) not in due:  # sent back lately, or its inputs are gone from the broker
+            continue
         log.warning("input %s[%d] stands at %d for %.0fs, but the last input applied is %d: inputs from %d were "
                     "handed to no step", tp.topic, tp.partition, position, STALL_S, hole.offset - 1, hole.offset)
-        runner.HOLES.resume_at(stage, hole)
-        await runner.seek_back(stage, runner.HOLES.take_due())
+        await runner.seek_back(stage, due)
         sought.add(tp)
     return sought
 

@@ -502,15 +502,64 @@ async def test_a_results_message_the_sink_s_consumer_skipped_is_written_not_step
     finally:
         await start_worker(stack, name)
     await pipeline.settle(SETTLE_S)
-    async with pipeline.engine.connect() as conn:
-        booked = (await conn.execute(select(transactions.c.quantity).where(
-            transactions.c.transaction_id == "HS-2"))).scalar()
-    assert booked == Decimal(7), log_tail(stack, name)
+    assert await _quantity_of(pipeline, "HS-2") == Decimal(7), log_tail(stack, name)
     state = await position(pipeline.engine, "HS_P", "HS_S")
     assert state is not None and state["quantity"] == Decimal(12), (state, log_tail(stack, name))
     log = stack.supervisor.status(name).log_path.read_text(errors="replace")
     assert re.search(rf"sink\.write: {re.escape(tp.topic)}\[{tp.partition}\]: input \d+ did not arrive before input "
                      rf"{offset + 1}; reading again", log), log_tail(stack, name)
+
+
+async def test_results_messages_the_sink_s_consumer_skipped_with_nothing_after_them_are_written(
+        stack: EmbeddedStack, pipeline: Pipeline) -> None:
+    """The sink's group offset moved past the last messages of a results partition: no
+    batch meets the hole. The sink's watchdog compares the partition, standing still, with
+    `sink_offsets` and sends the consumer back."""
+    w = WINDOWS.take()
+    settings = stack.settings
+    await pipeline.publish([instrument("HU_S"), portfolio("HU_P", w - 5 * DAY),
+                            transaction("HU-1", "HU_P", "HU_S", "BUY", w, 5, "10")])
+    await pipeline.settle(SETTLE_S)
+    name = worker_of(stack, "sink")
+    tps = [TopicPartition(topic_name(settings, "results"), p) for p in range(settings.partitions)]
+    stop_worker(stack, name)
+    try:
+        before = await fetch_highwaters(settings.kafka_bootstrap, tps)
+        await pipeline.publish([transaction("HU-2", "HU_P", "HU_S", "BUY", w + DAY, 7, "11")])
+        tp, _ = await _first_message_with(settings.kafka_bootstrap, before, b'"HU-2"')
+        end = await _settled_end(settings.kafka_bootstrap, tp)  # what the other roles send after it, too
+        await commit_group_offsets(settings.kafka_bootstrap, app_id(settings, "sink"), {tp: end})
+    finally:
+        await start_worker(stack, name)
+    deadline = time.monotonic() + 150  # the watchdog looks at a partition standing still for 30 s
+    while await _quantity_of(pipeline, "HU-2") != Decimal(7):
+        assert time.monotonic() < deadline, log_tail(stack, name)
+        await asyncio.sleep(1.0)
+    log = stack.supervisor.status(name).log_path.read_text(errors="replace")
+    watched = f"input {tp.topic}[{tp.partition}] stands at {end} for 30s"
+    if (await fetch_highwaters(settings.kafka_bootstrap, [tp]))[tp] == end:  # nothing came after: only the watchdog
+        assert watched in log, log_tail(stack, name)
+    else:  # a later message showed the hole to a batch first
+        assert watched in log or f"sink.write: {tp.topic}[{tp.partition}]: input" in log, log_tail(stack, name)
+
+
+async def _quantity_of(pipeline: Pipeline, transaction_id: str) -> Decimal | None:
+    async with pipeline.engine.connect() as conn:
+        return (await conn.execute(select(transactions.c.quantity).where(
+            transactions.c.transaction_id == transaction_id))).scalar()
+
+
+async def _settled_end(bootstrap: str, tp: TopicPartition, quiet_s: float = 5.0, timeout_s: float = 60.0) -> int:
+    """The end of `tp`'s log once it has not grown for `quiet_s`."""
+    deadline = time.monotonic() + timeout_s
+    end, since = (await fetch_highwaters(bootstrap, [tp]))[tp], time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, f"{tp} kept growing"
+        await asyncio.sleep(0.5)
+        now = (await fetch_highwaters(bootstrap, [tp]))[tp]
+        if now != end:
+            end, since = now, time.monotonic()
+    return end
 
 
 async def _first_message_with(bootstrap: str, start: dict[TopicPartition, int], text: bytes,

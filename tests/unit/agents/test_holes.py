@@ -48,7 +48,7 @@ def test_the_inputs_a_step_takes_continue_from_the_last_applied_offset(applied, 
     ("applied", "position", "hole"),
     [
         (9, 10, None),  # every input read was applied
-        (9, 9, None),  # sent back, not read again yet
+        (9, 8, None),  # sent back before inputs it applied (read again, they are repeats)
         (9, None, None),  # the consumer has no position yet
         (-1, 10, None),  # nothing applied yet (a new role, or a replay that forgot the offsets)
         (9, 12, (10, 12)),  # stands past 10 and 11, which no step applied
