@@ -417,29 +417,47 @@ async def test_a_barrier_held_up_by_a_stopped_role_is_named_with_the_lag_in_its_
     await pipeline.quiesce(SETTLE_S)
 
 
+async def _bought(pipeline: Pipeline, tag: str) -> date:
+    """Portfolio `{tag}_P` bought 5 of `{tag}_S` (trade `{tag}-1`) and it is settled;
+    returns the trade's day."""
+    w = WINDOWS.take()
+    await pipeline.publish([instrument(f"{tag}_S"), portfolio(f"{tag}_P", w - 5 * DAY),
+                            transaction(f"{tag}-1", f"{tag}_P", f"{tag}_S", "BUY", w, 5, "10")])
+    await pipeline.settle(SETTLE_S)
+    return w
+
+
+async def _positions_restarted_past(stack: EmbeddedStack, pipeline: Pipeline, tag: str,
+                                    past: int) -> tuple[str, TopicPartition, int]:
+    """`_bought`; then, while the positions worker is
+    stopped, two more trades (7 then 11) and the group's offset moved `past` inputs beyond
+    where the worker stopped. Returns the worker, the partition and the first offset
+    skipped, the worker started again."""
+    w = await _bought(pipeline, tag)
+    settings = stack.settings
+    portfolio_id, security_id = f"{tag}_P", f"{tag}_S"
+    name = worker_of(stack, "positions")
+    tp = TopicPartition(topic_name(settings, "transactions"),
+                        partition_for(position_key(portfolio_id, security_id), settings.partitions))
+    stop_worker(stack, name)
+    try:
+        skipped = (await fetch_highwaters(settings.kafka_bootstrap, [tp]))[tp]
+        await pipeline.publish([transaction(f"{tag}-2", portfolio_id, security_id, "BUY", w + DAY, 7, "11"),
+                                transaction(f"{tag}-3", portfolio_id, security_id, "BUY", w + 2 * DAY, 11, "12")])
+        assert (await fetch_highwaters(settings.kafka_bootstrap, [tp]))[tp] == skipped + 2
+        await commit_group_offsets(settings.kafka_bootstrap, app_id(settings, "positions"), {tp: skipped + past})
+    finally:
+        await start_worker(stack, name)
+    return name, tp, skipped
+
+
 async def test_an_input_the_consumer_skipped_is_read_again_not_stepped_over(
         stack: EmbeddedStack, pipeline: Pipeline) -> None:
     """The positions worker stopped, and its group's offset on a transactions partition moved
     one input past where it stopped: what a consumer that dropped a fetched record and
     committed past it leaves. Restarted, the worker finds the hole (its journal records
     the last input it applied), reads the skipped trade again and applies every trade."""
-    w = WINDOWS.take()
-    settings = stack.settings
-    await pipeline.publish([instrument("HL_S"), portfolio("HL_P", w - 5 * DAY),
-                            transaction("HL-1", "HL_P", "HL_S", "BUY", w, 5, "10")])
-    await pipeline.settle(SETTLE_S)
-    name = worker_of(stack, "positions")
-    tp = TopicPartition(topic_name(settings, "transactions"),
-                        partition_for(position_key("HL_P", "HL_S"), settings.partitions))
-    stop_worker(stack, name)
-    try:
-        skipped = (await fetch_highwaters(settings.kafka_bootstrap, [tp]))[tp]
-        await pipeline.publish([transaction("HL-2", "HL_P", "HL_S", "BUY", w + DAY, 7, "11"),
-                                transaction("HL-3", "HL_P", "HL_S", "BUY", w + 2 * DAY, 11, "12")])
-        assert (await fetch_highwaters(settings.kafka_bootstrap, [tp]))[tp] == skipped + 2
-        await commit_group_offsets(settings.kafka_bootstrap, app_id(settings, "positions"), {tp: skipped + 1})
-    finally:
-        await start_worker(stack, name)
+    name, tp, skipped = await _positions_restarted_past(stack, pipeline, "HL", 1)
     await pipeline.settle(SETTLE_S)
     state = await position(pipeline.engine, "HL_P", "HL_S")
     assert state is not None and state["quantity"] == Decimal(23), (state, log_tail(stack, name))
@@ -454,22 +472,7 @@ async def test_inputs_the_consumer_skipped_with_nothing_after_them_are_read_agai
     nothing is published after them (no barrier either): no step meets the hole. The
     worker's watchdog finds the partition standing past inputs its journal never applied,
     and sends the consumer back to them."""
-    w = WINDOWS.take()
-    settings = stack.settings
-    await pipeline.publish([instrument("HT_S"), portfolio("HT_P", w - 5 * DAY),
-                            transaction("HT-1", "HT_P", "HT_S", "BUY", w, 5, "10")])
-    await pipeline.settle(SETTLE_S)
-    name = worker_of(stack, "positions")
-    tp = TopicPartition(topic_name(settings, "transactions"),
-                        partition_for(position_key("HT_P", "HT_S"), settings.partitions))
-    stop_worker(stack, name)
-    try:
-        skipped = (await fetch_highwaters(settings.kafka_bootstrap, [tp]))[tp]
-        await pipeline.publish([transaction("HT-2", "HT_P", "HT_S", "BUY", w + DAY, 7, "11"),
-                                transaction("HT-3", "HT_P", "HT_S", "BUY", w + 2 * DAY, 11, "12")])
-        await commit_group_offsets(settings.kafka_bootstrap, app_id(settings, "positions"), {tp: skipped + 2})
-    finally:
-        await start_worker(stack, name)
+    name, tp, skipped = await _positions_restarted_past(stack, pipeline, "HT", 2)
     deadline = time.monotonic() + 150  # the watchdog looks at a partition standing still for 30 s
     while (state := await position(pipeline.engine, "HT_P", "HT_S")) is None or state["quantity"] != Decimal(23):
         assert time.monotonic() < deadline, (state, log_tail(stack, name))
@@ -485,11 +488,8 @@ async def test_a_results_message_the_sink_s_consumer_skipped_is_written_not_step
     just past them: what a consumer that dropped fetched records and committed past them
     leaves. Restarted, the sink finds the hole (`sink_offsets` holds the last message it
     wrote of each partition), reads the skipped messages again and writes their rows."""
-    w = WINDOWS.take()
+    w = await _bought(pipeline, "HS")
     settings = stack.settings
-    await pipeline.publish([instrument("HS_S"), portfolio("HS_P", w - 5 * DAY),
-                            transaction("HS-1", "HS_P", "HS_S", "BUY", w, 5, "10")])
-    await pipeline.settle(SETTLE_S)
     name = worker_of(stack, "sink")
     results_topic = topic_name(settings, "results")
     tps = [TopicPartition(results_topic, p) for p in range(settings.partitions)]
@@ -515,11 +515,8 @@ async def test_results_messages_the_sink_s_consumer_skipped_with_nothing_after_t
     """The sink's group offset moved past the last messages of a results partition: no
     batch meets the hole. The sink's watchdog compares the partition, standing still, with
     `sink_offsets` and sends the consumer back."""
-    w = WINDOWS.take()
+    w = await _bought(pipeline, "HU")
     settings = stack.settings
-    await pipeline.publish([instrument("HU_S"), portfolio("HU_P", w - 5 * DAY),
-                            transaction("HU-1", "HU_P", "HU_S", "BUY", w, 5, "10")])
-    await pipeline.settle(SETTLE_S)
     name = worker_of(stack, "sink")
     tps = [TopicPartition(topic_name(settings, "results"), p) for p in range(settings.partitions)]
     stop_worker(stack, name)
