@@ -77,17 +77,24 @@ async def _write(writer: ResultWriter, rows: list, sources: Sequence[Any], offse
     return {refusal.index for refusal in refusals}
 
 
-async def _taken(writer: ResultWriter, events: list) -> tuple[list, Offsets]:
+async def _taken(writer: ResultWriter, events: list, written: Offsets) -> tuple[list, Offsets]:
     """The batch's events to write now, and the last offset of each partition among them.
     A partition's events are taken from its first on when that first continues what the
     sink wrote or comes before it (a repeat, a replay from earlier, a recreated broker:
     written again, which changes nothing); when they start past the next message the sink
     has to write, or skip one, the consumer never handed that message over: the events
-    after it wait, and the consumer is sent back to it (epochflow.agents.holes)."""
-    written = await _retrying(writer.last_offsets)
+    after it wait, and the consumer is sent back to it (epochflow.agents.holes).
+
+    `written` is what this agent knows of `sink_offsets`; the table is read again only
+    when a batch does not continue from it (a partition new to the agent, another sink
+    worker's writes, or a hole), not for every batch."""
+    groups = by_partition(events)
+    firsts = {(m.topic, m.partition): m.offset for m in (evs[0].message for evs in groups.values())}
+    if any(where not in written or first > written[where] + 1 for where, first in firsts.items()):
+        written.update(await _retrying(writer.last_offsets))
     taken: set[int] = set()
     offsets: Offsets = {}
-    for partition_events in by_partition(events).values():
+    for partition_events in groups.values():
         first = partition_events[0].message
         last = written.get((first.topic, first.partition))
         applied = first.offset - 1 if last is None else min(last, first.offset - 1)
@@ -124,10 +131,11 @@ def _dead_letter_row(refusal: Refusal, event: Any) -> None:
 @app.agent(topics.results, name=STAGE)
 async def write_results(stream):
     writer = ResultWriter(settings.database_url)
+    written: Offsets = {}  # the last offset written of each partition, as far as this agent knows
     try:
         async for batch in stream.take_events(SINK_BATCH, settings.sink_within_s):
             started = time.perf_counter()
-            events, offsets = await _taken(writer, batch)
+            events, offsets = await _taken(writer, batch, written)
             rows: list = []
             sources: list = []  # the event of each row
             for event in events:
@@ -143,6 +151,7 @@ async def write_results(stream):
             decoded_at = time.perf_counter()
             if offsets:
                 refused = await _write(writer, rows, sources, offsets)
+                written.update(offsets)
                 for index, row in enumerate(rows):
                     if index not in refused:
                         metrics.ROWS_WRITTEN.labels(row.kind).inc()

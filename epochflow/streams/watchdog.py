@@ -222,12 +222,11 @@ async def _seek_to_passed_over(still: list) -> set:
                       if tp.topic in getattr(agent.channel, "topics", ())), tp.topic)
         runner.HOLES.resume_at(stage, hole)
         due = runner.HOLES.take_due()
-        if (tp.topic, tp.partition) not in due:  # sent back lately, or its inputs are gone from the broker
-            continue
-        log.warning("input %s[%d] stands at %d for %.0fs, but the last input applied is %d: inputs from %d were "
-                    "handed to no step", tp.topic, tp.partition, position, STALL_S, hole.offset - 1, hole.offset)
-        await runner.seek_back(stage, due)
-        sought.add(tp)
+        if (tp.topic, tp.partition) in due:  # else sent back lately, or its inputs are gone from the broker
+            log.warning("input %s[%d] stands at %d for %.0fs, but the last input applied is %d: inputs from %d were "
+                        "handed to no step", tp.topic, tp.partition, position, STALL_S, hole.offset - 1, hole.offset)
+            sought.add(tp)
+        await runner.seek_back(stage, due)  # with any other hole's seek that fell due
     return sought
 
 

@@ -38,6 +38,7 @@ class FakeWriter:
         self.batches: list[list] = []
         self.closed = False
         self.calls: list[str] = []
+        self.reads = 0  # of the stored offsets
         FakeWriter.instances.append(self)
 
     async def write(self, rows, offsets) -> None:
@@ -58,6 +59,7 @@ class FakeWriter:
         return refused
 
     async def last_offsets(self) -> dict[tuple[str, int], int]:
+        self.reads += 1
         return dict(FakeWriter.offsets)
 
     async def close(self) -> None:
@@ -190,9 +192,14 @@ async def test_each_batch_is_written_with_the_last_offset_of_each_partition(sink
         await _put(agent, b"not json", partition=2, offset=1)  # dead-lettered: still written past
         await _put(agent, encode_rows([outcome]), partition=1, offset=1, key=b"valuation")
         await eventually(lambda: FakeWriter.offsets == {(topic, 1): 1, (topic, 2): 1})
+        reads = FakeWriter.instances[0].reads
+        await _put(agent, encode_rows([tx("T3")]), partition=1, offset=2)  # continues what was written
+        await eventually(lambda: FakeWriter.offsets[(topic, 1)] == 2)
 
-    assert FakeWriter.instances[0].rows == [tx("T1"), tx("T2"), outcome]
+    assert FakeWriter.instances[0].rows == [tx("T1"), tx("T2"), outcome, tx("T3")]
     assert sink.seeks == []
+    # the stored offsets are read for partitions the agent does not know yet, not for every batch
+    assert reads >= 1 and FakeWriter.instances[0].reads == reads
 
 
 async def test_a_message_the_consumer_never_handed_over_is_read_again_before_the_ones_after_it(
