@@ -75,6 +75,10 @@ def _build(role: Role) -> faust.App:
         stream_recovery_delay=0.1,
         stream_wait_empty=False,
         producer_linger_ms=2,
+        # a step sends up to megabytes at once (journal, table records, results): in
+        # batches of 512 KB, not faust's 16 KB, the broker stores and lists far fewer of
+        # them (a Kafka broker's default message.max.bytes is 1 MB)
+        producer_max_batch_size=1 << 19,
         web_enabled=True,
         web_port=settings.web_port,
         web_bind=settings.web_host,

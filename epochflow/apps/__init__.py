@@ -87,6 +87,8 @@ def run_worker(app: faust.App, name: str) -> None:
     """Run one worker of `app` in this process until it is stopped."""
     from faust.worker import Worker
 
+    from epochflow.runtime import tune_collector
+
     refuse_partition_mismatch(name)
     leave_for_predecessor(app)
 
@@ -99,4 +101,5 @@ def run_worker(app: faust.App, name: str) -> None:
         profiler.enable()
         atexit.register(lambda: profiler.dump_stats(os.path.join(profile_to, f"{name}-{os.getpid()}.prof")))
     level = os.environ.get("EPOCHFLOW_LOG_LEVEL", "WARNING").lower()
+    tune_collector()  # last, so everything made while starting is frozen
     Worker(app, loglevel=level, quiet=True).execute_from_commandline()

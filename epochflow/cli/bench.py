@@ -16,6 +16,9 @@ PROFILE_HELP = ("Also print where the timed run's time went: seconds per stage a
 def bench() -> None:
     """Benchmarks (apart from the tests); each prints ratios against a baseline run in
     the same invocation."""
+    from epochflow.runtime import tune_collector
+
+    tune_collector()  # the floor runs in this process: as the workers run
 
 
 @bench.command("ingest")
