@@ -9,7 +9,8 @@ neither: no row is to blame, so the sink keeps retrying until an operator fixes 
 
 Errors arrive as asyncpg's exceptions or wrapped by SQLAlchemy (`DBAPIError.orig`, whose
 `__cause__` is asyncpg's); both carry PostgreSQL's SQLSTATE, which decides. asyncpg's own
-encoding errors (a Decimal too large for `numeric`) come as its `DataError`, SQLSTATE 22000.
+encoding errors come as its `DataError`, SQLSTATE 22000. (Amounts reach PostgreSQL as
+text, `sinks.statements`, so one too large for `numeric` is PostgreSQL's 22003.)
 """
 
 from __future__ import annotations

@@ -232,6 +232,19 @@ async def test_decimals_round_trip_exactly(writer: ResultWriter, clean_db: Async
         assert str(stored) == value  # the scale survives too
 
 
+@pytest.mark.parametrize(("value", "stored_as"), [("1E+2", "100"), ("1E-7", "1E-7"), ("-0", "0"), ("2.50E+3", "2500")])
+async def test_decimals_with_an_exponent_are_stored_at_their_value(
+    writer: ResultWriter, clean_db: AsyncEngine, value: str, stored_as: str
+) -> None:
+    amount = Decimal(value)
+    await writer.write([tx("T1", net_cost=amount, realized_gain_loss=None), hist("T1", cost_basis=amount)])
+    stored_tx = await transaction(clean_db, "T1") or {}
+    stored_hist = await history_row(clean_db, "P1", "S1", 0, "T1") or {}
+    assert stored_tx["net_cost"] == stored_hist["cost_basis"] == amount
+    assert str(stored_tx["net_cost"]) == stored_as
+    assert stored_tx["realized_gain_loss"] is None
+
+
 async def test_a_large_batch_is_one_transaction_with_one_statement_per_kind(
     writer: ResultWriter, clean_db: AsyncEngine
 ) -> None:
