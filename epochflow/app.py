@@ -13,7 +13,6 @@ import faust
 
 from epochflow.config import load_settings
 from epochflow.streams.security import faust_options
-from epochflow.tables.sent_table import SentTable
 from epochflow.topology import Role
 
 settings = load_settings()
@@ -63,7 +62,6 @@ def _build(role: Role) -> faust.App:
         datadir=str(data_dir),
         autodiscover=False,
         processing_guarantee="at_least_once",
-        Table=SentTable,
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         table_standby_replicas=0,

@@ -1,24 +1,56 @@
 """The Faust side of the redo journal (epochflow.tables.journal): a worker's journal table,
 its other tables and its producer, seen as a `StepIO`.
 
-Faust picks a table's changelog partition (and local RocksDB partition store) from the
-current event, so every table access for partition N runs in the context of one of the
-batch's events of partition N.
+A write goes to the table's local store (RocksDB) at once, in the context of one of the
+batch's events of its partition (Faust picks a partition's store from the current event).
+Its changelog record, and every message, is kept in the step's log of its topic-partition,
+in the order the step made them. `dispatch` hands each log to the producer as one record
+batch (more when it is larger than a batch): a step sends a few batches, not a Faust
+message per record with its futures and tasks, which cost more than the work itself.
 
-"Delivered" means acknowledged by the broker: every changelog record a write sent (its
-table keeps the send, see epochflow.tables.sent_table) and every message, each awaited.
+"Delivered" means acknowledged by the broker: every batch handed over so far, by this step
+or (its journal deletes) the one before, each awaited. A producer flush alone is not
+enough: Faust's gives up on its buffer after 0.1 s without a send. Once a changelog batch
+is acknowledged, its table's store records the offset of its last record as persisted, as
+Faust does after each changelog send, so a restart recovers only what came after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
+
+from faust.types import TP
 
 from epochflow.agents.batching import event_context
 from epochflow.metrics import BUDGET
 from epochflow.tables.journal import Output, Write
+
+Log = tuple[str, int]  # a topic-partition by topic name
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A record batch handed to the producer: its acknowledgement, where it went, how many
+    records it holds, and the store whose changelog it is (None: messages)."""
+
+    acknowledged: Any  # awaitable: the broker's RecordMetadata (the batch's first offset)
+    log: Log
+    count: int
+    store: Any | None
+
+
+# Batches handed to the producer whose acknowledgement no step has awaited yet: a step's
+# last journal deletes go out at its end and are awaited by the next step's first delivery.
+IN_FLIGHT: list[Sent] = []
+
+
+def batch_client(producer: Any) -> Any:
+    """The aiokafka producer under Faust's: its batch API (`create_batch`, `send_batch`)."""
+    return producer._ensure_producer()
 
 
 class FaustStepIO:
@@ -29,20 +61,23 @@ class FaustStepIO:
         self.events = events  # partition -> one of the batch's events on it
         self.topic_for = topic_for
         self.producer = producer
-        self.futures: list[Any] = []
+        self.logs: dict[Log, list[tuple[bytes | None, bytes | None]]] = {}
+        self.stores: dict[Log, Any] = {}  # a changelog's log -> its table's store
 
     def _set(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         started = perf_counter()
+        store = table.data
         with event_context(self.events[partition]):
-            sent = None
             if value is not None:
-                table[key] = value
-                sent = table.last_sent
-            elif key in table:
-                del table[key]
-                sent = table.last_sent
-        if sent is not None:
-            self.futures.append(sent)
+                store[key] = value
+            elif key in store:
+                del store[key]
+            else:  # nothing to delete: nothing to send
+                BUDGET.add("table_write", perf_counter() - started)
+                return
+        log = (table.changelog_topic.get_topic_name(), partition)
+        self.logs.setdefault(log, []).append((key, value))
+        self.stores[log] = store
         BUDGET.add("table_write", perf_counter() - started)
         BUDGET.changelog_bytes += len(key) + (len(value) if value is not None else 0)
 
@@ -57,21 +92,39 @@ class FaustStepIO:
         self._set(self.tables[write.table], partition, write.key, write.value)
 
     def send(self, output: Output) -> None:
+        log = (self.topic_for(output.topic).get_topic_name(), output.partition)
+        self.logs.setdefault(log, []).append((output.key, output.value))
+
+    async def dispatch(self) -> None:
+        """Hand every log kept so far to the producer, without waiting for the broker."""
         started = perf_counter()
-        topic = self.topic_for(output.topic)
-        self.futures.append(topic.send_soon(key=output.key, value=output.value, partition=output.partition))
+        logs, self.logs = self.logs, {}
+        client = batch_client(self.producer) if logs else None
+        for log, records in logs.items():
+            store = self.stores.get(log)
+            batch, count = client.create_batch(), 0
+            for key, value in records:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, go on in a new one
+                    IN_FLIGHT.append(Sent(await client.send_batch(batch, log[0], partition=log[1]), log, count, store))
+                    batch, count = client.create_batch(), 0
+                    batch.append(key=key, value=value, timestamp=None)  # a first record always fits
+                count += 1
+            IN_FLIGHT.append(Sent(await client.send_batch(batch, log[0], partition=log[1]), log, count, store))
         BUDGET.add("produce", perf_counter() - started)
 
     async def delivered(self) -> None:
-        """Everything enqueued so far, table changelogs included, is on the broker: each
-        send's own acknowledgement (a flush alone may return with sends still buffered)."""
+        """Everything kept or handed over so far, table changelogs included, is on the
+        broker: each batch's own acknowledgement; then each changelog's persisted offset."""
+        await self.dispatch()
         started = perf_counter()
-        futures, self.futures = self.futures, []
-        await self.producer.flush()
-        if futures:
+        sent = list(IN_FLIGHT)
+        IN_FLIGHT.clear()
+        if sent:
             # `wait`, not `gather`: a step cancelled here (a worker stopping) must not cancel
-            # the sends, which Faust's producer still completes
-            await asyncio.wait(futures)
-            for future in futures:
-                future.result()  # a failed send fails the step
+            # the sends, which the producer still completes
+            await asyncio.wait([s.acknowledged for s in sent])
+            for s in sent:
+                first = s.acknowledged.result().offset  # a failed send fails the step
+                if s.store is not None:
+                    s.store.set_persisted_offset(TP(*s.log), first + s.count - 1)
         BUDGET.add("produce", perf_counter() - started)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fixtures.agents import FakeTopic, FakeTopics, changelog_recorder, load_app
+from tests.fixtures.agents import FakeBatchClient, FakeTopic, FakeTopics, changelog_recorder, load_app
 
 _app = load_app("positions")  # before any test module imports epochflow.app
 
@@ -24,9 +24,11 @@ def agent_app():
 @pytest.fixture
 def fake_topics(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTopics]:
     """`streams.topics.results` and `.dead_letter` replaced by recorders (the agents look
-    them up on the module at send time), and the tables' changelog sends too."""
+    them up on the module at send time), the steps' record batches and the tables' own
+    changelog sends too."""
     import faust
 
+    from epochflow.agents import step_io
     from epochflow.app import app
     from epochflow.streams import topics
 
@@ -34,6 +36,9 @@ def fake_topics(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTopics]:
     monkeypatch.setattr(topics, "results", fakes.results)
     monkeypatch.setattr(topics, "dead_letter", fakes.dead_letter)
     monkeypatch.setattr(faust.Table, "send_changelog", changelog_recorder(fakes.changelog))
+    client = FakeBatchClient(fakes)
+    monkeypatch.setattr(step_io, "batch_client", lambda producer: client)
+    step_io.IN_FLIGHT.clear()
 
     async def flushed() -> None:  # nothing was produced: the fakes recorded it
         return None
