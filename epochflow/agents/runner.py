@@ -96,7 +96,6 @@ class BatchRunner(Generic[H]):
         metrics.BATCH_SECONDS.labels(stage).observe(computed - started)
         metrics.BUDGET.computed(computed - started)
         await journal.commit(io, entries)
-        await io.dispatch()  # the journal's deletes; the next step's delivery awaits them
         metrics.COMMIT_SECONDS.labels(stage).observe(time.perf_counter() - computed)
         await seek_back(stage, HOLES.take_due())
         metrics.BUDGET.observe(stage)

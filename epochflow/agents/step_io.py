@@ -13,6 +13,10 @@ or (its journal deletes) the one before, each awaited. A producer flush alone is
 enough: Faust's gives up on its buffer after 0.1 s without a send. Once a changelog batch
 is acknowledged, its table's store records the offset of its last record as persisted, as
 Faust does after each changelog send, so a restart recovers only what came after it.
+
+What the step writes no longer passes through Faust's own table and producer machinery,
+so Faust's table and produce sensors (its `/stats`) do not count it; epochflow's own
+metrics do (`epochflow_step_phase_seconds`, `epochflow_step_changelog_bytes`).
 """
 
 from __future__ import annotations
@@ -97,19 +101,22 @@ class FaustStepIO:
 
     async def dispatch(self) -> None:
         """Hand every log kept so far to the producer, without waiting for the broker."""
+        if not self.logs:
+            return
         started = perf_counter()
+        client = batch_client(self.producer)
+        _refuse_oversized(self.logs, client._max_request_size)  # before anything of the step is sent
         logs, self.logs = self.logs, {}
-        client = batch_client(self.producer) if logs else None
         for log, records in logs.items():
             store = self.stores.get(log)
-            batch, count = client.create_batch(), 0
+            batch = client.create_batch()
             for key, value in records:
                 if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, go on in a new one
-                    IN_FLIGHT.append(Sent(await client.send_batch(batch, log[0], partition=log[1]), log, count, store))
-                    batch, count = client.create_batch(), 0
-                    batch.append(key=key, value=value, timestamp=None)  # a first record always fits
-                count += 1
-            IN_FLIGHT.append(Sent(await client.send_batch(batch, log[0], partition=log[1]), log, count, store))
+                    IN_FLIGHT.append(await _send(client, batch, log, store))
+                    batch = client.create_batch()
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        raise RuntimeError(f"a record of {len(value or b'')} bytes fits no batch of {log[0]}")
+            IN_FLIGHT.append(await _send(client, batch, log, store))
         BUDGET.add("produce", perf_counter() - started)
 
     async def delivered(self) -> None:
@@ -124,7 +131,32 @@ class FaustStepIO:
             # the sends, which the producer still completes
             await asyncio.wait([s.acknowledged for s in sent])
             for s in sent:
-                first = s.acknowledged.result().offset  # a failed send fails the step
-                if s.store is not None:
-                    s.store.set_persisted_offset(TP(*s.log), first + s.count - 1)
+                metadata = s.acknowledged.result()  # a failed send fails the step
+                if s.store is not None and metadata is not None and _open(s.store, s.log[1]):
+                    s.store.set_persisted_offset(TP(*s.log), metadata.offset + s.count - 1)
         BUDGET.add("produce", perf_counter() - started)
+
+
+async def _send(client: Any, batch: Any, log: Log, store: Any | None) -> Sent:
+    batch.close()  # nothing else joins it (the producer's own sends to the log go in batches of their own)
+    acknowledged = await client.send_batch(batch, log[0], partition=log[1])
+    return Sent(acknowledged, log, batch.record_count(), store)
+
+
+def _refuse_oversized(logs: Mapping[Log, list[tuple[bytes | None, bytes | None]]], limit: int) -> None:
+    """A record larger than the producer's request limit would be refused by the broker
+    for good while the batches after it are taken: fail the step before it sends anything."""
+    for (topic, _), records in logs.items():
+        for key, value in records:
+            size = len(key or b"") + len(value or b"")
+            if size > limit:
+                raise ValueError(f"a record of {size} bytes for {topic} (key {key!r:.80}) is larger than the "
+                                 f"producer's max request size ({limit} bytes)")
+
+
+def _open(store: Any, partition: int) -> bool:
+    """False for a partition whose local store this worker no longer holds (revoked while
+    its batch was in flight): recording its offset would open that store again. Stores
+    without per-partition databases (in memory) are always open."""
+    databases = getattr(store, "_dbs", None)
+    return databases is None or partition in databases

@@ -12,7 +12,9 @@ The journal closes that gap for every role with one rule, `commit`:
 1. Everything the step writes and sends is encoded into journal records of the role's
    journal table, under the step's partition: chunk records first, then a head record that
    names how many chunks precede it. All of them go to ONE changelog topic-partition, which
-   keeps their order, so a restored head always has its chunks.
+   keeps their order, so a restored head always has its chunks. A journal larger than one
+   chunk may span several record batches, and a batch the broker refuses for good does
+   not stop the ones after it: its head goes only once its chunks are delivered.
 2. Once the journal is delivered, the writes go to their tables and the messages are sent.
 3. Once those are delivered, the journal is deleted (the deletes, again in the journal's
    own topic-partition, land before any later step's journal).
@@ -183,13 +185,15 @@ def read(get: Callable[[bytes], bytes | None], partition: int) -> tuple[Entry, l
 class StepIO(Protocol):
     """What `commit` and `redo` need from a worker: its journal table, its other tables, its
     producer. `put_journal`, `apply` and `send` only enqueue (and write the local copy);
-    `delivered` waits until everything enqueued so far is on the broker."""
+    `delivered` waits until everything enqueued so far is on the broker; `dispatch` hands it
+    to the producer without waiting (a later `delivered` waits for it)."""
 
     def get_journal(self, partition: int, key: bytes) -> bytes | None: ...
     def put_journal(self, partition: int, key: bytes, value: bytes | None) -> None: ...
     def apply(self, partition: int, write: Write) -> None: ...
     def send(self, output: Output) -> object: ...
     async def delivered(self) -> None: ...
+    async def dispatch(self) -> None: ...
 
 
 @dataclass
@@ -208,15 +212,24 @@ async def commit(io: StepIO, entries: Mapping[int, Entry], chunk_bytes: int = CH
     state changed, its re-delivered input produces the same messages again)."""
     done = Committed()
     journalled: dict[int, list[bytes]] = {}
+    held: list[tuple[int, bytes, bytes]] = []  # heads that wait until their chunks are delivered
     for partition, entry in entries.items():
         if not entry.writes:
             continue
-        keys = []
-        for key, value in records(partition, entry, chunk_bytes):
+        written = records(partition, entry, chunk_bytes)
+        *chunks, head = written
+        for key, value in chunks:
             io.put_journal(partition, key, value)
-            keys.append(key)
-        journalled[partition] = keys
-        done.journal_records += len(keys)
+        if sum(len(value) for _, value in chunks) > chunk_bytes:  # may not fit one record batch
+            held.append((partition, *head))
+        else:
+            io.put_journal(partition, *head)
+        journalled[partition] = [key for key, _ in written]
+        done.journal_records += len(written)
+    if held:
+        await io.delivered()
+        for partition, key, value in held:
+            io.put_journal(partition, key, value)
     if journalled:
         await io.delivered()
     _apply(io, entries, done)
@@ -224,6 +237,7 @@ async def commit(io: StepIO, entries: Mapping[int, Entry], chunk_bytes: int = CH
     for partition, keys in journalled.items():
         for key in reversed(keys):  # the head goes first: a partial delete is no journal
             io.put_journal(partition, key, None)
+    await io.dispatch()  # the next step's first delivery waits for the deletes
     return done
 
 
@@ -242,6 +256,7 @@ async def redo(io: StepIO, partitions: Iterable[int]) -> Committed:
     for partition, (_, keys) in outstanding.items():
         for key in reversed(keys):
             io.put_journal(partition, key, None)
+    await io.dispatch()
     return done
 
 

@@ -45,3 +45,4 @@ def fake_topics(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTopics]:
 
     monkeypatch.setattr(app.producer, "flush", flushed)
     yield fakes
+    step_io.IN_FLIGHT.clear()  # nothing of one test is awaited by the next

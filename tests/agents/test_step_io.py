@@ -36,9 +36,17 @@ class _Batch:
         self.records.append((key, value))
         return object()
 
+    def close(self) -> None:
+        self.room = len(self.records)
+
+    def record_count(self) -> int:
+        return len(self.records)
+
 
 class _Client:
     """aiokafka's batch API; each batch's acknowledgement is set by the test (`ack`)."""
+
+    _max_request_size = 1000
 
     def __init__(self, room: int = 1000) -> None:
         self.room = room
@@ -53,16 +61,24 @@ class _Client:
         self.batches.append((topic, partition, batch.records, future))
         return future
 
-    def ack(self, error: Exception | None = None) -> None:
+    def ack(self, error: Exception | None = None, first_only: bool = False) -> None:
         for topic, partition, records, future in self.batches:
             if future.done():
                 continue
+            if first_only and self.batches[0][3] is not future and not self._all_before_done(future):
+                return
             if error is not None:
                 future.set_exception(error)
                 continue
             first = self.next_offset.get((topic, partition), 100)
             self.next_offset[(topic, partition)] = first + len(records)
             future.set_result(SimpleNamespace(offset=first))
+            if first_only:
+                return
+
+    def _all_before_done(self, future: asyncio.Future) -> bool:
+        before = [f for _, _, _, f in self.batches[: [f for _, _, _, f in self.batches].index(future)]]
+        return all(f.done() for f in before)
 
 
 class _Topic:
@@ -144,7 +160,14 @@ async def test_a_log_larger_than_a_batch_goes_in_several_all_awaited(agent_app, 
     io = _io(agent_app)
     for n in range(5):
         io.put_journal(0, b"chunk|%d" % n, b"x")
-    await _not_before(io, client)
+    delivered = asyncio.ensure_future(io.delivered())
+    for _ in range(2):  # the first batches acknowledged, the last not yet
+        await asyncio.sleep(0.05)
+        client.ack(first_only=True)
+        await asyncio.sleep(0.05)
+        assert not delivered.done(), "delivered before every batch was acknowledged"
+    client.ack()
+    await asyncio.wait_for(delivered, 1.0)
     assert [len(records) for _, _, records, _ in client.batches] == [2, 2, 1]
     assert [record for _, _, records, _ in client.batches for record in records] == [
         (b"chunk|%d" % n, b"x") for n in range(5)]
@@ -185,4 +208,25 @@ async def test_a_failed_send_fails_the_step_and_records_no_offset(agent_app, cli
     client.ack(RuntimeError("broker said no"))
     with pytest.raises(RuntimeError, match="broker said no"):
         await io.delivered()
+    assert persisted == []
+
+
+async def test_a_record_larger_than_a_request_fails_the_step_before_anything_is_sent(agent_app, client) -> None:
+    io = _io(agent_app)
+    io.put_journal(0, b"chunk|0", b"x" * 10)
+    io.send(Output("results", 3, b"positions", b"y" * 2000))
+    with pytest.raises(ValueError, match="larger than the producer's max request size"):
+        await io.delivered()
+    assert client.batches == []
+
+
+async def test_no_offset_is_recorded_for_a_partition_revoked_while_its_batch_was_in_flight(
+    agent_app, client, persisted, monkeypatch
+) -> None:
+    from epochflow.tables.declare import journal_table
+
+    io = _io(agent_app)
+    io.put_journal(0, b"head|p0", b"h")
+    monkeypatch.setattr(journal_table().data, "_dbs", {1: object()}, raising=False)  # partition 0 no longer held
+    await _not_before(io, client)
     assert persisted == []

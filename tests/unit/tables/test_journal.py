@@ -45,6 +45,37 @@ def test_no_head_is_no_journal_and_a_head_without_its_chunk_is_an_error():
         journal.read(recs.get, 0)
 
 
+class _Calls(MemoryWorker):
+    """Records the order of journal puts and deliveries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def put_journal(self, partition: int, key: bytes, value: bytes | None) -> None:
+        self.calls.append(("delete " if value is None else "put ") + key.decode().split("|")[0])
+        super().put_journal(partition, key, value)
+
+    async def delivered(self) -> None:
+        self.calls.append("delivered")
+        await super().delivered()
+
+
+@pytest.mark.parametrize(("values", "chunk_bytes", "order"), [
+    # within a chunk's bytes: the chunk and its head go together (one record batch, all or nothing)
+    ([b"x" * 10, b"y" * 10], 1000, ["put chunk", "put head", "delivered", "delivered"]),
+    # more than a chunk's bytes may span record batches: the head waits for its chunks
+    ([b"x" * 10, b"y" * 10], 16, ["put chunk", "put chunk", "delivered", "put head", "delivered", "delivered"]),
+])
+def test_a_journal_larger_than_a_chunk_is_delivered_before_its_head_is_written(values, chunk_bytes, order):
+    worker = _Calls()
+    entry = Entry(tuple(Write("state", b"k%d" % i, value) for i, value in enumerate(values)))
+    asyncio.run(journal.commit(worker, {0: entry}, chunk_bytes=chunk_bytes))
+    assert worker.calls[: len(order)] == order
+    chunks = order.count("put chunk")
+    assert worker.calls[len(order):] == ["delete head"] + ["delete chunk"] * chunks
+
+
 # -- a role in miniature: quantities summed once per transaction id ------------------------------
 # The state and the fingerprint that guards it live in two tables, as in the positions role.
 def step(worker: MemoryWorker, events: list[tuple[str, int]]) -> Entry:
