@@ -220,7 +220,9 @@ async def commit(io: StepIO, entries: Mapping[int, Entry], chunk_bytes: int = CH
         *chunks, head = written
         for key, value in chunks:
             io.put_journal(partition, key, value)
-        if sum(len(value) for _, value in chunks) > chunk_bytes:  # may not fit one record batch
+        # within one chunk's bytes, the chunks and the head fit one record batch (512 KB,
+        # epochflow.app), which the broker takes or refuses whole; more may span several
+        if sum(len(value) for _, value in chunks) > chunk_bytes:
             held.append((partition, *head))
         else:
             io.put_journal(partition, *head)
