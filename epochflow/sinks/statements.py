@@ -79,7 +79,7 @@ def rowset(name: str, columns: list[tuple[str, TypeEngine[Any], Sequence[Any]]])
 def _array(col: str, type_: TypeEngine[Any], values: Sequence[Any]) -> Any:
     """One column's array parameter. Amounts go as the text of a PostgreSQL array
     (`{1.5,NULL}`), cast on the server: the driver's binary encoding of a Decimal costs about
-    ten times as much as its text, and a result row carries up to ten of them."""
+    ten times as much as its text, and a result row carries up to nine of them."""
     if isinstance(type_, Numeric) and not isinstance(type_, Float):
         return cast(bindparam(f"u_{col}", numeric_array(values), type_=Text()), ARRAY(type_))
     return bindparam(f"u_{col}", list(values), type_=ARRAY(type_))
