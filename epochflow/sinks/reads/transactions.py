@@ -54,7 +54,7 @@ async def portfolio_transactions(
         filters.append(t.security_id == security_id)
     if date_from is not None:
         filters.append(t.transaction_date >= _start_of(date_from))
-    if date_to is not None:
+    if date_to is not None and date_to < date.max:  # the last day there is bounds nothing
         filters.append(t.transaction_date < _start_of(date_to + timedelta(days=1)))
     key_status = (
         select(s.status)

@@ -4,7 +4,7 @@ id, and the reprocessing status of the portfolio and of each transaction's key."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -78,6 +78,7 @@ async def test_filters_by_utc_day_and_security_and_pages(ledger: AsyncEngine) ->
     assert await ids(date_from=D2, date_to=D2) == ["B"]  # 23:59 on D2 is D2; 00:00 on D3 is not
     assert await ids(date_from=D3) == ["C"]
     assert await ids(date_to=D1) == ["A", "A2"]
+    assert await ids(date_to=date.max) == await ids()  # the last day there is: no bound, no overflow
     assert await ids(security_id="S2") == ["A2", "C"]
     assert await ids(security_id="S9") == []
     assert await ids(limit=2, offset=1) == ["A2", "B"]
