@@ -14,7 +14,9 @@ The journal closes that gap for every role with one rule, `commit`:
    names how many chunks precede it. All of them go to ONE changelog topic-partition, which
    keeps their order, so a restored head always has its chunks. A journal larger than one
    chunk may span several record batches, and a batch the broker refuses for good does
-   not stop the ones after it: its head goes only once its chunks are delivered.
+   not stop the ones after it: its head goes only once its chunks are delivered, and its
+   chunks only once the previous step's journal deletes are (every step's chunks have
+   the same keys, so an old head must not outlive its deletes beside new chunks).
 2. Once the journal is delivered, the writes go to their tables and the messages are sent.
 3. Once those are delivered, the journal is deleted (the deletes, again in the journal's
    own topic-partition, land before any later step's journal).
@@ -211,33 +213,32 @@ async def commit(io: StepIO, entries: Mapping[int, Entry], chunk_bytes: int = CH
     with writes is journalled first; one that only sends messages needs no journal (with no
     state changed, its re-delivered input produces the same messages again)."""
     done = Committed()
-    journalled: dict[int, list[bytes]] = {}
-    held: list[tuple[int, bytes, bytes]] = []  # heads that wait until their chunks are delivered
-    for partition, entry in entries.items():
-        if not entry.writes:
-            continue
-        written = records(partition, entry, chunk_bytes)
+    planned = {partition: records(partition, entry, chunk_bytes) for partition, entry in entries.items() if entry.writes}
+    # within one chunk's bytes, the chunks and the head fit one record batch (512 KB,
+    # epochflow.app), which the broker takes or refuses whole; more may span several
+    held = {partition for partition, written in planned.items()
+            if sum(len(value) for _, value in written[:-1]) > chunk_bytes}
+    if held:
+        # The previous step's journal deletes first: had the broker refused them for good
+        # and taken these chunks, its head would name this step's chunks as its own.
+        await io.delivered()
+    for partition, written in planned.items():
         *chunks, head = written
         for key, value in chunks:
             io.put_journal(partition, key, value)
-        # within one chunk's bytes, the chunks and the head fit one record batch (512 KB,
-        # epochflow.app), which the broker takes or refuses whole; more may span several
-        if sum(len(value) for _, value in chunks) > chunk_bytes:
-            held.append((partition, *head))
-        else:
+        if partition not in held:
             io.put_journal(partition, *head)
-        journalled[partition] = [key for key, _ in written]
         done.journal_records += len(written)
     if held:
         await io.delivered()
-        for partition, key, value in held:
-            io.put_journal(partition, key, value)
-    if journalled:
+        for partition in held:
+            io.put_journal(partition, *planned[partition][-1])
+    if planned:
         await io.delivered()
     _apply(io, entries, done)
     await io.delivered()
-    for partition, keys in journalled.items():
-        for key in reversed(keys):  # the head goes first: a partial delete is no journal
+    for partition, written in planned.items():
+        for key, _ in reversed(written):  # the head goes first: a partial delete is no journal
             io.put_journal(partition, key, None)
     await io.dispatch()  # the next step's first delivery waits for the deletes
     return done

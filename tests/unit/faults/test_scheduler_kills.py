@@ -31,7 +31,7 @@ from epochflow.schemas.results import JobOutcome
 from epochflow.tables.codec import decode
 from epochflow.tables.index import KeySet
 from tests.fixtures.faults import MemoryWorker
-from tests.fixtures.kills import FixedDatetime, Role, direct, play, sent, sink_view, stores, tables
+from tests.fixtures.kills import FixedDatetime, Role, direct, disturbed, play, sent, sink_view, stores, tables
 from tests.unit.faults.test_positions_kills import POSITIONS, STORY, inputs_of
 
 PARTITIONS = 2
@@ -180,11 +180,10 @@ def test_the_story_killed_at_every_record_ends_like_the_undisturbed_run(keep_loc
     inputs = story_for(tuple(sizes))
     undisturbed = play(SCHEDULER, inputs, sizes)
     expected_tables, expected_rows, expected_sent = tables(undisturbed), sink_view(undisturbed), set(sent(undisturbed))
-    for k in range(undisturbed.enqueued + 1):
-        killed = play(SCHEDULER, inputs, sizes, kill_at=k, keep_local=keep_local, uncommitted=uncommitted)
-        assert tables(killed) == expected_tables, f"tables differ after a kill at record {k}"
-        assert sink_view(killed) == expected_rows, f"rows differ after a kill at record {k}"
-        assert expected_sent <= set(sent(killed)), f"a message was lost after a kill at record {k}"
+    for disturbance, killed in disturbed(SCHEDULER, inputs, sizes, keep_local=keep_local, uncommitted=uncommitted):
+        assert tables(killed) == expected_tables, f"tables differ after {disturbance}"
+        assert sink_view(killed) == expected_rows, f"rows differ after {disturbance}"
+        assert expected_sent <= set(sent(killed)), f"a message was lost after {disturbance}"
         assert_every_processing_job_dispatched(killed)
 
 

@@ -31,7 +31,7 @@ from epochflow.domain.timeseries import KeyDay, KeyTrack, PortfolioDay, SeriesBo
 from epochflow.schemas.results import HistoryCarryOver, SnapshotRow
 from epochflow.tables.reference import Instrument, Months, Portfolio, ReferenceData
 from tests.fixtures.faults import MemoryWorker
-from tests.fixtures.kills import Role, play, sent, sink_view, stores, tables
+from tests.fixtures.kills import Role, disturbed, play, sent, sink_view, stores, tables
 from tests.unit.faults.test_valuation_kills import KEYS, START, VALUATION, positions_rows, setup
 from tests.unit.faults.test_valuation_kills import story as valuation_story
 
@@ -107,11 +107,10 @@ def test_the_story_killed_at_every_record_ends_like_the_undisturbed_run(keep_loc
     inputs = story()
     undisturbed = play(TIMESERIES, inputs, sizes)
     expected_tables, expected_rows, expected_sent = tables(undisturbed), sink_view(undisturbed), set(sent(undisturbed))
-    for k in range(undisturbed.enqueued + 1):
-        killed = play(TIMESERIES, inputs, sizes, kill_at=k, keep_local=keep_local, uncommitted=uncommitted)
-        assert tables(killed) == expected_tables, f"tables differ after a kill at record {k}"
-        assert sink_view(killed) == expected_rows, f"rows differ after a kill at record {k}"
-        assert expected_sent <= set(sent(killed)), f"a message was lost after a kill at record {k}"
+    for disturbance, killed in disturbed(TIMESERIES, inputs, sizes, keep_local=keep_local, uncommitted=uncommitted):
+        assert tables(killed) == expected_tables, f"tables differ after {disturbance}"
+        assert sink_view(killed) == expected_rows, f"rows differ after {disturbance}"
+        assert expected_sent <= set(sent(killed)), f"a message was lost after {disturbance}"
 
 
 @st.composite

@@ -31,7 +31,7 @@ from epochflow.schemas.jobs import ValuationJob
 from epochflow.schemas.results import JobOutcome
 from epochflow.tables.reference import Instrument, Months, Portfolio, ReferenceData
 from tests.fixtures.faults import MemoryWorker
-from tests.fixtures.kills import ROWS, Role, play, sent, sink_view, stores, tables
+from tests.fixtures.kills import ROWS, Role, disturbed, play, sent, sink_view, stores, tables
 from tests.unit.faults.test_positions_kills import POSITIONS, STORY, inputs_of
 
 TABLES = [("valuation_keys", CachedKey), ("valuation_history", HistoryChunk), ("valuation_progress", int),
@@ -136,11 +136,10 @@ def test_the_story_killed_at_every_record_ends_like_the_undisturbed_run(keep_loc
     inputs = story()
     undisturbed = play(VALUATION, inputs, sizes)
     expected_tables, expected_rows, expected_sent = tables(undisturbed), sink_view(undisturbed), set(sent(undisturbed))
-    for k in range(undisturbed.enqueued + 1):
-        killed = play(VALUATION, inputs, sizes, kill_at=k, keep_local=keep_local, uncommitted=uncommitted)
-        assert tables(killed) == expected_tables, f"tables differ after a kill at record {k}"
-        assert sink_view(killed) == expected_rows, f"rows differ after a kill at record {k}"
-        assert expected_sent <= set(sent(killed)), f"a message was lost after a kill at record {k}"
+    for disturbance, killed in disturbed(VALUATION, inputs, sizes, keep_local=keep_local, uncommitted=uncommitted):
+        assert tables(killed) == expected_tables, f"tables differ after {disturbance}"
+        assert sink_view(killed) == expected_rows, f"rows differ after {disturbance}"
+        assert expected_sent <= set(sent(killed)), f"a message was lost after {disturbance}"
 
 
 # -- hole 3: reference data alone ----------------------------------------------------------------

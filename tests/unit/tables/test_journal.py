@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from epochflow.tables import journal
 from epochflow.tables.journal import Entry, Output, Write
-from tests.fixtures.faults import Killed, MemoryWorker
+from tests.fixtures.faults import BATCH_BYTES, Killed, MemoryWorker
 
 blobs = st.binary(max_size=40)
 writes = st.builds(Write, table=st.sampled_from(["state", "refs"]), key=blobs, value=st.none() | blobs)
@@ -64,8 +64,10 @@ class _Calls(MemoryWorker):
 @pytest.mark.parametrize(("values", "chunk_bytes", "order"), [
     # within a chunk's bytes: the chunk and its head go together (one record batch, all or nothing)
     ([b"x" * 10, b"y" * 10], 1000, ["put chunk", "put head", "delivered", "delivered"]),
-    # more than a chunk's bytes may span record batches: the head waits for its chunks
-    ([b"x" * 10, b"y" * 10], 16, ["put chunk", "put chunk", "delivered", "put head", "delivered", "delivered"]),
+    # more than a chunk's bytes may span record batches: the chunks wait for the previous
+    # step's deletes, the head for its chunks
+    ([b"x" * 10, b"y" * 10], 16, ["delivered", "put chunk", "put chunk", "delivered", "put head", "delivered",
+                                  "delivered"]),
 ])
 def test_a_journal_larger_than_a_chunk_is_delivered_before_its_head_is_written(values, chunk_bytes, order):
     worker = _Calls()
@@ -106,9 +108,10 @@ async def journalled(worker: MemoryWorker, entry: Entry) -> None:
 
 
 def run(batches: list[list[tuple[str, int]]], commit, kill_at: int | None, keep_local: bool,
-        landing=lambda pending: pending) -> tuple[bytes | None, bytes | None]:
+        landing=lambda pending: pending, refuse: int | None = None,
+        batch_bytes: int = BATCH_BYTES) -> tuple[bytes | None, bytes | None]:
     """Run the batches; killed, restart and deliver again from the last committed batch."""
-    worker = MemoryWorker(kill_at=kill_at, landing=landing)
+    worker = MemoryWorker(kill_at=kill_at, landing=landing, refuse=refuse, batch_bytes=batch_bytes)
     committed = 0  # input offset: batches before it are never delivered again
 
     async def go(worker: MemoryWorker, committed: int) -> int:
@@ -128,17 +131,23 @@ def run(batches: list[list[tuple[str, int]]], commit, kill_at: int | None, keep_
 
 
 BATCHES = [[("t1", 5), ("t2", 7)], [("t3", 7), ("t1", 5)], [("t4", 1)]]
+# steps whose journals grow: a later step has more chunks than the one before it
+GROWING = [[("t1", 5)], [("t2", 7), ("t3", 7), ("t1", 5)], [("t4", 1), ("t5", 2), ("t6", 3), ("t2", 7)]]
 
 
-def records_of(commit) -> int:
-    worker = MemoryWorker()
+def undisturbed(commit, batches=BATCHES, batch_bytes: int = BATCH_BYTES) -> MemoryWorker:
+    worker = MemoryWorker(batch_bytes=batch_bytes)
 
     async def go():
-        for batch in BATCHES:
+        for batch in batches:
             await commit(worker, step(worker, batch))
 
     asyncio.run(go())
-    return worker.enqueued
+    return worker
+
+
+def records_of(commit) -> int:
+    return undisturbed(commit).enqueued
 
 
 @pytest.mark.parametrize("keep_local", [False, True], ids=["restored_from_changelog", "local_state_kept"])
@@ -171,3 +180,19 @@ def test_records_landing_in_any_order_between_barriers_change_nothing(kill_at, r
 
     k = kill_at % (records_of(journalled) + 1)
     assert run(BATCHES, journalled, k, keep_local, landing) == run(BATCHES, journalled, None, keep_local)
+
+
+@pytest.mark.parametrize("keep_local", [False, True], ids=["restored_from_changelog", "local_state_kept"])
+@pytest.mark.parametrize("batch_bytes", [48, BATCH_BYTES], ids=["small_record_batches", "one_batch_per_log"])
+@pytest.mark.parametrize("batches", [BATCHES, GROWING], ids=["steps", "growing_journals"])
+def test_a_record_batch_refused_for_good_while_the_ones_after_it_land_ends_like_an_undisturbed_run(
+        keep_local, batch_bytes, batches):
+    """The broker refuses one batch of a step (or the previous step's journal deletes) and
+    takes the batches after it: the worker dies at the failed delivery, and its restart
+    ends like an undisturbed run, whichever batch it was."""
+    expected = run(batches, journalled, None, keep_local, batch_bytes=batch_bytes)
+    formed = undisturbed(journalled, batches, batch_bytes).batches
+    assert formed > len(batches), "every step sends more than one record batch"
+    for b in range(formed):
+        outcome = run(batches, journalled, None, keep_local, refuse=b, batch_bytes=batch_bytes)
+        assert outcome == expected, f"record batch {b} of {formed} refused"
