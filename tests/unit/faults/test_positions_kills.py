@@ -143,3 +143,16 @@ def test_any_workload_killed_at_any_record_ends_like_the_undisturbed_run(workloa
     assert tables(killed) == tables(undisturbed)
     assert sink_view(killed) == sink_view(undisturbed)
     assert set(sent(undisturbed)) <= set(sent(killed))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(workloads(), st.integers(0, 10_000), st.booleans())
+def test_any_workload_with_a_record_batch_refused_ends_like_the_undisturbed_run(workload, refuse_seed, keep_local):
+    """A random record batch refused for good by the broker, the ones after it landing."""
+    trades, sizes = workload
+    inputs = inputs_of(trades)
+    undisturbed = play(POSITIONS, inputs, sizes)
+    refused = play(POSITIONS, inputs, sizes, refuse=refuse_seed % undisturbed.batches, keep_local=keep_local)
+    assert tables(refused) == tables(undisturbed)
+    assert sink_view(refused) == sink_view(undisturbed)
+    assert set(sent(undisturbed)) <= set(sent(refused))
