@@ -31,6 +31,7 @@ from faust.types import TP
 
 from epochflow.agents.batching import event_context
 from epochflow.metrics import BUDGET
+from epochflow.tables import local
 from epochflow.tables.journal import Output, Write
 
 Log = tuple[str, int]  # a topic-partition by topic name
@@ -70,24 +71,19 @@ class FaustStepIO:
 
     def _set(self, table: Any, partition: int, key: bytes, value: bytes | None) -> None:
         started = perf_counter()
-        store = table.data
         with event_context(self.events[partition]):
-            if value is not None:
-                store[key] = value
-            elif key in store:
-                del store[key]
-            else:  # nothing to delete: nothing to send
+            if not local.put(table, partition, key, value):  # nothing to delete: nothing to send
                 BUDGET.add("table_write", perf_counter() - started)
                 return
         log = (table.changelog_topic.get_topic_name(), partition)
         self.logs.setdefault(log, []).append((key, value))
-        self.stores[log] = store
+        self.stores[log] = table.data
         BUDGET.add("table_write", perf_counter() - started)
         BUDGET.changelog_bytes += len(key) + (len(value) if value is not None else 0)
 
     def get_journal(self, partition: int, key: bytes) -> bytes | None:
         with event_context(self.events[partition]):
-            return self.journal_table.get(key)
+            return local.get(self.journal_table, partition, key)
 
     def put_journal(self, partition: int, key: bytes, value: bytes | None) -> None:
         self._set(self.journal_table, partition, key, value)

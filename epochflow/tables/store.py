@@ -16,7 +16,10 @@ from collections.abc import Callable, Iterator
 from time import perf_counter
 from typing import Any, Generic, Protocol, TypeVar
 
+from faust.streams import current_event
+
 from epochflow.metrics import BUDGET
+from epochflow.tables import local
 from epochflow.tables.codec import decode, encode
 from epochflow.tables.journal import Write
 
@@ -85,7 +88,8 @@ class FaustStore(Generic[V]):
     def get(self, key: str) -> V | None:
         started = perf_counter()
         raw_key = key.encode()
-        raw = self.table.get(raw_key)
+        event = current_event()  # a step reads in the context of one of the key's partition's events
+        raw = self.table.get(raw_key) if event is None else local.get(self.table, event.message.partition, raw_key)
         value = None
         if raw is not None:
             value = self.cache.get(raw_key, raw)
