@@ -51,8 +51,6 @@ class Settings:
     fanout_keys_per_cycle: int = 500
     fanout_claim_batch: int = 4
     fanout_max_in_flight: int = 32
-    # the most the window grows to while the keys' round trips stay short (= the above: fixed)
-    fanout_most_in_flight: int = 192
     fanout_in_flight_timeout_s: float = 60.0
     # versions of result rows superseded longer ago than this are dropped (0: keep them all)
     versions_retention_days: int = 0
@@ -148,7 +146,6 @@ class _Environment(BaseModel):
     fanout_keys_per_cycle: int | None = _var("EPOCHFLOW_FANOUT_BATCH", WHOLE_1, ge=1)
     fanout_claim_batch: int | None = _var("EPOCHFLOW_FANOUT_CLAIM", WHOLE_1, ge=1)
     fanout_max_in_flight: int | None = _var("EPOCHFLOW_FANOUT_IN_FLIGHT", WHOLE_1, ge=1)
-    fanout_most_in_flight: int | None = _var("EPOCHFLOW_FANOUT_IN_FLIGHT_MAX", WHOLE_1, ge=1)
     fanout_in_flight_timeout_s: float | None = _var("EPOCHFLOW_FANOUT_IN_FLIGHT_TIMEOUT_S", SECONDS, gt=0)
     versions_retention_days: int | None = _var(
         "EPOCHFLOW_VERSIONS_RETENTION_DAYS", "a whole number of days ≥ 0 (0: keep every version)", ge=0

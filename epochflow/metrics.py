@@ -134,11 +134,7 @@ FANOUT_LAG_SECONDS = Gauge(
     "epochflow_fanout_lag_seconds", "Age of the oldest open trigger or RESET_WATERMARKS job", registry=REGISTRY,
 )
 FANOUT_KEYS_IN_FLIGHT = Gauge(
-    "epochflow_fanout_keys_in_flight", "Keys the fan-out reset that are not CURRENT again yet",
-    registry=REGISTRY,
-)
-FANOUT_WINDOW = Gauge(
-    "epochflow_fanout_window_keys", "How many keys the fan-out may have in flight now (its window, moved by round trips)",
+    "epochflow_fanout_keys_in_flight", "Keys the fan-out reset that are not CURRENT again yet (its window)",
     registry=REGISTRY,
 )
 

@@ -23,7 +23,6 @@ def fanout_config(settings: Settings) -> FanoutConfig:
         keys_per_cycle=settings.fanout_keys_per_cycle,
         rate_per_s=settings.fanout_rate_per_s,
         max_in_flight=settings.fanout_max_in_flight,
-        most_in_flight=settings.fanout_most_in_flight,
         in_flight_timeout_s=settings.fanout_in_flight_timeout_s,
         max_attempts=settings.max_attempts,
     )

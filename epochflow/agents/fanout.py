@@ -24,7 +24,7 @@ CONFIG = fanout_config(settings)
 LIMITER = pace_limiter(CONFIG, settings.tick_s, now=time.time())
 SEEN: set = set()
 WORKING: set = set()
-IN_FLIGHT = InFlight(CONFIG.max_in_flight, CONFIG.in_flight_timeout_s, most=CONFIG.most_in_flight)
+IN_FLIGHT = InFlight(CONFIG.max_in_flight, CONFIG.in_flight_timeout_s)
 
 
 def _handler() -> tuple[FanoutHandler, list[CachedStore]]:

@@ -64,7 +64,6 @@ class FanoutHealth:
         metrics.FANOUT_LAG_SECONDS.set(now - min(started) if started else 0.0)
         if in_flight is not None:
             metrics.FANOUT_KEYS_IN_FLIGHT.set(len(in_flight.sent))
-            metrics.FANOUT_WINDOW.set(in_flight.limit)
 
 
 HEALTH = FanoutHealth()
@@ -151,13 +150,12 @@ class FanoutHandler:
                  state.trigger.earliest)
         return self._save(state, before)
 
-    def on_position_state(self, row: PositionStateRow, partition: int, now: float | None = None) -> None:
+    def on_position_state(self, row: PositionStateRow, partition: int) -> None:
         """The key holds (or has held) the security; its valuation uses the pair from the
-        instrument's currency to the portfolio's base currency. `now`: when this worker
-        sees the row (a reset key's round trip)."""
+        instrument's currency to the portfolio's base currency."""
         key = position_key(row.portfolio_id, row.security_id)
         if self.in_flight is not None and row.status == KeyStatus.CURRENT:
-            self.in_flight.current_again(key, row.updated_at.timestamp(), row.ref_floor, seen_at=now)
+            self.in_flight.current_again(key, row.updated_at.timestamp(), row.ref_floor)
         self._add_holder(price_subject(row.security_id), partition, key)
         instrument = self.reference.instruments.get(row.security_id)
         portfolio = self.reference.portfolios.get(row.portfolio_id)
@@ -240,7 +238,7 @@ def on_results(handler: FanoutHandler, message, partition: int, now: float) -> l
     rows = metrics.decode(decode_rows, message.value)
     for row in rows:
         if isinstance(row, PositionStateRow):
-            handler.on_position_state(row, partition, now)
+            handler.on_position_state(row, partition)
     return forwarded_barriers(rows, "fanout", partition)
 
 

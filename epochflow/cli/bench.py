@@ -59,12 +59,10 @@ def bench_replay(histories: str, as_json: bool, profile: bool) -> None:
 @click.option("--idle-seconds", default=15.0, show_default=True, help="How long the live stream runs with no fan-out.")
 @click.option("--rate", type=float, default=None, help="EPOCHFLOW_FANOUT_RATE for the run (default: the configured one).")
 @click.option("--in-flight", type=int, default=None, help="EPOCHFLOW_FANOUT_IN_FLIGHT for the run (default: the configured one).")
-@click.option("--in-flight-max", type=int, default=None,
-              help="EPOCHFLOW_FANOUT_IN_FLIGHT_MAX for the run (default: the configured one; = --in-flight: a fixed window).")
 @click.option("--json", "as_json", is_flag=True, help="Last line: the figures as one JSON object.")
 @click.option("--profile", is_flag=True, help=PROFILE_HELP)
 def bench_fanout(portfolios: str, days: int, live_rate: float, idle_seconds: float, rate: float | None,
-                 in_flight: int | None, in_flight_max: int | None, as_json: bool, profile: bool) -> None:
+                 in_flight: int | None, as_json: bool, profile: bool) -> None:
     """A price correction fanned out to N holders: time until all are CURRENT again (and
     the floor of the same), and live-trade latency during the fan-out against the same
     stream without it."""
@@ -72,8 +70,7 @@ def bench_fanout(portfolios: str, days: int, live_rate: float, idle_seconds: flo
 
     if days <= 10:
         raise click.BadParameter("must be more than 10", param_hint="--days")
-    env = {name: str(value) for name, value in (("EPOCHFLOW_FANOUT_RATE", rate), ("EPOCHFLOW_FANOUT_IN_FLIGHT", in_flight),
-                                                ("EPOCHFLOW_FANOUT_IN_FLIGHT_MAX", in_flight_max))
+    env = {name: str(value) for name, value in (("EPOCHFLOW_FANOUT_RATE", rate), ("EPOCHFLOW_FANOUT_IN_FLIGHT", in_flight))
            if value is not None}
     figures = run_interruptible(run(tuple(int(n) for n in portfolios.split(",")), days, live_rate, idle_seconds, click.echo, env,
                                     profile))

@@ -50,7 +50,6 @@ class FanoutConfig:
     # keys reset but not CURRENT again, per worker: the fan-out never has more than this
     # many keys being revalued at once, so the live flow keeps its share of the pipeline
     max_in_flight: int
-    most_in_flight: int  # what the window may grow to while keys come back quickly (InFlight)
     in_flight_timeout_s: float  # a key not CURRENT again by then no longer counts
     max_attempts: int  # a job whose worker died this often is FAILED, for an operator
 
@@ -217,31 +216,12 @@ class RateLimiter:
 
 class InFlight:
     """Keys reset and not yet seen CURRENT again with the correction: the window that paces
-    the fan-out by what the pipeline actually absorbs, whatever its speed.
+    the fan-out by what the pipeline actually absorbs, whatever its speed."""
 
-    The window moves between `least` and `most` keys by the keys' round trips (from the
-    reset sent to the key seen CURRENT again, both on this worker's clock), as a
-    delay-based congestion window does. While the round trips stay within `GROW_WITHIN`
-    times the shortest one measured, the pipeline takes the keys without queueing them and
-    the window grows by a quarter; past `SHRINK_PAST` times, keys wait behind each other,
-    and behind the live flow, and it shrinks by a quarter. It moves at most once per round
-    trip, so each change is measured before the next. With `most == least` it is fixed.
-    A pipeline that slows for good (a broker whose logs grow) raises every round trip: the
-    window then goes back to `least`, the fixed window it starts from."""
-
-    GROW_WITHIN = 1.5
-    SHRINK_PAST = 2.0
-    SMOOTHING = 0.25  # weight of a new round trip in the smoothed one
-
-    def __init__(self, limit: int, timeout_s: float, most: int | None = None) -> None:
-        self.least = limit
-        self.most = max(limit, most if most is not None else limit)
+    def __init__(self, limit: int, timeout_s: float) -> None:
         self.limit = limit
         self.timeout_s = timeout_s
         self.sent: dict[str, tuple[float, int]] = {}  # key -> (sent at, the reset's ref_offset)
-        self.shortest: float | None = None  # the shortest round trip measured
-        self.smoothed: float | None = None
-        self.moved_at = float("-inf")
 
     def room(self, now: float) -> int:
         expired = [key for key, (at, _) in self.sent.items() if now - at > self.timeout_s]
@@ -252,28 +232,9 @@ class InFlight:
     def add(self, key: str, now: float, ref_offset: int = -1) -> None:
         self.sent[key] = (now, ref_offset)
 
-    def current_again(self, key: str, as_of: float, ref_floor: int = -1, seen_at: float | None = None) -> None:
+    def current_again(self, key: str, as_of: float, ref_floor: int = -1) -> None:
         """The key was CURRENT at `as_of` having taken in corrections up to `ref_floor`:
-        done, if that is after its reset was sent and includes the reset's correction.
-        `seen_at`, this worker's time now, measures the key's round trip."""
+        done, if that is after its reset was sent and includes the reset's correction."""
         found = self.sent.get(key)
         if found is not None and as_of > found[0] and ref_floor >= found[1]:
             del self.sent[key]
-            if seen_at is not None:
-                self.round_trip(seen_at - found[0], seen_at)
-
-    def round_trip(self, seconds: float, now: float) -> None:
-        """A key's round trip was `seconds`: move the window if it is due (see the class)."""
-        seconds = max(seconds, 1e-3)
-        self.shortest = seconds if self.shortest is None else min(self.shortest, seconds)
-        self.smoothed = seconds if self.smoothed is None else self.smoothed + (seconds - self.smoothed) * self.SMOOTHING
-        if now - self.moved_at < self.smoothed:
-            return
-        step = max(1, self.limit // 4)
-        if self.smoothed <= self.shortest * self.GROW_WITHIN and self.limit < self.most:
-            self.limit = min(self.most, self.limit + step)
-        elif self.smoothed > self.shortest * self.SHRINK_PAST and self.limit > self.least:
-            self.limit = max(self.least, self.limit - step)
-        else:
-            return
-        self.moved_at = now

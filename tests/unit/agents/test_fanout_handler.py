@@ -8,14 +8,12 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from types import SimpleNamespace
 
 import pytest
 
 from epochflow import metrics
-from epochflow.agents.batching import encode_rows
 from epochflow.agents.configs import fanout_config
-from epochflow.agents.fanout_handler import FanoutHandler, on_results
+from epochflow.agents.fanout_handler import FanoutHandler
 from epochflow.agents.messages import Message
 from epochflow.config import Settings
 from epochflow.domain.fanout import FanoutConfig, RateLimiter, SubjectState
@@ -415,19 +413,3 @@ def test_the_in_flight_window_paces_resets_by_keys_coming_back_current() -> None
     h.on_position_state(back, P)  # P1 is CURRENT again, revalued with the correction
     assert [k for k, _ in resets(h.on_tick(P, now=5.0))] == ["P3|S1"]
     assert [k for k, _ in resets(h.on_tick(P, now=70.0))] == ["P4|S1", "P5|S1"]  # the others expired
-
-
-def test_keys_coming_back_quickly_widen_the_window_by_their_round_trip_on_this_workers_clock() -> None:
-    from epochflow.domain.fanout import InFlight
-
-    h = world(fanout_handler(), holders=keys(5), portfolios=usd_portfolios(5))
-    h.in_flight = InFlight(limit=2, timeout_s=60, most=8)
-    h.on_reference(price(5, 101), P, 100, now=1.0)
-    assert [k for k, _ in resets(h.on_tick(P, now=2.0))] == ["P1|S1", "P2|S1"]
-
-    back = {"updated_at": datetime.fromtimestamp(2.5, UTC), "ref_floor": 100}
-    rows_back = [state_row(p, "S1").model_copy(update=back) for p in ("P1", "P2")]
-    results = SimpleNamespace(key=b"positions", value=encode_rows(rows_back))
-    on_results(h, results, P, now=3.0)  # seen 1 s after the resets
-    assert (h.in_flight.limit, h.in_flight.shortest) == (3, 1.0)
-    assert [k for k, _ in resets(h.on_tick(P, now=3.5))] == ["P3|S1", "P4|S1", "P5|S1"]

@@ -542,64 +542,6 @@ def test_a_key_that_never_comes_back_current_expires_from_the_window() -> None:
     assert window.room(10.5) == 1
 
 
-def _round_trips(window, seconds: list[float], start: float = 100.0) -> list[int]:
-    """Keys sent one by one, each back after its round trip: the window after each."""
-    limits, now = [], start
-    for n, rtt in enumerate(seconds):
-        window.add(f"P{n}|S", now)
-        now += rtt
-        window.current_again(f"P{n}|S", now, seen_at=now)
-        limits.append(window.limit)
-    return limits
-
-
-@pytest.mark.parametrize(
-    "round_trips, limits",
-    [
-        # a steady pipeline: a quarter more each round trip, up to `most`
-        ([1.0] * 8, [40, 50, 62, 77, 96, 120, 128, 128]),
-        # within 1.5x of the shortest: still growing
-        ([1.0, 1.4, 1.4], [40, 50, 62]),
-        # between 1.5x and 2x: held where it is (once the smoothed round trip gets there:
-        # a quarter of each new one goes into it)
-        ([1.0, 1.9, 1.9, 1.9, 1.9], [40, 50, 62, 62, 62]),
-        # past 2x: a quarter less each round trip, never below `least`
-        ([1.0] * 4 + [4.0] * 8, [40, 50, 62, 77, 77, 58, 44, 33, 32, 32, 32, 32]),
-    ],
-    ids=["steady: grows to most", "within 1.5x: grows", "1.5x to 2x: holds", "past 2x: shrinks to least"],
-)
-def test_the_window_follows_the_keys_round_trips(round_trips, limits) -> None:
-    from epochflow.domain.fanout import InFlight
-
-    window = InFlight(limit=32, timeout_s=60, most=128)
-    assert _round_trips(window, round_trips) == limits
-
-
-def test_the_window_moves_at_most_once_a_round_trip() -> None:
-    from epochflow.domain.fanout import InFlight
-
-    window = InFlight(limit=32, timeout_s=60, most=128)
-    for n in range(20):  # twenty keys sent together, back together after 1 s
-        window.add(f"P{n}|S", 0.0)
-    for n in range(20):
-        window.current_again(f"P{n}|S", 1.0, seen_at=1.0)
-    assert window.limit == 40
-    window.add("P99|S", 1.0)
-    window.current_again("P99|S", 1.5, seen_at=1.5)  # 0.5 s later: less than a round trip
-    assert window.limit == 40
-
-
-def test_a_fixed_window_never_moves_and_a_key_seen_without_a_time_measures_nothing() -> None:
-    from epochflow.domain.fanout import InFlight
-
-    fixed = InFlight(limit=32, timeout_s=60)
-    assert _round_trips(fixed, [1.0, 1.0, 5.0, 5.0]) == [32, 32, 32, 32]
-    adaptive = InFlight(limit=32, timeout_s=60, most=128)
-    adaptive.add("P1|S", 0.0)
-    adaptive.current_again("P1|S", 1.0)
-    assert (adaptive.limit, adaptive.shortest, adaptive.sent) == (32, None, {})
-
-
 CORRECTIONS_OR_NOT = {
     # name: (day, business day or None, a correction)
     "before-the-business-date": (9, 10, True),

@@ -55,7 +55,7 @@ TABLES = [("fanout_subjects", SubjectState), ("fanout_index", KeySet), ("fanout_
           ("fanout_reference_instruments", Instrument), ("fanout_reference_series", SeriesMonth),
           ("fanout_reference_series_index", Months), ("fanout_reference_scalars", date)]
 # one job PROCESSING per partition at a time; a job resets all its holders in one cycle
-CONFIG = FanoutConfig(claim_batch=1, keys_per_cycle=500, rate_per_s=2000.0, max_in_flight=32, most_in_flight=32, in_flight_timeout_s=60.0,
+CONFIG = FanoutConfig(claim_batch=1, keys_per_cycle=500, rate_per_s=2000.0, max_in_flight=32, in_flight_timeout_s=60.0,
                       max_attempts=5)
 TICK_S = 0.25
 NOW = 1_750_000_000.0
