@@ -50,7 +50,7 @@ class Settings:
     fanout_rate_per_s: float = 2000.0
     fanout_keys_per_cycle: int = 500
     fanout_claim_batch: int = 4
-    fanout_max_in_flight: int = 32
+    fanout_max_in_flight: int = 96
     fanout_in_flight_timeout_s: float = 60.0
     # versions of result rows superseded longer ago than this are dropped (0: keep them all)
     versions_retention_days: int = 0

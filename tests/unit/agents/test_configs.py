@@ -12,7 +12,7 @@ from epochflow.domain.fanout import FanoutConfig
 
 def test_the_fanout_pace_comes_from_the_settings() -> None:
     assert fanout_config(Settings()) == FanoutConfig(claim_batch=4, keys_per_cycle=500, rate_per_s=2000.0,
-                                                     max_in_flight=32, in_flight_timeout_s=60.0, max_attempts=5)
+                                                     max_in_flight=96, in_flight_timeout_s=60.0, max_attempts=5)
     tuned = fanout_config(replace(Settings(), fanout_rate_per_s=50.0, fanout_claim_batch=1, fanout_keys_per_cycle=7,
                                   fanout_max_in_flight=3, fanout_in_flight_timeout_s=9.0, max_attempts=2))
     assert tuned == FanoutConfig(claim_batch=1, keys_per_cycle=7, rate_per_s=50.0, max_in_flight=3,
