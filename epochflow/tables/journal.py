@@ -11,12 +11,12 @@ The journal closes that gap for every role with one rule, `commit`:
 
 1. Everything the step writes and sends is encoded into journal records of the role's
    journal table, under the step's partition: chunk records first, then a head record that
-   names how many chunks precede it. All of them go to ONE changelog topic-partition, which
-   keeps their order, so a restored head always has its chunks. A journal larger than one
-   chunk may span several record batches, and a batch the broker refuses for good does
-   not stop the ones after it: its head goes only once its chunks are delivered, and its
-   chunks only once the previous step's journal deletes are (every step's chunks have
-   the same keys, so an old head must not outlive its deletes beside new chunks).
+   names them (their count, and the step: a digest of its chunks, in every chunk's key, so
+   a head never names another step's chunks). All of them go to ONE changelog
+   topic-partition, which keeps their order, so a restored head always has its chunks. A
+   journal larger than one chunk may span several record batches, and a batch the broker
+   refuses for good does not stop the ones after it: its head goes only once its chunks
+   are delivered.
 2. Once the journal is delivered, the writes go to their tables and the messages are sent.
 3. Once those are delivered, the journal is deleted (the deletes, again in the journal's
    own topic-partition, land before any later step's journal).
@@ -39,6 +39,7 @@ role (tests/unit/faults/).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from collections.abc import Callable, Iterable, Mapping
@@ -103,8 +104,13 @@ def head_key(partition: int) -> bytes:
     return b"head|p%d" % partition
 
 
-def chunk_key(partition: int, index: int) -> bytes:
-    return b"chunk|p%d|%d" % (partition, index)
+def chunk_key(partition: int, index: int, step: str = "") -> bytes:
+    """A chunk's key: named by its step (a digest of the step's chunks), so a head can only
+    ever name the chunks written with it. (Chunks journalled before steps were named carry
+    no step.)"""
+    if not step:
+        return b"chunk|p%d|%d" % (partition, index)
+    return b"chunk|p%d|%s|%d" % (partition, step.encode(), index)
 
 
 # -- encoding ---------------------------------------------------------------------------
@@ -133,8 +139,12 @@ def records(partition: int, entry: Entry, chunk_bytes: int = CHUNK_BYTES) -> lis
         current += encoded
     if current:
         chunks.append(bytes(current))
-    head = json.dumps({"chunks": len(chunks)}).encode()
-    return [(chunk_key(partition, i), chunk) for i, chunk in enumerate(chunks)] + [(head_key(partition), head)]
+    digest = hashlib.blake2b(digest_size=8)
+    for chunk in chunks:
+        digest.update(chunk)
+    step = digest.hexdigest()
+    head = json.dumps({"chunks": len(chunks), "step": step}).encode()
+    return [(chunk_key(partition, i, step), chunk) for i, chunk in enumerate(chunks)] + [(head_key(partition), head)]
 
 
 def _read_field(raw: bytes, at: int) -> tuple[bytes, int]:
@@ -166,18 +176,24 @@ def _decode_chunk(raw: bytes) -> Iterable[Write | Output]:
 
 def read(get: Callable[[bytes], bytes | None], partition: int) -> tuple[Entry, list[bytes]] | None:
     """The journalled step of a partition and the keys of its records, or None when no step
-    is outstanding."""
+    is outstanding.
+
+    A head is written only once its chunks are delivered (with them, in one record batch,
+    or after them), and its chunks are deleted only once the step's writes and messages are
+    delivered. So a head whose chunks are not all there belongs to a step that finished,
+    whose deletes landed in part (the broker refused the head's and took the chunks'): it
+    is no journal."""
     head = get(head_key(partition))
     if head is None:
         return None
-    count = json.loads(head)["chunks"]
+    named = json.loads(head)
     writes: list[Write] = []
     outputs: list[Output] = []
-    keys = [chunk_key(partition, i) for i in range(count)]
-    for key in keys:
-        chunk = get(key)
-        if chunk is None:  # the head is written after its chunks, in the same log
-            raise RuntimeError(f"journal head of partition {partition} without its chunk {key!r}")
+    keys = [chunk_key(partition, i, named.get("step", "")) for i in range(named["chunks"])]
+    chunks = [get(key) for key in keys]
+    if any(chunk is None for chunk in chunks):
+        return None
+    for chunk in chunks:
         for item in _decode_chunk(chunk):
             (writes if isinstance(item, Write) else outputs).append(item)
     return Entry(tuple(writes), tuple(outputs)), keys + [head_key(partition)]
@@ -218,10 +234,6 @@ async def commit(io: StepIO, entries: Mapping[int, Entry], chunk_bytes: int = CH
     # epochflow.app), which the broker takes or refuses whole; more may span several
     held = {partition for partition, written in planned.items()
             if sum(len(value) for _, value in written[:-1]) > chunk_bytes}
-    if held:
-        # The previous step's journal deletes first: had the broker refused them for good
-        # and taken these chunks, its head would name this step's chunks as its own.
-        await io.delivered()
     for partition, written in planned.items():
         *chunks, head = written
         for key, value in chunks:

@@ -31,12 +31,14 @@ def get(table: Any, partition: int, key: bytes) -> bytes | None:
     db = partition_db(table, partition)
     if db is None:
         return table.get(key)
-    return db.get(key)
+    value = db.get(key)
+    if value is not None:
+        table.data._key_index[key] = partition  # where Faust's reads without an event look first
+    return value
 
 
-def put(table: Any, partition: int, key: bytes, value: bytes | None) -> bool:
-    """Write `value` (None: delete) for `key` in the partition's database; False when a
-    delete found nothing to delete (no changelog record is then needed)."""
+def put(table: Any, partition: int, key: bytes, value: bytes | None) -> None:
+    """Write `value` (None: delete) for `key` in the partition's database."""
     db = partition_db(table, partition)
     store = table.data
     if db is None:
@@ -44,14 +46,9 @@ def put(table: Any, partition: int, key: bytes, value: bytes | None) -> bool:
             store[key] = value
         elif key in store:
             del store[key]
-        else:
-            return False
-        return True
+        return
     if value is not None:
         db.put(key, value)
-        store._key_index[key] = partition  # where Faust's reads without an event look first
-        return True
-    if db.get(key) is None:
-        return False
-    db.delete(key)
-    return True
+        store._key_index[key] = partition
+    else:
+        db.delete(key)

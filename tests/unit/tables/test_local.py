@@ -46,7 +46,8 @@ def test_a_rocksdb_table_has_a_database_per_partition_and_a_memory_table_none(ta
 def test_what_is_put_directly_is_what_faust_reads_in_that_partition_only(tmp_path):
     table = faust_table("rocksdb://", "partitions", tmp_path)  # (the memory store keeps one mapping)
     with on(1):
-        assert local.put(table, 1, b"k", b"v")
+        local.put(table, 1, b"k", b"v")
+        assert table.data._key_index[b"k"] == 1  # where Faust's reads without an event look first
         assert local.get(table, 1, b"k") == b"v"
         assert table.get(b"k") == b"v"
     with on(0):
@@ -61,11 +62,22 @@ def test_what_faust_writes_is_read_directly(table):
         assert local.get(table, 0, b"k") == b"w"
 
 
-def test_a_delete_says_whether_there_was_anything_to_delete(table):
+def test_a_key_read_directly_is_indexed_where_faust_looks_first(tmp_path):
+    table = faust_table("rocksdb://", "index", tmp_path)
     with on(1):
-        assert not local.put(table, 1, b"k", None)
+        table.data[b"k"] = b"w"
+    table.data._key_index.clear()
+    with on(1):
+        assert local.get(table, 1, b"k") == b"w"
+    assert table.data._key_index[b"k"] == 1
+
+
+def test_a_key_is_deleted_and_a_missing_key_deleted_again_changes_nothing(table):
+    with on(1):
+        local.put(table, 1, b"k", None)
         local.put(table, 1, b"k", b"v")
-        assert local.put(table, 1, b"k", None)
+        local.put(table, 1, b"k", None)
         assert local.get(table, 1, b"k") is None
         assert table.get(b"k") is None
-        assert not local.put(table, 1, b"k", None)
+        local.put(table, 1, b"k", None)
+        assert local.get(table, 1, b"k") is None
