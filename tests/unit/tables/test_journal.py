@@ -165,19 +165,8 @@ BATCHES = [[("t1", 5), ("t2", 7)], [("t3", 7), ("t1", 5)], [("t4", 1)]]
 GROWING = [[("t1", 5)], [("t2", 7), ("t3", 7), ("t1", 5)], [("t4", 1), ("t5", 2), ("t6", 3), ("t2", 7)]]
 
 
-def undisturbed(commit, batches=BATCHES, batch_bytes: int = BATCH_BYTES) -> MemoryWorker:
-    worker = MemoryWorker(batch_bytes=batch_bytes)
-
-    async def go():
-        for batch in batches:
-            await commit(worker, step(worker, batch))
-
-    asyncio.run(go())
-    return worker
-
-
 def records_of(commit) -> int:
-    return undisturbed(commit).enqueued
+    return play(BATCHES, commit, None, keep_local=False).enqueued
 
 
 @pytest.mark.parametrize("keep_local", [False, True], ids=["restored_from_changelog", "local_state_kept"])
